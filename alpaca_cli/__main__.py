@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from alpaca_cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""One module per subcommand. Keep module-level imports light: typer and the standard library."""
