@@ -1,0 +1,83 @@
+"""The application shell: help, version, start-up weight, documented exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from alpaca_cli.errors import ExitCode
+from alpaca_cli.main import EXIT_CODES_HELP, app
+
+runner = CliRunner()
+
+COMMANDS = [
+    "build",
+    "deploy",
+    "connect",
+    "publish",
+    "auth",
+    "subscribe",
+    "tail",
+    "list",
+    "teardown",
+    "run",
+]
+
+
+def test_root_help_lists_every_command_and_the_exit_codes() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in [*COMMANDS, "dev"]:
+        assert f" {name} " in result.stdout
+    for code in ExitCode:
+        assert f"{int(code)} " in EXIT_CODES_HELP
+
+
+def test_dash_h_is_help() -> None:
+    assert runner.invoke(app, ["-h"]).stdout == runner.invoke(app, ["--help"]).stdout
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help_with_the_exit_codes(name: str) -> None:
+    result = runner.invoke(app, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Not implemented" not in result.stdout
+    assert "Exit codes" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["feed", "up"])
+def test_dev_commands_have_help(name: str) -> None:
+    result = runner.invoke(app, ["dev", name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Not implemented" not in result.stdout
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.startswith("alpaca-md ")
+
+
+def test_help_imports_nothing_heavy() -> None:
+    """`alpaca-md --help` must stay close to a bare Typer app: no dapr, grpc, httpx, pydantic."""
+    code = (
+        "import sys, json\n"
+        "from alpaca_cli.main import app\n"
+        "try:\n"
+        "    app(['--help'], standalone_mode=False)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('dapr', 'grpc', 'httpx', 'pydantic', 'websockets', 'aiohttp', 'rich.live',\n"
+        "         'alpaca_cli.devstack', 'orjson', 'msgpack')\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in heavy\n"
+        "     or any(m.startswith(h + '.') or m == h for h in heavy))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    loaded = json.loads(out.strip().splitlines()[-1])
+    assert loaded == []
