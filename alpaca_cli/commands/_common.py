@@ -3,6 +3,22 @@
 Options are declared once as ``Annotated`` aliases so every command spells and documents them the
 same way. Root options (``alpaca-md --json list``) and per-command options (``alpaca-md list
 --json``) both work: :func:`merged` combines them.
+
+Configuration options default to ``None`` ("not given") and carry no ``envvar=``: the
+environment, ``.env`` and settings layers are resolved by :mod:`alpaca_cli.config`, which also
+records where each value came from (``-v``).
+
+Stable API::
+
+    JsonOption, VerboseOption, StateOption, SettingsOption, EnvFileOption, ApiUrlOption,
+    TimeoutOption, PubsubOption, CommandTopicOption, ReplyTopicOption, TopicOption,
+    ChannelOption, StreamUrlOption, ProjectOption
+    GlobalOptions(json, verbose); merged(ctx, json_output, verbose) -> GlobalOptions
+    open_runtime(ctx, *, json_output, verbose, state=None, settings=None, env_file=None,
+                 api_url=None, timeout=None, pubsub=None, command_topic=None,
+                 reply_topic=None, topic=None, channel=None, stream_url=None, symbols=None,
+                 project=None) -> Runtime     # imports config/runtime lazily
+    fail(exc) -> NoReturn; reported_errors() context manager
 """
 
 from __future__ import annotations
@@ -11,19 +27,124 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Annotated, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from alpaca_cli.errors import AlpacaMdError, ExitCode
 
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Write the result to stdout as JSON.")
-]
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from alpaca_cli.runtime import Runtime
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Write the result to stdout as JSON.")]
 VerboseOption = Annotated[
     int,
     typer.Option(
         "--verbose", "-v", count=True, help="Diagnostics on stderr (secrets redacted); repeat."
+    ),
+]
+
+StateOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state",
+        help="State file [env ALPACA_MD_STATE; default ./.alpaca-md/state.json].",
+        show_default=False,
+    ),
+]
+SettingsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--settings",
+        help="Stream settings JSON [env ALPACA_MD_SETTINGS; default ./settings/alpaca.json, "
+        "else the packaged copy].",
+        show_default=False,
+    ),
+]
+EnvFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--env-file",
+        help=".env file read below the environment [default ./.env when present].",
+        show_default=False,
+    ),
+]
+ApiUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-url",
+        help="Gateway base URL [env VIRTUFIN_API_URL; default http://localhost:5001].",
+        show_default=False,
+    ),
+]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        help="Seconds to wait for a reply [env ALPACA_MD_TIMEOUT; default 15].",
+        show_default=False,
+    ),
+]
+PubsubOption = Annotated[
+    str | None,
+    typer.Option(
+        "--pubsub",
+        help="Dapr pub/sub component name [env ALPACA_MD_PUBSUB; default pubsub].",
+        show_default=False,
+    ),
+]
+CommandTopicOption = Annotated[
+    str | None,
+    typer.Option(
+        "--command-topic",
+        help="Controller command topic [env ALPACA_MD_COMMAND_TOPIC; "
+        "default command.websocketmanagercontroller].",
+        show_default=False,
+    ),
+]
+ReplyTopicOption = Annotated[
+    str | None,
+    typer.Option(
+        "--reply-topic",
+        help="Controller reply topic [env ALPACA_MD_REPLY_TOPIC; "
+        "default response.websocketmanagercontroller].",
+        show_default=False,
+    ),
+]
+TopicOption = Annotated[
+    str | None,
+    typer.Option(
+        "--topic",
+        help="Topic the stream is published to [env ALPACA_MD_TOPIC; settings 'topic'].",
+        show_default=False,
+    ),
+]
+ChannelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--channel",
+        help="Alpaca channel: trades, quotes, orderbooks, bars, updatedBars, dailyBars "
+        "[env ALPACA_MD_CHANNEL; settings 'channel'].",
+        show_default=False,
+    ),
+]
+StreamUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="Alpaca stream URL, ws:// or wss:// [env ALPACA_STREAM_URL; settings 'url'].",
+        show_default=False,
+    ),
+]
+ProjectOption = Annotated[
+    str | None,
+    typer.Option(
+        "--project",
+        help="Controller worker project directory [env ALPACA_MD_PROJECT; settings 'project'].",
+        show_default=False,
     ),
 ]
 
@@ -60,3 +181,51 @@ def reported_errors() -> Iterator[None]:
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
 
+def open_runtime(
+    ctx: typer.Context | None,
+    *,
+    json_output: bool = False,
+    verbose: int = 0,
+    state: Path | None = None,
+    settings: Path | None = None,
+    env_file: Path | None = None,
+    api_url: str | None = None,
+    timeout: float | None = None,
+    pubsub: str | None = None,
+    command_topic: str | None = None,
+    reply_topic: str | None = None,
+    topic: str | None = None,
+    channel: str | None = None,
+    stream_url: str | None = None,
+    symbols: Sequence[str] | None = None,
+    project: str | None = None,
+) -> Runtime:
+    """Resolve the configuration from the given options and build the invocation's runtime.
+
+    Call it inside :func:`reported_errors` (it raises ``SettingsError``); close the runtime
+    (``with``) when done. Root ``--json``/``-v`` are merged in when ``ctx`` is given.
+    """
+    from alpaca_cli.config import ConfigOptions
+    from alpaca_cli.runtime import open_runtime as _open
+
+    opts = (
+        merged(ctx, json_output, verbose)
+        if ctx is not None
+        else GlobalOptions(json=json_output, verbose=verbose)
+    )
+    config_options = ConfigOptions(
+        api_url=api_url,
+        settings=settings,
+        env_file=env_file,
+        state=state,
+        pubsub=pubsub,
+        command_topic=command_topic,
+        reply_topic=reply_topic,
+        timeout=timeout,
+        stream_url=stream_url,
+        channel=channel,
+        symbols=list(symbols) if symbols else None,
+        topic=topic,
+        project=project,
+    )
+    return _open(config_options, json=opts.json, verbose=opts.verbose)

@@ -1,0 +1,384 @@
+"""HTTP client of the virtufin API gateway: ``invoke-json``, ``/health`` and discovery.
+
+It cannot tell the real gateway from the embedded one, and every httpx error leaves it translated
+into :mod:`alpaca_cli.errors` (``raise ... from``), so no command ever sees a raw httpx error:
+
+- connection refused, DNS failure, timeout, HTTP 5xx  -> :class:`GatewayUnreachable` (exit 3)
+- HTTP 401 / 403                                       -> :class:`GatewayUnauthorized` (exit 4)
+- ``success: false`` in the body (gRPC status + message) -> :class:`CommandRefused` (exit 5)
+
+Example::
+
+    with GatewayClient("http://localhost:5001", api_key=None) as gw:
+        worker = gw.create_worker(topics=["command.websocketmanagercontroller"], url=url)
+        gw.start_worker(worker.id)
+
+Parameters of :class:`GatewayClient`:
+    base_url: the gateway, e.g. ``http://localhost:5001``.
+    api_key: sent as the ``x-api-key`` header, never logged or shown.
+    timeout: seconds for each HTTP request (the gateway's backend deadline is 30 s).
+    client: an ``httpx.Client`` to use instead of a new one (tests pass a ``MockTransport``);
+        the caller keeps ownership of a client it passes.
+    log: optional callable receiving one diagnostic line per request (no headers, ever).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Final
+
+import httpx
+
+from alpaca_cli.errors import CommandRefused, GatewayUnauthorized, GatewayUnreachable
+
+DOTNET_MIME: Final = "application/x-dotnet-dll"
+UP_HINT: Final = "Is the platform up? Check VIRTUFIN_API_URL, or start one with `alpaca-md dev up`."
+_STATUS_NUMBERS: Final = {0: "UNSPECIFIED", 1: "STOPPED", 2: "RUNNING"}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """One worker as ``ListWorkers`` reports it (parsed leniently, see :func:`parse_worker`)."""
+
+    id: str
+    status: str = "UNSPECIFIED"
+    mime_type: str = ""
+    language: str = ""
+    topics: tuple[str, ...] = ()
+    created_at: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def running(self) -> bool:
+        return self.status == "RUNNING"
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedWorker:
+    """What ``CreateWorker`` returned, and which topic field the platform accepted."""
+
+    id: str
+    topic_field: str = "topics"
+
+
+def normalize_status(value: object) -> str:
+    """``RUNNING`` / ``WORKER_STATUS_RUNNING`` / ``2`` / ``running`` -> ``RUNNING``."""
+    if isinstance(value, bool) or value is None:
+        return "UNSPECIFIED"
+    if isinstance(value, int):
+        return _STATUS_NUMBERS.get(value, str(value))
+    text = str(value).strip().upper()
+    if text.isdigit():
+        return _STATUS_NUMBERS.get(int(text), text)
+    return text.removeprefix("WORKER_STATUS_") or "UNSPECIFIED"
+
+
+def _pick(data: Mapping[str, Any], *names: str) -> Any:
+    for name in names:
+        if name in data and data[name] is not None:
+            return data[name]
+    return None
+
+
+def parse_worker(data: Mapping[str, Any]) -> WorkerInfo:
+    """A worker record in camelCase or snake_case; missing keys take their defaults."""
+    topics_raw = _pick(data, "topics")
+    if topics_raw is None:
+        single = _pick(data, "topic")
+        topics_raw = [single] if single else []
+    if isinstance(topics_raw, str):
+        topics_raw = [topics_raw]
+    tags_raw = _pick(data, "tags") or {}
+    created = _pick(data, "createdAt", "created_at")
+    return WorkerInfo(
+        id=str(_pick(data, "id", "workerId", "worker_id") or ""),
+        status=normalize_status(_pick(data, "status", "state")),
+        mime_type=str(_pick(data, "mimeType", "mime_type") or ""),
+        language=str(_pick(data, "language") or ""),
+        topics=tuple(str(t) for t in topics_raw),
+        created_at=str(created) if created is not None else None,
+        tags={str(k): str(v) for k, v in dict(tags_raw).items()}
+        if isinstance(tags_raw, Mapping)
+        else {},
+    )
+
+
+class GatewayClient:
+    """Client of one gateway; see the module docstring for parameters and error mapping."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        client: httpx.Client | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"x-api-key": api_key} if api_key else {}
+        self._timeout = timeout
+        self._owns_client = client is None
+        self._client = client if client is not None else httpx.Client(timeout=timeout)
+        self._log = log
+        self._topics_supported: bool | None = None
+
+    def __repr__(self) -> str:
+        return f"GatewayClient({self.base_url!r})"
+
+    def close(self) -> None:
+        """Close the HTTP client if this object created it."""
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> GatewayClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- transport ------------------------------------------------------------------------------
+
+    def _request(
+        self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        url = f"{self.base_url}{path}"
+        if self._log is not None:
+            shown = "" if body is None else f" {json.dumps(body)}"
+            self._log(f"gateway {method} {url}{shown}")
+        try:
+            response = self._client.request(
+                method, url, json=body, params=params, headers=self._headers, timeout=self._timeout
+            )
+        except httpx.TimeoutException as exc:
+            raise GatewayUnreachable(
+                f"The gateway at {self.base_url} did not answer within {self._timeout:g} s "
+                f"({type(exc).__name__}).",
+                url=self.base_url,
+                hint=UP_HINT,
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise GatewayUnreachable(
+                f"Cannot reach the gateway at {self.base_url} ({type(exc).__name__}: {exc}).",
+                url=self.base_url,
+                hint=UP_HINT,
+            ) from exc
+        if self._log is not None:
+            self._log(f"gateway {method} {path} -> HTTP {response.status_code}")
+        if response.status_code in (401, 403):
+            raise GatewayUnauthorized(
+                f"The gateway at {self.base_url} refused the API key "
+                f"(HTTP {response.status_code}).",
+                hint="Set VIRTUFIN_API_KEY to a key the gateway accepts.",
+            )
+        if response.status_code >= 500:
+            raise GatewayUnreachable(
+                f"The gateway at {self.base_url} answered HTTP {response.status_code} for {path}.",
+                url=self.base_url,
+                hint=UP_HINT,
+            )
+        return response
+
+    def _json(self, response: httpx.Response, path: str) -> Any:
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise GatewayUnreachable(
+                f"{self.base_url}{path} answered HTTP {response.status_code} with a body that is "
+                "not JSON: this does not look like a virtufin gateway.",
+                url=self.base_url,
+                hint="Check VIRTUFIN_API_URL (default http://localhost:5001).",
+            ) from exc
+
+    # -- generic calls --------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """``GET /health``: the parsed body (``status`` is ``Healthy`` or ``Unhealthy``).
+
+        An unhealthy gateway (HTTP 503) raises :class:`GatewayUnreachable` like any 5xx.
+        """
+        response = self._request("GET", "/health")
+        data = self._json(response, "/health")
+        return data if isinstance(data, dict) else {"status": str(data)}
+
+    def invoke(self, service: str, method: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /v1/gateway/invoke-json``; returns the decoded ``response_data``.
+
+        Raises:
+            CommandRefused: ``success: false`` (``status`` = gRPC code name), or an HTTP 4xx.
+            GatewayUnauthorized: HTTP 401/403.
+            GatewayUnreachable: no answer, HTTP 5xx, or not a gateway.
+        """
+        path = "/v1/gateway/invoke-json"
+        body = {"service": service, "method": method, "request_data": json.dumps(request)}
+        response = self._request("POST", path, body=body)
+        if response.status_code >= 400:
+            raise CommandRefused(
+                f"The gateway refused {service}.{method} (HTTP {response.status_code}): "
+                f"{_snippet(response.text)}",
+                status=f"HTTP_{response.status_code}",
+            )
+        data = self._json(response, path)
+        if not isinstance(data, dict):
+            raise GatewayUnreachable(
+                f"{self.base_url}{path} answered {type(data).__name__}, not an object.",
+                url=self.base_url,
+                hint="Check VIRTUFIN_API_URL.",
+            )
+        if not data.get("success", False):
+            status = str(data.get("status") or "UNKNOWN")
+            message = str(data.get("message") or "no message")
+            raise CommandRefused(
+                f"The platform refused {service}.{method}: {status}: {message}", status=status
+            )
+        raw = data.get("response_data", data.get("responseData", ""))
+        if isinstance(raw, dict):
+            return raw
+        if not raw:
+            return {}
+        try:
+            decoded = json.loads(raw)
+        except (TypeError, ValueError):
+            return {"raw": raw}
+        return decoded if isinstance(decoded, dict) else {"value": decoded}
+
+    def list_services(self) -> list[str]:
+        """``GET /v1/gateway/list-services``."""
+        path = "/v1/gateway/list-services"
+        response = self._request("GET", path)
+        if response.status_code >= 400:
+            raise CommandRefused(
+                f"The gateway refused list-services (HTTP {response.status_code}).",
+                status=f"HTTP_{response.status_code}",
+            )
+        data = self._json(response, path)
+        services = data.get("services", []) if isinstance(data, dict) else data
+        return [str(s) for s in services or []]
+
+    def schema(self, service: str, method: str, kind: str = "input") -> list[dict[str, Any]] | None:
+        """The fields of a method's input (or output) message; ``None`` when not published."""
+        path = f"/v1/grpc/{service}/schema/{method}"
+        response = self._request("GET", path, params={"type": kind})
+        if response.status_code >= 400:
+            return None
+        data = self._json(response, path)
+        fields = data.get("fields") if isinstance(data, dict) else None
+        if not isinstance(fields, list):
+            return None
+        return [f for f in fields if isinstance(f, dict)]
+
+    # -- WorkManager ----------------------------------------------------------------------------
+
+    def _supports_topics(self) -> bool | None:
+        """Whether CreateWorker's schema has ``topics`` (None = the platform does not say)."""
+        if self._topics_supported is None:
+            try:
+                fields = self.schema("workmanager", "CreateWorker")
+            except CommandRefused:
+                fields = None
+            if fields is None:
+                return None
+            names = {str(f.get("name", "")) for f in fields}
+            self._topics_supported = "topics" in names or "topic" not in names
+        return self._topics_supported
+
+    def create_worker(
+        self,
+        *,
+        topics: Sequence[str],
+        content: bytes | None = None,
+        url: str | None = None,
+        mime_type: str = DOTNET_MIME,
+        tags: Mapping[str, str] | None = None,
+        group: str | None = None,
+    ) -> CreatedWorker:
+        """``CreateWorker`` with ``topics``, or ``topic`` on an older platform.
+
+        The older form is used when the platform's schema has no ``topics`` field, or when it
+        rejects ``topics`` with INVALID_ARGUMENT. Exactly one of ``content`` / ``url``.
+        """
+        import base64
+
+        if (content is None) == (url is None):
+            raise ValueError("create_worker needs exactly one of content= or url=")
+        code_source = (
+            {"content": base64.b64encode(content).decode("ascii")}
+            if content is not None
+            else {"url": url}
+        )
+        request: dict[str, Any] = {"code_source": code_source, "mime_type": mime_type}
+        if tags:
+            request["tags"] = dict(tags)
+        if self._supports_topics() is False:
+            return self._create_legacy(request, topics, group)
+        try:
+            data = self.invoke("workmanager", "CreateWorker", {**request, "topics": list(topics)})
+        except CommandRefused as exc:
+            if exc.status == "INVALID_ARGUMENT" and "topics" in exc.message.lower():
+                self._topics_supported = False
+                return self._create_legacy(request, topics, group)
+            raise
+        return CreatedWorker(id=_worker_id(data), topic_field="topics")
+
+    def _create_legacy(
+        self, request: dict[str, Any], topics: Sequence[str], group: str | None
+    ) -> CreatedWorker:
+        if len(topics) != 1:
+            raise CommandRefused(
+                "This platform's CreateWorker takes a single `topic`; "
+                f"cannot subscribe a worker to {len(topics)} topics.",
+                status="INVALID_ARGUMENT",
+            )
+        legacy = {**request, "topic": topics[0]}
+        if group:
+            legacy["group"] = group
+        data = self.invoke("workmanager", "CreateWorker", legacy)
+        return CreatedWorker(id=_worker_id(data), topic_field="topic")
+
+    def start_worker(self, worker_id: str) -> None:
+        """``StartWorker`` (idempotent on the platform)."""
+        self.invoke("workmanager", "StartWorker", {"id": worker_id})
+
+    def stop_worker(self, worker_id: str) -> None:
+        """``StopWorker`` (idempotent on the platform)."""
+        self.invoke("workmanager", "StopWorker", {"id": worker_id})
+
+    def delete_worker(self, worker_id: str) -> None:
+        """``DeleteWorker`` (no Stop needed first)."""
+        self.invoke("workmanager", "DeleteWorker", {"id": worker_id})
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """``ListWorkers``, parsed leniently."""
+        data = self.invoke("workmanager", "ListWorkers", {})
+        workers = data.get("workers") or []
+        return [parse_worker(w) for w in workers if isinstance(w, Mapping)]
+
+
+def _worker_id(data: Mapping[str, Any]) -> str:
+    value = _pick(data, "id", "workerId", "worker_id")
+    if not value:
+        raise CommandRefused("CreateWorker succeeded but returned no worker id.", status="INTERNAL")
+    return str(value)
+
+
+def _snippet(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+__all__ = [
+    "DOTNET_MIME",
+    "CreatedWorker",
+    "GatewayClient",
+    "WorkerInfo",
+    "normalize_status",
+    "parse_worker",
+]

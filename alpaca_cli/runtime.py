@@ -1,0 +1,169 @@
+"""The objects one invocation shares: resolved config, state store, clients, diagnostics.
+
+A command's Typer wrapper builds one :class:`Runtime` (through
+:func:`alpaca_cli.commands._common.open_runtime`) and hands it to the plain step function; ``run``
+builds one and passes it to every step. Clients are created on first use and closed with the
+runtime, so a command that never talks to the gateway never imports httpx.
+
+Stable API (other modules rely on it)::
+
+    Runtime(config, *, json=False, verbose=0, http_client=None, stderr=None)
+        .config: Config            .json: bool            .verbose: int
+        .store: StateStore         .redactor: Redactor
+        .log(message, level=1)     # -v diagnostics on stderr, redacted
+        .progress(message)         # one progress line on stderr (always, also with --json)
+        .warn(message)             # "Warning: ..." on stderr
+        .gateway() -> GatewayClient          # lazily built, cached, closed with the runtime
+        .enter_context(cm) -> value          # tie any other client's lifetime to the runtime
+        .close() / context manager
+    open_runtime(options=None, *, json=False, verbose=0, environ=None, cwd=None,
+                 http_client=None) -> Runtime
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import AbstractContextManager, ExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+
+from alpaca_cli.config import Config, ConfigOptions, load_config
+from alpaca_cli.redact import Redactor
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import httpx
+
+    from alpaca_cli.platform.gateway import GatewayClient
+    from alpaca_cli.state import StateStore
+
+T = TypeVar("T")
+
+
+class Runtime:
+    """Config + state + lazily built clients for one invocation.
+
+    Parameters:
+        config: the resolved configuration.
+        json: the result goes to stdout as JSON (progress still goes to stderr).
+        verbose: ``-v`` count; 1 shows where settings came from and each platform call.
+        http_client: an ``httpx.Client`` to use for the gateway (tests inject a
+            ``MockTransport``); by default one is created.
+        stderr: where diagnostics go (default ``sys.stderr`` at call time).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        json: bool = False,
+        verbose: int = 0,
+        http_client: httpx.Client | None = None,
+        stderr: TextIO | None = None,
+    ) -> None:
+        from alpaca_cli.state import StateStore
+
+        self.config = config
+        self.json = json
+        self.verbose = verbose
+        self.redactor = Redactor(config.secret_values())
+        self.store: StateStore = StateStore(config.state_path)
+        self._http_client = http_client
+        self._stderr = stderr
+        self._gateway: GatewayClient | None = None
+        self._stack = ExitStack()
+
+    # -- diagnostics ----------------------------------------------------------------------------
+
+    @property
+    def stderr(self) -> TextIO:
+        return self._stderr if self._stderr is not None else sys.stderr
+
+    def log(self, message: str, level: int = 1) -> None:
+        """A ``-v`` diagnostic line (secrets redacted); silent below ``level``."""
+        if self.verbose >= level:
+            self.stderr.write(f"alpaca-md: {self.redactor(message)}\n")
+            self.stderr.flush()
+
+    def progress(self, message: str) -> None:
+        """A progress line for the operator; stderr keeps stdout clean for data."""
+        self.stderr.write(f"{self.redactor(message)}\n")
+        self.stderr.flush()
+
+    def warn(self, message: str) -> None:
+        """A warning line on stderr."""
+        self.stderr.write(f"Warning: {self.redactor(message)}\n")
+        self.stderr.flush()
+
+    def log_sources(self) -> None:
+        """``-v``: where each setting came from (secrets shown only as set / not set)."""
+        if self.verbose < 1:
+            return
+        for name, value, source in self.config.describe():
+            self.log(f"setting {name} = {value or '(none)'}  [{source}]")
+
+    # -- clients --------------------------------------------------------------------------------
+
+    def gateway(self) -> GatewayClient:
+        """The gateway client for ``config.api_url`` (created once, closed with the runtime)."""
+        if self._gateway is None:
+            from alpaca_cli.platform.gateway import GatewayClient
+
+            key = self.config.api_key
+            self._gateway = GatewayClient(
+                self.config.api_url,
+                api_key=key.get_secret_value() if key else None,
+                timeout=max(self.config.timeout, 30.0),
+                client=self._http_client,
+                log=self.log if self.verbose >= 2 else None,
+            )
+            self._stack.callback(self._gateway.close)
+        return self._gateway
+
+    def enter_context(self, cm: AbstractContextManager[T]) -> T:
+        """Enter ``cm`` now and exit it when the runtime closes (LIFO)."""
+        return self._stack.enter_context(cm)
+
+    def callback(self, fn: Any, *args: Any) -> None:
+        """Call ``fn(*args)`` when the runtime closes."""
+        self._stack.callback(fn, *args)
+
+    def close(self) -> None:
+        """Close every client this runtime created."""
+        self._stack.close()
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_runtime(
+    options: ConfigOptions | None = None,
+    *,
+    json: bool = False,
+    verbose: int = 0,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    http_client: httpx.Client | None = None,
+) -> Runtime:
+    """Resolve the configuration and build a :class:`Runtime`.
+
+    Raises:
+        SettingsError: see :func:`alpaca_cli.config.load_config`.
+    """
+    config = load_config(options, environ=environ, cwd=cwd)
+    runtime = Runtime(config, json=json, verbose=verbose, http_client=http_client)
+    runtime.log_sources()
+    return runtime
+
+
+__all__ = ["Runtime", "open_runtime"]

@@ -1,0 +1,280 @@
+"""The state file: what one command leaves for the next (worker id, connection id, topic...).
+
+Stable API (other modules rely on it)::
+
+    State (pydantic, version 1): run_id, gateway_url, build, worker, connection, publish_topic,
+        channel, subscriptions (channel -> symbols), authenticated_at, created_at, updated_at
+    BuildRecord(project, package_path, package_sha256, built_at)
+    WorkerRecord(id, topics, package_path, package_url, package_sha256, created_at)
+    ConnectionRecord(id, url, created_at)
+    StateStore(path, *, lock_timeout=30.0)
+        .read() -> State | None                 # no lock: writes are atomic renames
+        .transaction() -> ContextManager[State] # exclusive lock across read-modify-write;
+                                                #  written back (atomically) only on a clean exit
+                                                #  and only when something changed
+        .clear() -> bool                        # remove the file (under the lock)
+    utcnow() -> datetime
+
+Why this shape: every subcommand is a separate process, and an operator (or ``run``) may start two
+at once. A sidecar ``<state>.lock`` file held with ``fcntl.flock`` serialises read-modify-write;
+the data file itself is only ever replaced by ``os.replace`` of a fsynced temporary file in the
+same directory, so a reader or a crash never sees half a file. A corrupt or unknown-version file
+raises :class:`~alpaca_cli.errors.StateError` and is never overwritten: the operator decides.
+
+Never a secret: the model forbids unknown fields, and none of its fields holds a credential.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from alpaca_cli.errors import StateError
+
+STATE_VERSION = 1
+
+
+def utcnow() -> datetime:
+    """Timezone-aware UTC now (serialised as RFC 3339)."""
+    return datetime.now(UTC)
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BuildRecord(_Record):
+    """What ``build`` produced."""
+
+    project: str | None = None
+    package_path: str
+    package_sha256: str
+    built_at: datetime = Field(default_factory=utcnow)
+
+
+class WorkerRecord(_Record):
+    """The controller worker ``deploy`` created."""
+
+    id: str
+    topics: list[str] = Field(default_factory=list)
+    package_path: str | None = None
+    package_url: str | None = None
+    package_sha256: str | None = None
+    topic_field: Literal["topics", "topic"] = "topics"
+    """Which CreateWorker field the platform accepted (``topic`` on older platforms)."""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ConnectionRecord(_Record):
+    """The upstream WebSocket ``connect`` opened through the controller."""
+
+    id: str
+    url: str
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class State(_Record):
+    """Version 1 of the state file."""
+
+    version: Literal[1] = 1
+    run_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    gateway_url: str | None = None
+    build: BuildRecord | None = None
+    worker: WorkerRecord | None = None
+    connection: ConnectionRecord | None = None
+    publish_topic: str | None = None
+    channel: str | None = None
+    subscriptions: dict[str, list[str]] = Field(default_factory=dict)
+    """Confirmed subscriptions: channel -> symbols."""
+    authenticated_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class StateStore:
+    """The state file at ``path`` and its lock.
+
+    Example::
+
+        store = StateStore(Path(".alpaca-md/state.json"))
+        with store.transaction() as state:
+            state.worker = WorkerRecord(id=worker_id, topics=[topic])
+
+    Parameters:
+        path: the JSON file; its directory is created on first write.
+        lock_timeout: seconds to wait for another invocation to release the lock.
+    """
+
+    def __init__(self, path: Path, *, lock_timeout: float = 30.0) -> None:
+        self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+        self.lock_timeout = lock_timeout
+
+    def __repr__(self) -> str:
+        return f"StateStore({str(self.path)!r})"
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read(self) -> State | None:
+        """The current state, or ``None`` when there is no file.
+
+        Raises:
+            StateError: the file is unreadable, corrupt, or of an unknown version.
+        """
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StateError(
+                f"{self.path}: cannot read the state file ({exc.strerror}).",
+                hint="Check its permissions, or point --state at another file.",
+            ) from exc
+        return self._parse(raw)
+
+    def _parse(self, raw: bytes) -> State:
+        fix = (
+            f"It was left untouched: move it away (mv {self.path} {self.path}.bak) if you no "
+            "longer need what it names, or pass --state to use another file."
+        )
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise StateError(f"{self.path}: the state file is not valid JSON.", hint=fix) from exc
+        if not isinstance(data, dict):
+            raise StateError(f"{self.path}: the state file is not a JSON object.", hint=fix)
+        version = data.get("version")
+        if version != STATE_VERSION:
+            raise StateError(
+                f"{self.path}: unknown state file version {version!r} "
+                f"(this alpaca-md reads version {STATE_VERSION}).",
+                hint="A newer alpaca-md may have written it. " + fix,
+            )
+        try:
+            return State.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise StateError(
+                f"{self.path}: the state file is invalid at '{loc}': {first['msg']}.", hint=fix
+            ) from None
+
+    # -- locking and writing ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + self.lock_timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise StateError(
+                            f"{self.path}: another alpaca-md holds the state lock "
+                            f"({self.lock_path}).",
+                            hint="Wait for it to finish, or pass --state to use another file.",
+                        ) from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[State]:
+        """Read (or start) the state under the lock; write it back if the block succeeds.
+
+        An exception inside the block discards the changes. The write happens only when the
+        state changed, and bumps ``updated_at``.
+
+        Raises:
+            StateError: corrupt/unknown-version file (left untouched), lock timeout, or the
+                write failed (the old file stays intact).
+        """
+        with self._locked():
+            current = self.read()
+            state = current if current is not None else State()
+            before = state.model_dump(mode="json")
+            yield state
+            after = state.model_dump(mode="json")
+            if current is None or after != before:
+                state.updated_at = utcnow()
+                self._write(state)
+
+    def clear(self) -> bool:
+        """Remove the state file under the lock; ``True`` if there was one."""
+        with self._locked():
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                return False
+            _fsync_dir(self.path.parent)
+            return True
+
+    def _write(self, state: State) -> None:
+        """Replace the file atomically: temp file in the same dir, fsync, rename, fsync dir."""
+        data = (state.model_dump_json(indent=2) + "\n").encode()
+        directory = self.path.parent
+        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.", suffix=".tmp")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise StateError(
+                f"{self.path}: cannot write the state file ({exc.strerror}); "
+                "the previous version is intact.",
+                hint="Check free space and permissions.",
+            ) from exc
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        _fsync_dir(directory)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (POSIX needs the directory fsynced)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+__all__ = [
+    "STATE_VERSION",
+    "BuildRecord",
+    "ConnectionRecord",
+    "State",
+    "StateStore",
+    "WorkerRecord",
+    "utcnow",
+]
