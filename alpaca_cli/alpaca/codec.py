@@ -1,0 +1,622 @@
+"""The one Alpaca wire codec, shared by the client and the stand-in stream server.
+
+Server frames (spec: "Session", "Data messages", "Optional msgpack") are JSON or msgpack arrays
+of objects. :func:`decode` turns one frame into typed messages and promises a single error type,
+:class:`DecodeError`, for anything malformed. :func:`encode_frame` is its inverse (used by
+``dev feed``). Client messages go the other way: :func:`encode_auth` / :func:`encode_subscribe`
+build them and :func:`decode_client_message` parses them on the server side.
+
+Decoding is the hot path of the whole tool, so the per-type decoders are written out by hand:
+one dict lookup per field, exact-type checks (``bool`` is not a number here), and no
+per-message pydantic or ``datetime``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+import msgpack
+import orjson
+from msgpack import Timestamp
+
+from .messages import (
+    BAR_KINDS,
+    CHANNELS,
+    Bar,
+    Error,
+    Message,
+    OrderBookUpdate,
+    Quote,
+    Subscription,
+    Success,
+    Trade,
+    Unknown,
+)
+from .timestamps import format_rfc3339, parse_rfc3339, to_msgpack_timestamp
+
+__all__ = [
+    "MAX_SYMBOLS_PER_MESSAGE",
+    "AuthRequest",
+    "ClientMessage",
+    "DecodeError",
+    "Format",
+    "SubscribeRequest",
+    "decode",
+    "decode_client_message",
+    "decode_json",
+    "decode_msgpack",
+    "encode_auth",
+    "encode_client_message",
+    "encode_frame",
+    "encode_subscribe",
+    "is_valid_symbol",
+    "to_wire",
+]
+
+Format: TypeAlias = Literal["json", "msgpack"]
+
+MAX_SYMBOLS_PER_MESSAGE = 100
+"""Spec: "Keep messages under ~100 symbols each"."""
+
+
+class DecodeError(ValueError):
+    """A frame or client message is malformed: the only exception the decoders raise.
+
+    The message names the position and field but never echoes values, because a client message
+    carries the Alpaca secret.
+
+    Attributes:
+        index: position of the offending message in the frame, or None for the frame itself.
+        field: the wire key at fault, or None.
+    """
+
+    def __init__(self, reason: str, *, index: int | None = None, field: str | None = None):
+        where = []
+        if index is not None:
+            where.append(f"message {index}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        super().__init__(f"{reason} ({', '.join(where)})" if where else reason)
+        self.reason = reason
+        self.index = index
+        self.field = field
+
+
+# --------------------------------------------------------------------------- server frames
+
+_NUM = frozenset({int, float})
+
+
+class _Bad(Exception):
+    """Internal: a field failed validation; turned into DecodeError with the message index."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+
+
+def _ts(value: Any) -> int:
+    if value.__class__ is str:
+        try:
+            return parse_rfc3339(value)
+        except (ValueError, IndexError):
+            raise _Bad("t", "bad timestamp") from None
+    if value.__class__ is Timestamp:
+        ts: Timestamp = value
+        return ts.to_unix_nano()
+    raise _Bad("t", "timestamp is neither an RFC 3339 string nor a msgpack Timestamp")
+
+
+def _check(o: dict[str, Any], spec: Mapping[str, frozenset[type] | None]) -> None:
+    """Slow path: find the first field that is missing or ill-typed, to report it precisely.
+
+    Callers come here only after the fast path failed, and ``spec`` names every field the fast
+    path reads (``None``: any type), so this always raises.
+    """
+    for key, types in spec.items():
+        if key not in o:
+            raise _Bad(key, "missing field")
+        if types is not None and o[key].__class__ not in types:
+            raise _Bad(key, "wrong type")
+    raise _Bad("?", "invalid message")
+
+
+def _extra(o: dict[str, Any], known: frozenset[str]) -> dict[str, Any] | None:
+    return {k: v for k, v in o.items() if k not in known} or None
+
+
+_STR = frozenset({str})
+_INT = frozenset({int})
+_TRADE_SPEC: dict[str, frozenset[type] | None] = {
+    "S": _STR,
+    "p": _NUM,
+    "s": _NUM,
+    "i": _INT,
+    "t": None,
+}
+_TRADE_KEYS = frozenset({"T", "S", "p", "s", "t", "i", "tks"})
+
+
+def _trade(o: dict[str, Any]) -> Trade:
+    try:
+        sym = o["S"]
+        p = o["p"]
+        s = o["s"]
+        i = o["i"]
+        t = o["t"]
+    except KeyError:
+        _check(o, _TRADE_SPEC)
+        raise
+    if (
+        sym.__class__ is not str
+        or p.__class__ not in _NUM
+        or s.__class__ not in _NUM
+        or i.__class__ is not int
+    ):
+        _check(o, _TRADE_SPEC)
+    tks = o.get("tks")
+    if tks is not None and tks.__class__ is not str:
+        raise _Bad("tks", "wrong type")
+    n = 6 if tks is None else 7
+    extra = None if len(o) == n else _extra(o, _TRADE_KEYS)
+    return Trade(sym, p, s, _ts(t), i, tks, extra)
+
+
+_QUOTE_SPEC: dict[str, frozenset[type] | None] = {
+    "S": _STR,
+    "bp": _NUM,
+    "bs": _NUM,
+    "ap": _NUM,
+    "as": _NUM,
+    "t": None,
+}
+_QUOTE_KEYS = frozenset({"T", "S", "bp", "bs", "ap", "as", "t"})
+
+
+def _quote(o: dict[str, Any]) -> Quote:
+    try:
+        sym = o["S"]
+        bp = o["bp"]
+        bs = o["bs"]
+        ap = o["ap"]
+        as_ = o["as"]
+        t = o["t"]
+    except KeyError:
+        _check(o, _QUOTE_SPEC)
+        raise
+    if (
+        sym.__class__ is not str
+        or bp.__class__ not in _NUM
+        or bs.__class__ not in _NUM
+        or ap.__class__ not in _NUM
+        or as_.__class__ not in _NUM
+    ):
+        _check(o, _QUOTE_SPEC)
+    extra = None if len(o) == 7 else _extra(o, _QUOTE_KEYS)
+    return Quote(sym, bp, bs, ap, as_, _ts(t), extra)
+
+
+_BAR_SPEC: dict[str, frozenset[type] | None] = {
+    "S": _STR,
+    "o": _NUM,
+    "h": _NUM,
+    "l": _NUM,
+    "c": _NUM,
+    "v": _NUM,
+    "n": _INT,
+    "vw": _NUM,
+    "t": None,
+}
+_BAR_KEYS = frozenset({"T", "S", "o", "h", "l", "c", "v", "t", "n", "vw"})
+
+
+def _bar(o: dict[str, Any]) -> Bar:
+    try:
+        kind = BAR_KINDS[o["T"]]
+        sym = o["S"]
+        op = o["o"]
+        hi = o["h"]
+        lo = o["l"]
+        cl = o["c"]
+        v = o["v"]
+        t = o["t"]
+        n = o["n"]
+        vw = o["vw"]
+    except KeyError:
+        _check(o, _BAR_SPEC)
+        raise
+    if (
+        sym.__class__ is not str
+        or op.__class__ not in _NUM
+        or hi.__class__ not in _NUM
+        or lo.__class__ not in _NUM
+        or cl.__class__ not in _NUM
+        or v.__class__ not in _NUM
+        or n.__class__ is not int
+        or vw.__class__ not in _NUM
+    ):
+        _check(o, _BAR_SPEC)
+    extra = None if len(o) == 10 else _extra(o, _BAR_KEYS)
+    return Bar(kind, sym, op, hi, lo, cl, v, _ts(t), n, vw, extra)
+
+
+_BOOK_SPEC: dict[str, frozenset[type] | None] = {"S": _STR, "t": None}
+_BOOK_KEYS = frozenset({"T", "S", "t", "b", "a", "r"})
+_EMPTY: list[Any] = []
+
+
+def _levels(entries: Any, side: str) -> list[tuple[float, float]]:
+    if entries.__class__ is not list:
+        raise _Bad(side, "levels are not an array")
+    try:
+        levels = [(e["p"], e["s"]) for e in entries]
+    except (KeyError, TypeError, IndexError):
+        raise _Bad(side, "a level is not an object with p and s") from None
+    for p, s in levels:
+        if p.__class__ not in _NUM or s.__class__ not in _NUM:
+            raise _Bad(side, "a level's p or s is not a number")
+    return levels
+
+
+def _book(o: dict[str, Any]) -> OrderBookUpdate:
+    try:
+        sym = o["S"]
+        t = o["t"]
+    except KeyError:
+        _check(o, _BOOK_SPEC)
+        raise
+    if sym.__class__ is not str:
+        raise _Bad("S", "wrong type")
+    # Spec: both sides are normally present, possibly empty; be lenient if one is missing.
+    b = o.get("b", _EMPTY)
+    a = o.get("a", _EMPTY)
+    r = o.get("r", False)
+    if r.__class__ is not bool:
+        raise _Bad("r", "wrong type")
+    extra = None if _BOOK_KEYS.issuperset(o) else _extra(o, _BOOK_KEYS)
+    return OrderBookUpdate(sym, _ts(t), _levels(b, "b"), _levels(a, "a"), r, extra)
+
+
+_SUCCESS_KEYS = frozenset({"T", "msg"})
+
+
+def _success(o: dict[str, Any]) -> Success:
+    msg = o.get("msg")
+    if msg.__class__ is not str:
+        raise _Bad("msg", "missing field" if msg is None else "wrong type")
+    return Success(msg, None if len(o) == 2 else _extra(o, _SUCCESS_KEYS))
+
+
+_ERROR_KEYS = frozenset({"T", "code", "msg"})
+
+
+def _error(o: dict[str, Any]) -> Error:
+    code = o.get("code")
+    if code.__class__ is not int:
+        raise _Bad("code", "missing field" if code is None else "wrong type")
+    msg = o.get("msg", "")
+    if msg.__class__ is not str:
+        raise _Bad("msg", "wrong type")
+    return Error(code, msg, None if len(o) == 3 else _extra(o, _ERROR_KEYS))
+
+
+_SUB_KEYS = frozenset({"T", *CHANNELS})
+
+
+def _symbols(o: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = o.get(key)
+    if value is None:
+        return ()
+    if value.__class__ is not list or not all(s.__class__ is str for s in value):
+        raise _Bad(key, "not an array of symbols")
+    return tuple(value)
+
+
+def _subscription(o: dict[str, Any]) -> Subscription:
+    return Subscription(
+        _symbols(o, "trades"),
+        _symbols(o, "quotes"),
+        _symbols(o, "orderbooks"),
+        _symbols(o, "bars"),
+        _symbols(o, "updatedBars"),
+        _symbols(o, "dailyBars"),
+        None if _SUB_KEYS.issuperset(o) else _extra(o, _SUB_KEYS),
+    )
+
+
+_DECODERS: dict[str, Callable[[dict[str, Any]], Message]] = {
+    "t": _trade,
+    "q": _quote,
+    "b": _bar,
+    "d": _bar,
+    "u": _bar,
+    "o": _book,
+    "success": _success,
+    "subscription": _subscription,
+    "error": _error,
+}
+
+
+def _messages(data: Any) -> list[Message]:
+    if data.__class__ is not list:
+        raise DecodeError("frame is not an array")
+    out: list[Message] = []
+    append = out.append
+    decoders = _DECODERS
+    i = 0
+    try:
+        for i, o in enumerate(data):  # noqa: B007 - i is read in the handlers
+            if o.__class__ is not dict:
+                raise _Bad("T", "message is not an object")
+            T = o.get("T")
+            decoder = decoders.get(T)  # type: ignore[arg-type]
+            if decoder is not None:
+                append(decoder(o))
+            elif T.__class__ is str:
+                append(Unknown(T, o))
+            else:
+                raise _Bad("T", "missing field" if T is None else "wrong type")
+    except _Bad as exc:
+        raise DecodeError(exc.reason, index=i, field=exc.field) from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        # Unhashable T and similar oddities that the fast path does not check one by one.
+        raise DecodeError(f"invalid message ({type(exc).__name__})", index=i) from None
+    return out
+
+
+def decode_json(payload: bytes | bytearray | memoryview | str) -> list[Message]:
+    """Messages of one JSON frame.
+
+    Raises:
+        DecodeError: the payload is not a JSON array of well-formed Alpaca messages.
+    """
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise DecodeError("not valid JSON") from None
+    return _messages(data)
+
+
+def _unpack(payload: bytes | bytearray | memoryview) -> Any:
+    try:
+        return msgpack.unpackb(payload, raw=False, timestamp=0, strict_map_key=True)
+    except Exception:
+        # msgpack raises a zoo (ExtraData, FormatError, StackError, ValueError, TypeError...).
+        raise DecodeError("not valid msgpack") from None
+
+
+def decode_msgpack(payload: bytes | bytearray | memoryview) -> list[Message]:
+    """Messages of one msgpack frame (``t`` as a Timestamp ext -1, or a string).
+
+    Raises:
+        DecodeError: the payload is not a msgpack array of well-formed Alpaca messages.
+    """
+    return _messages(_unpack(payload))
+
+
+_SPACE = b" \t\r\n"
+
+
+def _looks_like_json(payload: bytes | bytearray | memoryview, openers: bytes) -> bool:
+    """JSON when the first non-space byte is one of ``openers``.
+
+    A msgpack array or map never starts so: ``[``, ``{`` and JSON whitespace are msgpack
+    positive fixints, which are not valid frames or client messages.
+    """
+    if not len(payload):
+        return False
+    first = payload[0]
+    if first in openers:
+        return True
+    if first not in _SPACE:
+        return False
+    stripped = bytes(payload).lstrip(_SPACE)
+    return bool(stripped) and stripped[0] in openers
+
+
+def decode(payload: bytes | bytearray | memoryview | str) -> list[Message]:
+    """Messages of one server frame, JSON or msgpack (a first non-space ``[`` means JSON).
+
+    Raises:
+        DecodeError: the frame is malformed in any way.
+    """
+    if isinstance(payload, str) or _looks_like_json(payload, b"[{"):
+        return decode_json(payload)
+    return decode_msgpack(payload)
+
+
+# --------------------------------------------------------------------------- server encoders
+
+
+def _wire_ts(ns: int, fmt: Format) -> str | Timestamp:
+    return format_rfc3339(ns) if fmt == "json" else to_msgpack_timestamp(ns)
+
+
+def to_wire(msg: Message, fmt: Format = "json") -> dict[str, Any]:
+    """The wire object of ``msg`` (``T`` first, as the spec requires for msgpack).
+
+    Keys in ``extra`` follow the known ones; ``t`` is a string for JSON and a Timestamp for
+    msgpack.
+    """
+    d: dict[str, Any]
+    if isinstance(msg, Trade):
+        d = {"T": "t", "S": msg.symbol, "p": msg.price, "s": msg.size,
+             "t": _wire_ts(msg.timestamp, fmt), "i": msg.id}  # fmt: skip
+        if msg.taker_side is not None:
+            d["tks"] = msg.taker_side
+    elif isinstance(msg, Quote):
+        d = {"T": "q", "S": msg.symbol, "bp": msg.bid_price, "bs": msg.bid_size,
+             "ap": msg.ask_price, "as": msg.ask_size,
+             "t": _wire_ts(msg.timestamp, fmt)}  # fmt: skip
+    elif isinstance(msg, Bar):
+        d = {"T": msg.kind, "S": msg.symbol, "o": msg.open, "h": msg.high, "l": msg.low,
+             "c": msg.close, "v": msg.volume, "t": _wire_ts(msg.timestamp, fmt),
+             "n": msg.trade_count, "vw": msg.vwap}  # fmt: skip
+    elif isinstance(msg, OrderBookUpdate):
+        d = {
+            "T": "o",
+            "S": msg.symbol,
+            "t": _wire_ts(msg.timestamp, fmt),
+            "b": [{"p": p, "s": s} for p, s in msg.bids],
+            "a": [{"p": p, "s": s} for p, s in msg.asks],
+        }
+        if msg.reset:
+            d["r"] = True
+    elif isinstance(msg, Success):
+        d = {"T": "success", "msg": msg.msg}
+    elif isinstance(msg, Subscription):
+        d = {"T": "subscription", **{k: list(v) for k, v in msg.channels().items()}}
+    elif isinstance(msg, Error):
+        d = {"T": "error", "code": msg.code, "msg": msg.msg}
+    elif isinstance(msg, Unknown):
+        return dict(msg.raw)
+    else:  # pragma: no cover - the union is closed
+        raise TypeError(f"not an Alpaca message: {type(msg).__name__}")
+    if msg.extra:
+        for k, v in msg.extra.items():
+            d.setdefault(k, v)
+    return d
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Timestamp):
+        return format_rfc3339(value.to_unix_nano())
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def encode_frame(messages: Sequence[Message], fmt: Format = "json") -> bytes:
+    """One server frame (a JSON or msgpack array) of ``messages``: the inverse of :func:`decode`."""
+    objs = [to_wire(m, fmt) for m in messages]
+    return _dump(objs, fmt)
+
+
+def _dump(obj: Any, fmt: Format) -> bytes:
+    if fmt == "json":
+        return orjson.dumps(obj, default=_json_default)
+    if fmt == "msgpack":
+        packed: bytes = msgpack.packb(obj, use_bin_type=True)
+        return packed
+    raise ValueError(f"unknown format {fmt!r}: use 'json' or 'msgpack'")
+
+
+# --------------------------------------------------------------------------- client messages
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRequest:
+    """``{"action":"auth","key":...,"secret":...}``; the secret never shows in a repr."""
+
+    key: str
+    secret: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeRequest:
+    """``subscribe`` or ``unsubscribe``: channel -> symbols, as sent (unknown channels kept)."""
+
+    channels: dict[str, tuple[str, ...]]
+    unsubscribe: bool = False
+
+    @property
+    def action(self) -> str:
+        return "unsubscribe" if self.unsubscribe else "subscribe"
+
+
+ClientMessage: TypeAlias = AuthRequest | SubscribeRequest
+
+_SYMBOL = re.compile(r"[A-Z0-9]{1,15}/[A-Z0-9]{1,15}")
+
+
+def is_valid_symbol(symbol: str) -> bool:
+    """True for ``BASE/QUOTE`` in upper case (``BTC/USD``) and for the wildcard ``*``."""
+    return symbol == "*" or _SYMBOL.fullmatch(symbol) is not None
+
+
+def encode_auth(key: str, secret: str, fmt: Format = "json") -> bytes:
+    """The ``auth`` message. The result holds the secret: send it, never log it."""
+    return _dump({"action": "auth", "key": key, "secret": secret}, fmt)
+
+
+def _chunks(channels: Mapping[str, Sequence[str]], limit: int) -> Iterator[dict[str, list[str]]]:
+    chunk: dict[str, list[str]] = {}
+    count = 0
+    for channel, symbols in channels.items():
+        if isinstance(symbols, str):
+            raise TypeError(f"symbols of {channel!r} must be a sequence of str, not one str")
+        for symbol in dict.fromkeys(symbols):
+            chunk.setdefault(channel, []).append(symbol)
+            count += 1
+            if count == limit:
+                yield chunk
+                chunk, count = {}, 0
+    if chunk:
+        yield chunk
+
+
+def encode_subscribe(
+    channels: Mapping[str, Sequence[str]],
+    *,
+    unsubscribe: bool = False,
+    fmt: Format = "json",
+    max_symbols: int = MAX_SYMBOLS_PER_MESSAGE,
+) -> list[bytes]:
+    """``subscribe`` (or ``unsubscribe``) messages, each naming at most ``max_symbols`` symbols.
+
+    Subscribing is additive on the server, so splitting changes nothing but message size.
+    Duplicate symbols within a channel are sent once; empty channels are left out, and nothing
+    to send gives an empty list. Channel names are not checked: the server answers 410 for one
+    it lacks.
+    """
+    if max_symbols < 1:
+        raise ValueError("max_symbols must be at least 1")
+    action = "unsubscribe" if unsubscribe else "subscribe"
+    return [_dump({"action": action, **chunk}, fmt) for chunk in _chunks(channels, max_symbols)]
+
+
+def encode_client_message(msg: ClientMessage, fmt: Format = "json") -> bytes:
+    """Inverse of :func:`decode_client_message` (no splitting)."""
+    if isinstance(msg, AuthRequest):
+        return encode_auth(msg.key, msg.secret, fmt)
+    body = {k: list(v) for k, v in msg.channels.items()}
+    return _dump({"action": msg.action, **body}, fmt)
+
+
+def decode_client_message(payload: bytes | bytearray | memoryview | str) -> ClientMessage:
+    """Parse a client's ``auth``/``subscribe``/``unsubscribe`` (JSON or msgpack, auto-detected).
+
+    Raises:
+        DecodeError: not an object, unknown ``action``, or ill-typed fields; the server answers
+            such a message with 400. The error never contains the secret.
+    """
+    if isinstance(payload, str) or _looks_like_json(payload, b"{["):
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise DecodeError("not valid JSON") from None
+    else:
+        obj = _unpack(payload)
+    if obj.__class__ is not dict:
+        raise DecodeError("client message is not an object")
+    action = obj.get("action")
+    if action == "auth":
+        key, secret = obj.get("key"), obj.get("secret")
+        if key.__class__ is not str:
+            raise DecodeError("missing or ill-typed field", field="key")
+        if secret.__class__ is not str:
+            raise DecodeError("missing or ill-typed field", field="secret")
+        return AuthRequest(key, secret)
+    if action in ("subscribe", "unsubscribe"):
+        channels: dict[str, tuple[str, ...]] = {}
+        for k, v in obj.items():
+            if k == "action":
+                continue
+            if k.__class__ is not str:
+                raise DecodeError("channel name is not a string")
+            if v.__class__ is not list or not all(s.__class__ is str for s in v):
+                raise DecodeError("not an array of symbols", field=str(k))
+            channels[k] = tuple(v)
+        return SubscribeRequest(channels, unsubscribe=action == "unsubscribe")
+    raise DecodeError("unknown or missing action", field="action")
