@@ -1,0 +1,246 @@
+"""The whole embedded platform in one event loop: broker, sidecar, WSM, WorkManager, gateway, feed.
+
+``alpaca-md dev up`` runs it in the foreground; tests and ``run --embedded`` start it in a
+background thread with :func:`start_in_thread`. Everything shares one
+:class:`~alpaca_cli.devstack.broker.Broker`, so a command published through the sidecar reaches
+the controller worker, and the frames the WSM publishes reach the sidecar's streams.
+
+:meth:`EmbeddedPlatform.env` is the contract with the CLI: the variables a second shell (or a
+subprocess) needs to use this platform exactly as it would use a real one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from alpaca_cli.devstack.broker import Broker
+from alpaca_cli.devstack.gateway import Gateway
+from alpaca_cli.devstack.sidecar import DaprSidecar
+from alpaca_cli.devstack.workmanager import WorkManager
+from alpaca_cli.devstack.wsm import ReconnectPolicy, WebSocketManager
+
+if TYPE_CHECKING:
+    from alpaca_cli.devstack.loopthread import LoopThread
+
+__all__ = ["STREAM_PATH", "EmbeddedPlatform", "StackConfig", "start_in_thread"]
+
+logger = logging.getLogger(__name__)
+
+STREAM_PATH = "/v1beta3/crypto/us"
+"""Path of the local Alpaca stream in ``ALPACA_STREAM_URL`` (the feed serves any location)."""
+
+
+@dataclass(slots=True)
+class StackConfig:
+    """How to start the embedded platform. Port 0 means any free port (read them back after).
+
+    ``alpaca_key`` / ``alpaca_secret`` are the only pair the local feed accepts; left ``None``
+    a fresh random pair is made per start. ``feed_options`` pass through to the feed's
+    ``FeedConfig`` (``drop_after``, ``rate``, ``seed``, ``symbol_limit``, ``auth_timeout``,
+    ``max_connections_per_key`` ...). ``feed=False`` starts no feed (the WSM can still reach
+    any other Alpaca endpoint). ``reconnect_base_delay`` is the WSM's first reconnect delay.
+    """
+
+    host: str = "127.0.0.1"
+    gateway_port: int = 5001
+    dapr_http_port: int = 3500
+    dapr_grpc_port: int = 50001
+    feed_port: int = 8765
+    api_key: str | None = None
+    dapr_api_token: str | None = None
+    legacy: bool = False
+    feed: bool = True
+    feed_options: dict[str, Any] = field(default_factory=dict)
+    alpaca_key: str | None = None
+    alpaca_secret: str | None = None
+    reconnect_base_delay: float = 1.0
+
+    @classmethod
+    def ephemeral(cls, **overrides: Any) -> StackConfig:
+        """Every port 0: what tests and ``run --embedded`` want."""
+        base: dict[str, Any] = {
+            "gateway_port": 0,
+            "dapr_http_port": 0,
+            "dapr_grpc_port": 0,
+            "feed_port": 0,
+        }
+        base.update(overrides)
+        return cls(**base)
+
+
+def _connect_host(host: str) -> str:
+    """The address a client on this machine uses for a server bound to ``host``."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "::1"
+    return host
+
+
+class EmbeddedPlatform:
+    """The started stand-ins; attributes are usable between :meth:`start` and :meth:`stop`.
+
+    Example::
+
+        platform = EmbeddedPlatform(StackConfig.ephemeral())
+        await platform.start()
+        os.environ.update(platform.env())
+        ...
+        await platform.stop()
+    """
+
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig()
+        self.alpaca_key = self.config.alpaca_key or f"DEVKEY{secrets.token_hex(6).upper()}"
+        self.alpaca_secret = self.config.alpaca_secret or secrets.token_urlsafe(24)
+        self.broker = Broker()
+        self.wsm = WebSocketManager(
+            self.broker, policy=ReconnectPolicy(base_delay=self.config.reconnect_base_delay)
+        )
+        self.workmanager = WorkManager(self.broker, self.wsm)
+        self.sidecar = DaprSidecar(
+            self.broker,
+            host=self.config.host,
+            http_port=self.config.dapr_http_port,
+            grpc_port=self.config.dapr_grpc_port,
+            api_token=self.config.dapr_api_token,
+        )
+        self.gateway = Gateway(
+            self.workmanager,
+            self.wsm,
+            host=self.config.host,
+            port=self.config.gateway_port,
+            api_key=self.config.api_key,
+            legacy=self.config.legacy,
+            dapr_healthy=lambda: self._sidecar_up,
+        )
+        self.feed: Any = None
+        """The feed's ``FeedServer`` once started (``None`` with ``feed=False``)."""
+        self.loop_thread: LoopThread | None = None
+        """Set by :func:`start_in_thread`: run coroutines on the platform's loop with it."""
+        self._sidecar_up = False
+        self._started = False
+
+    async def start(self) -> None:
+        """Start the feed, the sidecar and the gateway (in that order); undo all on failure.
+
+        Raises:
+            OSError: a port is taken (the message names it).
+        """
+        try:
+            if self.config.feed:
+                try:
+                    await self._start_feed()
+                except ImportError:  # pragma: no cover - until devstack.feed lands
+                    logger.warning("devstack: no Alpaca stream server available yet")
+            await self.sidecar.start()
+            self._sidecar_up = True
+            await self.gateway.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self._started = True
+        logger.info("devstack: platform ready at %s", self.gateway.url)
+
+    async def _start_feed(self) -> None:
+        from alpaca_cli.devstack.feed import FeedConfig, FeedServer
+
+        options = dict(self.config.feed_options)
+        options.setdefault("key", self.alpaca_key)
+        options.setdefault("secret", self.alpaca_secret)
+        feed = FeedServer(FeedConfig(host=self.config.host, port=self.config.feed_port, **options))
+        await feed.start()
+        self.feed = feed
+
+    async def stop(self) -> None:
+        """Stop everything, newest first; safe to call twice or after a failed start."""
+        self._started = False
+        with contextlib.suppress(Exception):
+            await self.gateway.stop()
+        with contextlib.suppress(Exception):
+            await self.workmanager.close()
+        with contextlib.suppress(Exception):
+            await self.wsm.close()
+        self._sidecar_up = False
+        with contextlib.suppress(Exception):
+            await self.sidecar.stop()
+        feed, self.feed = self.feed, None
+        if feed is not None:
+            with contextlib.suppress(Exception):
+                await feed.stop()
+        self.broker.close()
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{_host_for_url(_connect_host(self.config.host))}:{self.gateway.port}"
+
+    @property
+    def stream_url(self) -> str | None:
+        """The local Alpaca stream (crypto, ``us`` location), or ``None`` without a feed."""
+        if self.feed is None:
+            return None
+        parts = urlsplit(str(self.feed.url))
+        netloc = parts.netloc
+        if parts.hostname in ("0.0.0.0", "::"):
+            netloc = f"{_host_for_url(_connect_host(parts.hostname))}:{parts.port}"
+        return urlunsplit(("ws", netloc, STREAM_PATH, "", ""))
+
+    def env(self) -> dict[str, str]:
+        """The environment a client needs to use this platform (contains test credentials)."""
+        env = {
+            "VIRTUFIN_API_URL": self.gateway_url,
+            "DAPR_HTTP_PORT": str(self.sidecar.http_port),
+            "DAPR_GRPC_PORT": str(self.sidecar.grpc_port),
+        }
+        runtime_host = _connect_host(self.config.host)
+        if runtime_host != "127.0.0.1":
+            env["DAPR_RUNTIME_HOST"] = runtime_host
+        stream = self.stream_url
+        if stream is not None:
+            env["ALPACA_STREAM_URL"] = stream
+            env["ALPACA_API_KEY"] = self.alpaca_key
+            env["ALPACA_API_SECRET"] = self.alpaca_secret
+        if self.config.api_key:
+            env["VIRTUFIN_API_KEY"] = self.config.api_key
+        if self.config.dapr_api_token:
+            env["DAPR_API_TOKEN"] = self.config.dapr_api_token
+        return env
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+@contextlib.contextmanager
+def start_in_thread(config: StackConfig | None = None) -> Iterator[EmbeddedPlatform]:
+    """Run an :class:`EmbeddedPlatform` in a background event loop for the ``with`` block.
+
+    Yields the started platform (``platform.loop_thread.run(coro)`` runs code on its loop); on
+    exit it stops the platform and the loop, even after an error in the block.
+    """
+    from alpaca_cli.devstack.loopthread import LoopThread
+
+    thread = LoopThread(name="alpaca-md-devstack")
+    thread.start()
+    try:
+        platform = thread.run(_build_and_start(config))
+        platform.loop_thread = thread
+        try:
+            yield platform
+        finally:
+            thread.run(platform.stop(), timeout=15)
+    finally:
+        thread.stop()
+
+
+async def _build_and_start(config: StackConfig | None) -> EmbeddedPlatform:
+    # Built on the loop thread: the broker binds to the loop it is first used on.
+    platform = EmbeddedPlatform(config)
+    await platform.start()
+    return platform

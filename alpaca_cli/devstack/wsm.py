@@ -1,0 +1,437 @@
+"""WebSocketManager stand-in: owns real outbound WebSocket connections and publishes every frame.
+
+Behaviour copied from the platform (``spec/virtufin-platform.md``, "WebSocketManager behaviour"):
+
+* a connection record has ``id``, ``url``, ``status``, ``topic`` (empty when not publishing),
+  ``instance_id``, ``tags`` and ``created_at``;
+* every received frame is published to the record's topic in the **flat** format: the CloudEvent
+  ``data`` is the raw payload, and the extensions ``websocketId``, ``websocketUrl``,
+  ``timestamp`` and ``contentType`` carry the metadata;
+* auto-reconnect tries 5 times, 1 s doubling, capped at 30 s, keeps id, URL and topic, and
+  **never** resends anything: whatever handshake the client sent is gone with the old socket;
+* lifecycle events go to ``websocketmanager.lifecycle``.
+
+The reader loop does nothing but publish, because an Alpaca feed batches 10,000+ messages a
+second into frames and the broker's ``publish`` never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from alpaca_cli.devstack.broker import Broker, CloudEvent
+from alpaca_cli.devstack.rpc import RpcError, Status
+
+__all__ = [
+    "LIFECYCLE_TOPIC",
+    "ConnectionRecord",
+    "ConnectionStatus",
+    "ReconnectPolicy",
+    "WebSocketManager",
+    "timestamp",
+]
+
+logger = logging.getLogger(__name__)
+
+LIFECYCLE_TOPIC = "websocketmanager.lifecycle"
+LIFECYCLE_TYPE = "com.virtufin.websocketmanager.lifecycle."
+FRAME_TYPE = "com.virtufin.websocketmanager.message"
+
+CONNECTION_NOT_FOUND = "Connection not found"
+NOT_CONNECTED = "Websocket is not connected"
+TOPIC_REQUIRED = "Topic is required"
+
+
+def timestamp(moment: datetime | None = None) -> str:
+    """RFC 3339 UTC with microseconds and ``Z``, as protobuf's JSON formatter writes times."""
+    moment = moment or datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class ConnectionStatus(StrEnum):
+    """Connection states; the gateway shows them as enum names."""
+
+    CONNECTING = "CONNECTING"
+    CONNECTED = "CONNECTED"
+    RECONNECTING = "RECONNECTING"
+    DISCONNECTED = "DISCONNECTED"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectPolicy:
+    """How a dropped connection is retried: ``attempts`` tries, ``base_delay`` doubling to ``cap``.
+
+    The platform's values are the defaults; tests shrink ``base_delay``.
+    """
+
+    attempts: int = 5
+    base_delay: float = 1.0
+    cap: float = 30.0
+
+    def delays(self) -> Iterator[float]:
+        """The wait before each attempt, in order."""
+        for n in range(self.attempts):
+            yield min(self.base_delay * (2**n), self.cap)
+
+
+@dataclass(slots=True)
+class ConnectionRecord:
+    """What ``List`` reports about one connection."""
+
+    id: str
+    url: str
+    instance_id: str
+    auto_reconnect: bool
+    tags: dict[str, str] = field(default_factory=dict)
+    status: ConnectionStatus = ConnectionStatus.CONNECTING
+    topic: str = ""
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def to_json(self) -> dict[str, Any]:
+        """Protobuf-JSON form: lowerCamelCase keys, enum names, default values left out."""
+        out: dict[str, Any] = {"id": self.id, "url": self.url, "status": self.status.value}
+        if self.topic:
+            out["topic"] = self.topic
+        if self.instance_id:
+            out["instanceId"] = self.instance_id
+        if self.tags:
+            out["tags"] = dict(self.tags)
+        out["createdAt"] = timestamp(self.created_at)
+        if self.auto_reconnect:
+            out["autoReconnect"] = True
+        return out
+
+
+class _Connection:
+    """A record plus the live socket and the task that reads it (and reconnects)."""
+
+    __slots__ = ("closing", "record", "seq", "task", "ws")
+
+    def __init__(self, record: ConnectionRecord, ws: ClientConnection) -> None:
+        self.record = record
+        self.ws: ClientConnection | None = ws
+        self.task: asyncio.Task[None] | None = None
+        self.closing = False
+        self.seq = 0
+
+
+def _check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise RpcError(Status.INVALID_ARGUMENT, f"Invalid WebSocket URL: {url!r} (ws:// or wss://)")
+
+
+class WebSocketManager:
+    """The connections of one WSM instance, publishing through ``broker``.
+
+    **Parameters**
+
+    * ``broker`` - where frames and lifecycle events go (same event loop).
+    * ``pubsub`` - the pub/sub component name frames are published under.
+    * ``policy`` - auto-reconnect attempts and delays.
+    * ``open_timeout`` - seconds to wait for one WebSocket handshake.
+
+    Errors are :class:`~alpaca_cli.devstack.rpc.RpcError` with the platform's messages.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        pubsub: str = "pubsub",
+        instance_id: str | None = None,
+        policy: ReconnectPolicy | None = None,
+        open_timeout: float = 10.0,
+    ) -> None:
+        self._broker = broker
+        self._pubsub = pubsub
+        self.instance_id = instance_id or f"wsm-{secrets.token_hex(4)}"
+        self.policy = policy or ReconnectPolicy()
+        self._open_timeout = open_timeout
+        self._connections: dict[str, _Connection] = {}
+        self._source = f"websocketmanager/{self.instance_id}"
+
+    # -- API (the gateway's websocketmanager service and the controller call these) ----------
+
+    async def connect(
+        self, url: str, *, auto_reconnect: bool = False, tags: dict[str, str] | None = None
+    ) -> ConnectionRecord:
+        """Open ``url`` and return its record once connected.
+
+        Raises:
+            RpcError: INVALID_ARGUMENT for a URL that is not ws/wss, UNAVAILABLE when the
+                handshake fails (the record is not kept).
+        """
+        _check_url(url)
+        record = ConnectionRecord(
+            id=str(uuid.uuid4()),
+            url=url,
+            instance_id=self.instance_id,
+            auto_reconnect=auto_reconnect,
+            tags=dict(tags or {}),
+        )
+        self._lifecycle("connecting", record)
+        try:
+            ws = await self._open(url)
+        except Exception as exc:
+            record.status = ConnectionStatus.ERROR
+            self._lifecycle("error", record, error=exc)
+            raise RpcError(
+                Status.UNAVAILABLE, f"Failed to connect to {url}: {_describe(exc)}"
+            ) from exc
+        conn = _Connection(record, ws)
+        record.status = ConnectionStatus.CONNECTED
+        self._connections[record.id] = conn
+        self._lifecycle("connected", record)
+        conn.task = asyncio.create_task(self._run(conn), name=f"wsm-{record.id}")
+        return record
+
+    def list(self) -> list[ConnectionRecord]:
+        """Every connection this instance holds, oldest first."""
+        return [c.record for c in self._connections.values()]
+
+    def get(self, connection_id: str) -> ConnectionRecord:
+        """The record of ``connection_id``.
+
+        Raises:
+            RpcError: NOT_FOUND ``Connection not found``.
+        """
+        return self._find(connection_id).record
+
+    async def disconnect(self, connection_id: str) -> None:
+        """Close the connection for good (no reconnect) and forget its record.
+
+        Raises:
+            RpcError: NOT_FOUND ``Connection not found``.
+        """
+        conn = self._find(connection_id)
+        del self._connections[connection_id]
+        await self._shut(conn)
+        conn.record.status = ConnectionStatus.DISCONNECTED
+        self._lifecycle("disconnected", conn.record)
+
+    def start_publish(self, connection_id: str, topic: str) -> None:
+        """Publish every frame received from now on to ``topic``.
+
+        Raises:
+            RpcError: NOT_FOUND, INVALID_ARGUMENT ``Topic is required``, FAILED_PRECONDITION
+                ``Websocket is not connected``.
+        """
+        conn = self._find(connection_id)
+        if not topic:
+            raise RpcError(Status.INVALID_ARGUMENT, TOPIC_REQUIRED)
+        if conn.record.status is not ConnectionStatus.CONNECTED:
+            raise RpcError(Status.FAILED_PRECONDITION, NOT_CONNECTED)
+        conn.record.topic = topic
+
+    def stop_publish(self, connection_id: str) -> None:
+        """Stop publishing; the connection stays open.
+
+        Raises:
+            RpcError: NOT_FOUND.
+        """
+        self._find(connection_id).record.topic = ""
+
+    async def send_raw(self, connection_id: str, message: bytes, content_type: str) -> None:
+        """Send one frame upstream: text for JSON/text content types, binary otherwise.
+
+        Raises:
+            RpcError: NOT_FOUND, FAILED_PRECONDITION ``Websocket is not connected``,
+                INVALID_ARGUMENT for a text frame that is not UTF-8.
+        """
+        conn = self._find(connection_id)
+        ws = conn.ws
+        if ws is None or conn.record.status is not ConnectionStatus.CONNECTED:
+            raise RpcError(Status.FAILED_PRECONDITION, NOT_CONNECTED)
+        payload: str | bytes = message
+        if _is_text(content_type):
+            try:
+                payload = message.decode()
+            except UnicodeDecodeError as exc:
+                raise RpcError(
+                    Status.INVALID_ARGUMENT, f"Message is not UTF-8 text ({content_type})"
+                ) from exc
+        try:
+            await ws.send(payload)
+        except ConnectionClosed as exc:
+            raise RpcError(Status.FAILED_PRECONDITION, NOT_CONNECTED) from exc
+
+    async def close(self) -> None:
+        """Close every connection (platform shutdown)."""
+        conns = list(self._connections.values())
+        self._connections.clear()
+        for conn in conns:
+            await self._shut(conn)
+            conn.record.status = ConnectionStatus.DISCONNECTED
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _find(self, connection_id: str) -> _Connection:
+        conn = self._connections.get(connection_id)
+        if conn is None:
+            raise RpcError(Status.NOT_FOUND, CONNECTION_NOT_FOUND)
+        return conn
+
+    async def _open(self, url: str) -> ClientConnection:
+        # proxy=None: a loopback feed must never be routed through a proxy from the environment.
+        return await connect(
+            url, open_timeout=self._open_timeout, max_size=None, proxy=None, close_timeout=2
+        )
+
+    async def _shut(self, conn: _Connection) -> None:
+        conn.closing = True
+        task = conn.task
+        ws = conn.ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _run(self, conn: _Connection) -> None:
+        """Read until the socket closes; then reconnect (if asked) or settle the status."""
+        record = conn.record
+        while True:
+            ws = conn.ws
+            assert ws is not None
+            error: BaseException | None = None
+            try:
+                await self._read(conn, ws)
+            except ConnectionClosed as exc:
+                error = exc
+            except Exception as exc:  # a reader must never die silently
+                logger.exception("wsm: reader of %s failed", record.id)
+                error = exc
+            conn.ws = None
+            if conn.closing:
+                return
+            if not record.auto_reconnect:
+                record.status = ConnectionStatus.DISCONNECTED
+                self._lifecycle("disconnected", record, error=error)
+                return
+            if not await self._reconnect(conn):
+                return
+
+    async def _read(self, conn: _Connection, ws: ClientConnection) -> None:
+        record = conn.record
+        publish = self._broker.publish
+        pubsub = self._pubsub
+        source = self._source
+        cid = record.id
+        url = record.url
+        while True:
+            frame = await ws.recv()
+            topic = record.topic
+            if not topic:
+                continue
+            if isinstance(frame, str):
+                data = frame.encode()
+                ctype = "application/json"
+            else:
+                data = frame
+                ctype = "application/octet-stream"
+            conn.seq += 1
+            publish(
+                topic,
+                CloudEvent(
+                    id=f"{cid}-{conn.seq}",
+                    source=source,
+                    type=FRAME_TYPE,
+                    topic=topic,
+                    pubsubname=pubsub,
+                    datacontenttype=ctype,
+                    data=data,
+                    extensions={
+                        "websocketId": cid,
+                        "websocketUrl": url,
+                        "timestamp": timestamp(),
+                        "contentType": ctype,
+                    },
+                ),
+            )
+
+    async def _reconnect(self, conn: _Connection) -> bool:
+        """Try the policy's attempts; True once connected again (same id, URL, topic)."""
+        record = conn.record
+        last: BaseException | None = None
+        for attempt, delay in enumerate(self.policy.delays(), start=1):
+            record.status = ConnectionStatus.RECONNECTING
+            self._lifecycle("reconnecting", record, attempt=attempt)
+            await asyncio.sleep(delay)
+            if conn.closing:
+                return False
+            try:
+                ws = await self._open(record.url)
+            except Exception as exc:
+                last = exc
+                continue
+            if conn.closing:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+                return False
+            conn.ws = ws
+            record.status = ConnectionStatus.CONNECTED
+            self._lifecycle("connected", record, attempt=attempt)
+            return True
+        record.status = ConnectionStatus.ERROR
+        self._lifecycle("error", record, error=last)
+        return False
+
+    def _lifecycle(
+        self,
+        kind: str,
+        record: ConnectionRecord,
+        *,
+        attempt: int | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        data: dict[str, Any] = {
+            "connection_id": record.id,
+            "url": record.url,
+            "instance_id": record.instance_id,
+        }
+        if attempt is not None:
+            data["attempt"] = attempt
+        if error is not None:
+            data["error_type"] = type(error).__name__
+            data["error_message"] = _describe(error)
+        logger.info("wsm: %s %s %s", kind, record.id, record.url)
+        self._broker.publish(
+            LIFECYCLE_TOPIC,
+            CloudEvent(
+                id=str(uuid.uuid4()),
+                source=self._source,
+                type=LIFECYCLE_TYPE + kind,
+                topic=LIFECYCLE_TOPIC,
+                pubsubname=self._pubsub,
+                data=orjson.dumps(data),
+                extensions={"time": timestamp()},
+            ),
+        )
+
+
+def _is_text(content_type: str) -> bool:
+    ctype = content_type.split(";", 1)[0].strip().lower()
+    return ctype.startswith("text/") or ctype == "application/json" or ctype.endswith("+json")
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return text if text else type(exc).__name__
