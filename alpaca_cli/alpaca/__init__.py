@@ -6,6 +6,7 @@ No sockets, clocks or sleeps here: bytes in, typed messages and bytes out. The c
 
 from __future__ import annotations
 
+from .book import Books, OrderBook
 from .codec import (
     MAX_SYMBOLS_PER_MESSAGE,
     AuthRequest,
@@ -38,6 +39,18 @@ from .messages import (
     Trade,
     Unknown,
 )
+from .session import (
+    AlpacaFailure,
+    Authenticated,
+    ClientSession,
+    DataResumed,
+    Event,
+    RehandshakeNeeded,
+    SessionState,
+    SubscriptionConfirmed,
+    Welcome,
+    backoff_delays,
+)
 from .timestamps import format_rfc3339, parse_rfc3339
 
 __all__ = [
@@ -45,24 +58,36 @@ __all__ = [
     "CHANNELS",
     "ERRORS",
     "MAX_SYMBOLS_PER_MESSAGE",
+    "AlpacaFailure",
     "AuthRequest",
+    "Authenticated",
     "Bar",
+    "Books",
     "ClientMessage",
+    "ClientSession",
     "DataMessage",
+    "DataResumed",
     "DecodeError",
     "Error",
     "ErrorCode",
     "ErrorInfo",
+    "Event",
     "Format",
     "Message",
+    "OrderBook",
     "OrderBookUpdate",
     "Quote",
+    "RehandshakeNeeded",
     "Retry",
+    "SessionState",
     "SubscribeRequest",
     "Subscription",
+    "SubscriptionConfirmed",
     "Success",
     "Trade",
     "Unknown",
+    "Welcome",
+    "backoff_delays",
     "decode",
     "decode_client_message",
     "decode_json",

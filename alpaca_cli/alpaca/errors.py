@@ -58,32 +58,68 @@ class ErrorInfo:
 ERRORS: dict[ErrorCode, ErrorInfo] = {
     info.code: info
     for info in (
-        ErrorInfo(ErrorCode.INVALID_SYNTAX, "invalid syntax",
-                  "malformed message, or a badly formed symbol", Retry.NO),
-        ErrorInfo(ErrorCode.NOT_AUTHENTICATED, "not authenticated",
-                  "subscribe before auth", Retry.REAUTH),
+        ErrorInfo(
+            ErrorCode.INVALID_SYNTAX,
+            "invalid syntax",
+            "malformed message, or a badly formed symbol",
+            Retry.NO,
+        ),
+        ErrorInfo(
+            ErrorCode.NOT_AUTHENTICATED, "not authenticated", "subscribe before auth", Retry.REAUTH
+        ),
         ErrorInfo(ErrorCode.AUTH_FAILED, "auth failed", "wrong key or secret", Retry.NO),
-        ErrorInfo(ErrorCode.ALREADY_AUTHENTICATED, "already authenticated",
-                  "a second auth", Retry.HARMLESS),
-        ErrorInfo(ErrorCode.AUTH_TIMEOUT, "auth timeout",
-                  "no auth within 10 s of connecting", Retry.RECONNECT),
-        ErrorInfo(ErrorCode.SYMBOL_LIMIT_EXCEEDED, "symbol limit exceeded",
-                  "plan's symbol limit; the request is rejected whole", Retry.NO),
-        ErrorInfo(ErrorCode.CONNECTION_LIMIT_EXCEEDED, "connection limit exceeded",
-                  "the key already has its one connection on this endpoint", Retry.BACKOFF),
-        ErrorInfo(ErrorCode.SLOW_CLIENT, "slow client",
-                  "the server's outbound buffer overflowed; it then disconnects",
-                  Retry.RECONNECT),
-        ErrorInfo(ErrorCode.INSUFFICIENT_SUBSCRIPTION, "insufficient subscription",
-                  "the plan does not include this feed", Retry.NO),
-        ErrorInfo(ErrorCode.INVALID_SUBSCRIBE_ACTION, "invalid subscribe action for this feed",
-                  "a channel this endpoint lacks", Retry.NO),
+        ErrorInfo(
+            ErrorCode.ALREADY_AUTHENTICATED,
+            "already authenticated",
+            "a second auth",
+            Retry.HARMLESS,
+        ),
+        ErrorInfo(
+            ErrorCode.AUTH_TIMEOUT,
+            "auth timeout",
+            "no auth within 10 s of connecting",
+            Retry.RECONNECT,
+        ),
+        ErrorInfo(
+            ErrorCode.SYMBOL_LIMIT_EXCEEDED,
+            "symbol limit exceeded",
+            "plan's symbol limit; the request is rejected whole",
+            Retry.NO,
+        ),
+        ErrorInfo(
+            ErrorCode.CONNECTION_LIMIT_EXCEEDED,
+            "connection limit exceeded",
+            "the key already has its one connection on this endpoint",
+            Retry.BACKOFF,
+        ),
+        ErrorInfo(
+            ErrorCode.SLOW_CLIENT,
+            "slow client",
+            "the server's outbound buffer overflowed; it then disconnects",
+            Retry.RECONNECT,
+        ),
+        ErrorInfo(
+            ErrorCode.INSUFFICIENT_SUBSCRIPTION,
+            "insufficient subscription",
+            "the plan does not include this feed",
+            Retry.NO,
+        ),
+        ErrorInfo(
+            ErrorCode.INVALID_SUBSCRIBE_ACTION,
+            "invalid subscribe action for this feed",
+            "a channel this endpoint lacks",
+            Retry.NO,
+        ),
         ErrorInfo(ErrorCode.INTERNAL_ERROR, "internal error", "server side", Retry.BACKOFF),
     )
 }
 
 AUTH_REFUSALS = frozenset(
-    {ErrorCode.AUTH_FAILED, ErrorCode.CONNECTION_LIMIT_EXCEEDED, ErrorCode.INSUFFICIENT_SUBSCRIPTION}
+    {
+        ErrorCode.AUTH_FAILED,
+        ErrorCode.CONNECTION_LIMIT_EXCEEDED,
+        ErrorCode.INSUFFICIENT_SUBSCRIPTION,
+    }
 )
 """Codes that arrive as the reply to ``auth`` and mean the session will not authenticate."""
 

@@ -1,0 +1,229 @@
+"""L2 order books built from ``T:"o"`` messages (spec: "The order book is L2").
+
+Each side is a dict price -> size, so an update costs one dict operation per level. The best
+price of each side is cached and kept up to date incrementally: a better price replaces it, and
+only deleting the best level forces a rescan (``max``/``min`` over the side), done lazily on the
+next query. Nothing is sorted unless a caller asks for the top levels.
+
+There are no sequence numbers on the wire, so after a reconnect or resubscribe a book cannot be
+trusted until the next ``r:true`` snapshot: :meth:`OrderBook.invalidate` records that, and
+:attr:`OrderBook.valid` turns true again only with a reset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+
+from .messages import Level, Message, OrderBookUpdate
+
+__all__ = ["Books", "OrderBook"]
+
+
+class OrderBook:
+    """The L2 book of one symbol.
+
+    Example::
+
+        book = OrderBook("BTC/USD")
+        book.apply(update)          # an OrderBookUpdate for BTC/USD
+        if book.valid and not book.crossed:
+            print(book.best_bid, book.best_ask, book.spread)
+
+    A new book is invalid until its first reset. Updates received while invalid are still
+    applied (the picture is better than nothing) but do not make the book valid.
+    """
+
+    __slots__ = (
+        "_ask_ok",
+        "_best_ask",
+        "_best_bid",
+        "_bid_ok",
+        "_valid",
+        "asks",
+        "bids",
+        "resets",
+        "symbol",
+        "timestamp",
+        "updates",
+    )
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.bids: dict[float, float] = {}
+        """Price -> size of every bid level. Read freely; change only through :meth:`apply`."""
+        self.asks: dict[float, float] = {}
+        """Price -> size of every ask level."""
+        self.updates = 0
+        """Messages applied that were not resets."""
+        self.resets = 0
+        """Snapshots (``r:true``) applied."""
+        self.timestamp: int | None = None
+        """``t`` (ns) of the last message applied."""
+        self._valid = False
+        self._best_bid: float | None = None
+        self._best_ask: float | None = None
+        self._bid_ok = True  # False: the cached best was deleted; rescan on the next query
+        self._ask_ok = True
+
+    def __repr__(self) -> str:
+        state = "valid" if self._valid else "invalid"
+        return (
+            f"<OrderBook {self.symbol} {state} bid={self.best_bid} ask={self.best_ask} "
+            f"levels={len(self.bids)}/{len(self.asks)}>"
+        )
+
+    def apply(self, msg: OrderBookUpdate) -> None:
+        """Apply one update: ``reset`` replaces the book, size 0 deletes, size > 0 sets.
+
+        Levels are applied in message order, so a price listed twice ends with its last size.
+        A non-positive size deletes the level (only 0 is expected on the wire).
+        """
+        self.timestamp = msg.timestamp
+        if msg.reset:
+            self.resets += 1
+            self._valid = True
+            self.bids = _snapshot(msg.bids)
+            self.asks = _snapshot(msg.asks)
+            self._best_bid = self._best_ask = None
+            self._bid_ok = self._ask_ok = False
+            return
+        self.updates += 1
+        if msg.bids:
+            bids = self.bids
+            best = self._best_bid
+            ok = self._bid_ok
+            for p, s in msg.bids:
+                if s > 0:
+                    bids[p] = s
+                    if ok and (best is None or p > best):
+                        best = p
+                elif bids.pop(p, None) is not None and p == best:
+                    ok = False
+            self._best_bid = best
+            self._bid_ok = ok
+        if msg.asks:
+            asks = self.asks
+            best = self._best_ask
+            ok = self._ask_ok
+            for p, s in msg.asks:
+                if s > 0:
+                    asks[p] = s
+                    if ok and (best is None or p < best):
+                        best = p
+                elif asks.pop(p, None) is not None and p == best:
+                    ok = False
+            self._best_ask = best
+            self._ask_ok = ok
+
+    def invalidate(self) -> None:
+        """Mark the book untrustworthy (after a reconnect) until the next reset arrives."""
+        self._valid = False
+
+    @property
+    def valid(self) -> bool:
+        """True once a reset arrived and no :meth:`invalidate` came after it."""
+        return self._valid
+
+    @property
+    def best_bid(self) -> Level | None:
+        """(price, size) of the highest bid, or None for an empty side."""
+        if not self._bid_ok:
+            self._best_bid = max(self.bids) if self.bids else None
+            self._bid_ok = True
+        best = self._best_bid
+        return None if best is None else (best, self.bids[best])
+
+    @property
+    def best_ask(self) -> Level | None:
+        """(price, size) of the lowest ask, or None for an empty side."""
+        if not self._ask_ok:
+            self._best_ask = min(self.asks) if self.asks else None
+            self._ask_ok = True
+        best = self._best_ask
+        return None if best is None else (best, self.asks[best])
+
+    @property
+    def spread(self) -> float | None:
+        """Best ask minus best bid, or None when a side is empty (negative when crossed)."""
+        bid, ask = self.best_bid, self.best_ask
+        return None if bid is None or ask is None else ask[0] - bid[0]
+
+    @property
+    def mid(self) -> float | None:
+        """Midpoint of the best bid and ask, or None when a side is empty."""
+        bid, ask = self.best_bid, self.best_ask
+        return None if bid is None or ask is None else (ask[0] + bid[0]) / 2
+
+    @property
+    def depth(self) -> tuple[int, int]:
+        """Number of (bid, ask) levels."""
+        return len(self.bids), len(self.asks)
+
+    @property
+    def crossed(self) -> bool:
+        """True when the best bid is at or above the best ask: a book no venue would show.
+
+        A locked book (bid == ask) counts too; either means missed updates, so resubscribe.
+        """
+        bid, ask = self.best_bid, self.best_ask
+        return bid is not None and ask is not None and bid[0] >= ask[0]
+
+    def top(self, n: int) -> tuple[list[Level], list[Level]]:
+        """The best ``n`` levels of each side, best first (sorts: for display, not per update)."""
+        bids = sorted(self.bids.items(), reverse=True)[:n]
+        asks = sorted(self.asks.items())[:n]
+        return bids, asks
+
+
+def _snapshot(levels: list[Level]) -> dict[float, float]:
+    side = dict(levels)
+    if side and min(side.values()) <= 0:
+        side = {p: s for p, s in side.items() if s > 0}
+    return side
+
+
+class Books(Mapping[str, OrderBook]):
+    """Symbol -> :class:`OrderBook`, created on the first update for a symbol."""
+
+    __slots__ = ("_books",)
+
+    def __init__(self) -> None:
+        self._books: dict[str, OrderBook] = {}
+
+    def __getitem__(self, symbol: str) -> OrderBook:
+        return self._books[symbol]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._books)
+
+    def __len__(self) -> int:
+        return len(self._books)
+
+    def __repr__(self) -> str:
+        return f"<Books {len(self._books)} symbols>"
+
+    def apply(self, msg: OrderBookUpdate) -> OrderBook:
+        """Apply ``msg`` to its symbol's book (created if new) and return that book."""
+        book = self._books.get(msg.symbol)
+        if book is None:
+            book = self._books[msg.symbol] = OrderBook(msg.symbol)
+        book.apply(msg)
+        return book
+
+    def apply_messages(self, messages: Iterable[Message]) -> int:
+        """Apply the order-book messages among ``messages``; returns how many there were."""
+        n = 0
+        books = self._books
+        for msg in messages:
+            if isinstance(msg, OrderBookUpdate):
+                book = books.get(msg.symbol)
+                if book is None:
+                    book = books[msg.symbol] = OrderBook(msg.symbol)
+                book.apply(msg)
+                n += 1
+        return n
+
+    def invalidate(self) -> None:
+        """Invalidate every book (after a reconnect): each waits for its next reset."""
+        for book in self._books.values():
+            book.invalidate()
