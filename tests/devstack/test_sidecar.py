@@ -1,0 +1,382 @@
+# mypy: disable-error-code="no-untyped-call"
+# (the dapr SDK is untyped; these tests call it on purpose)
+"""The Dapr sidecar stand-in, driven by the real ``dapr`` SDK (sync and async) over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+import pytest
+from dapr.aio.clients import DaprClient as AsyncDaprClient
+from dapr.clients import DaprClient
+from dapr.clients.exceptions import DaprGrpcError
+from dapr.proto.runtime.v1 import dapr_pb2_grpc, pubsub_pb2, state_pb2
+
+from alpaca_cli.devstack.broker import CloudEvent
+
+from .conftest import RunningSidecar  # type: ignore[import-not-found]  # no package for mypy
+
+pytestmark = pytest.mark.timeout(30)
+
+ACK_FLUSH = 0.3
+"""The SDK sends acks from a queue: give it a moment before closing (spec: ~0.2 s)."""
+
+
+@pytest.fixture
+def client(dapr_sidecar: RunningSidecar) -> Iterator[DaprClient]:
+    with DaprClient() as c:
+        yield c
+
+
+def json_event(payload: Any) -> str:
+    return json.dumps(payload)
+
+
+def test_health_endpoints_answer_204(dapr_sidecar: RunningSidecar) -> None:
+    for path in ("/v1.0/healthz", "/v1.0/healthz/outbound"):
+        url = f"http://127.0.0.1:{dapr_sidecar.sidecar.http_port}{path}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            assert response.status == 204
+
+
+def test_publish_and_stream_roundtrip_with_json_data(client: DaprClient) -> None:
+    sub = client.subscribe("pubsub", "prices")
+    try:
+        client.publish_event(
+            "pubsub", "prices", json_event({"p": 1.5}), data_content_type="application/json"
+        )
+        msg = next(sub)
+        sub.respond_success(msg)
+        assert msg.data() == {"p": 1.5}
+        assert (msg.topic(), msg.pubsub_name()) == ("prices", "pubsub")
+        assert (msg.type(), msg.source(), msg.spec_version()) == (
+            "com.dapr.event.sent",
+            "devstack",
+            "1.0",
+        )
+        assert msg.data_content_type() == "application/json"
+        assert msg.id()
+        ext = msg.extensions()
+        assert ext["traceparent"].startswith("00-")
+        assert ext["time"]
+        time.sleep(ACK_FLUSH)
+    finally:
+        sub.close()
+
+
+def test_a_cloudevent_passes_through_with_its_correlationid(client: DaprClient) -> None:
+    sub = client.subscribe("pubsub", "commands")
+    try:
+        command = {
+            "id": "cmd-1",
+            "source": "alpaca-md",
+            "type": "com.virtufin.command",
+            "specversion": "1.0",
+            "datacontenttype": "application/json",
+            "correlationid": "corr-7",
+            "data": {"command": "list"},
+        }
+        client.publish_event(
+            "pubsub",
+            "commands",
+            json.dumps(command),
+            data_content_type="application/cloudevents+json",
+        )
+        msg = next(sub)
+        sub.respond_success(msg)
+        assert (msg.id(), msg.source(), msg.type()) == (
+            "cmd-1",
+            "alpaca-md",
+            "com.virtufin.command",
+        )
+        assert msg.data() == {"command": "list"}
+        assert msg.extensions()["correlationid"] == "corr-7"
+        time.sleep(ACK_FLUSH)
+    finally:
+        sub.close()
+
+
+def test_two_streams_each_get_every_message(client: DaprClient) -> None:
+    first = client.subscribe("pubsub", "fanout")
+    second = client.subscribe("pubsub", "fanout")
+    try:
+        for n in range(5):
+            client.publish_event("pubsub", "fanout", json_event(n), data_content_type="text/plain")
+        for sub in (first, second):
+            got = []
+            for _ in range(5):
+                msg = next(sub)
+                sub.respond_success(msg)
+                got.append(msg.data())
+            assert got == ["0", "1", "2", "3", "4"]
+        time.sleep(ACK_FLUSH)
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_stream_opened_after_a_publish_does_not_see_it(client: DaprClient) -> None:
+    client.publish_event("pubsub", "late", "before")
+    sub = client.subscribe("pubsub", "late")
+    try:
+        client.publish_event("pubsub", "late", "after")
+        msg = next(sub)
+        sub.respond_success(msg)
+        assert msg.data() == "after"
+        time.sleep(ACK_FLUSH)
+    finally:
+        sub.close()
+
+
+def test_retry_redelivers_the_message(client: DaprClient) -> None:
+    sub = client.subscribe("pubsub", "flaky")
+    try:
+        client.publish_event(
+            "pubsub", "flaky", json_event({"n": 1}), data_content_type="application/json"
+        )
+        first = next(sub)
+        sub.respond_retry(first)
+        again = next(sub)
+        sub.respond_success(again)
+        assert again.id() == first.id()
+        assert again.data() == {"n": 1}
+        time.sleep(ACK_FLUSH)
+    finally:
+        sub.close()
+
+
+def test_drop_sends_the_message_to_the_dead_letter_topic(client: DaprClient) -> None:
+    sub = client.subscribe("pubsub", "orders", dead_letter_topic="orders.dead")
+    dead = client.subscribe("pubsub", "orders.dead")
+    try:
+        client.publish_event("pubsub", "orders", "poison")
+        msg = next(sub)
+        sub.respond_drop(msg)
+        lost = next(dead)
+        dead.respond_success(lost)
+        assert (lost.id(), lost.topic(), lost.data()) == (msg.id(), "orders.dead", "poison")
+        time.sleep(ACK_FLUSH)
+    finally:
+        sub.close()
+        dead.close()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        pytest.param("application/octet-stream", b"\x00\xff", id="octet-stream"),
+        pytest.param("application/xml", b"\x00\xff", id="xml"),
+        pytest.param("application/msgpack", b"", id="msgpack-arrives-empty"),
+    ],
+)
+def test_only_surviving_content_types_keep_their_data(
+    client: DaprClient, content_type: str, expected: bytes
+) -> None:
+    sub = client.subscribe("pubsub", "bin")
+    try:
+        client.publish_event("pubsub", "bin", b"\x00\xff", data_content_type=content_type)
+        msg = next(sub)
+        sub.respond_success(msg)
+        assert (msg.data_content_type(), msg.raw_data()) == (content_type, expected)
+        time.sleep(ACK_FLUSH)
+    finally:
+        sub.close()
+
+
+def test_an_unknown_pubsub_fails_with_invalid_argument(client: DaprClient) -> None:
+    with pytest.raises(DaprGrpcError) as caught:
+        client.publish_event("nosuch", "t", "x")
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "pubsub nosuch is not found"
+    with pytest.raises(Exception, match="pubsub nosuch is not found"):
+        client.subscribe("nosuch", "t")
+
+
+def test_other_pubsub_components_can_be_configured(
+    start_sidecar: Callable[..., RunningSidecar],
+) -> None:
+    start_sidecar(pubsub_names=("pubsub", "nats"))
+    with DaprClient() as c:
+        sub = c.subscribe("nats", "t")
+        try:
+            c.publish_event("pubsub", "t", "other component")
+            c.publish_event("nats", "t", "this component")
+            msg = next(sub)
+            sub.respond_success(msg)
+            assert (msg.data(), msg.pubsub_name()) == ("this component", "nats")
+            time.sleep(ACK_FLUSH)
+        finally:
+            sub.close()
+
+
+def test_an_empty_topic_is_refused(client: DaprClient) -> None:
+    with pytest.raises(DaprGrpcError) as caught:
+        client.publish_event("pubsub", "", "x")
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_malformed_cloudevent_is_refused(client: DaprClient) -> None:
+    with pytest.raises(DaprGrpcError) as caught:
+        client.publish_event("pubsub", "t", "{", data_content_type="application/cloudevents+json")
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert "cannot create cloudevent" in caught.value.details()
+
+
+def test_the_api_token_is_enforced(
+    start_sidecar: Callable[..., RunningSidecar], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start_sidecar(api_token="s3cret")
+    monkeypatch.setenv("DAPR_API_TOKEN", "wrong")
+    with DaprClient() as c:  # the health check is exempt, as on the real sidecar
+        with pytest.raises(DaprGrpcError) as caught:
+            c.publish_event("pubsub", "t", "x")
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(Exception, match="UNAUTHENTICATED"):
+            c.subscribe("pubsub", "t")
+    monkeypatch.setenv("DAPR_API_TOKEN", "s3cret")
+    with DaprClient() as c:
+        sub = c.subscribe("pubsub", "t")
+        try:
+            c.publish_event("pubsub", "t", "authorised")
+            msg = next(sub)
+            sub.respond_success(msg)
+            assert msg.data() == "authorised"
+            time.sleep(ACK_FLUSH)
+        finally:
+            sub.close()
+
+
+def test_methods_beyond_pubsub_are_unimplemented(dapr_sidecar: RunningSidecar) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{dapr_sidecar.sidecar.grpc_port}") as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.GetState(state_pb2.GetStateRequest(store_name="s", key="k"), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_a_stream_must_start_with_an_initial_request(dapr_sidecar: RunningSidecar) -> None:
+    processed = pubsub_pb2.SubscribeTopicEventsRequestAlpha1(
+        event_processed=pubsub_pb2.SubscribeTopicEventsRequestProcessedAlpha1(id="x")
+    )
+    with grpc.insecure_channel(f"127.0.0.1:{dapr_sidecar.sidecar.grpc_port}") as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.SubscribeTopicEventsAlpha1(iter([processed]), timeout=5))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details() == "initial request is required"
+
+
+def test_http_publish_reaches_a_stream(client: DaprClient, dapr_sidecar: RunningSidecar) -> None:
+    base = f"http://127.0.0.1:{dapr_sidecar.sidecar.http_port}/v1.0/publish"
+    sub = client.subscribe("pubsub", "web")
+    try:
+        request = urllib.request.Request(
+            f"{base}/pubsub/web?metadata.cloudevent.id=h1",
+            data=b'{"via":"http"}',
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 204
+        msg = next(sub)
+        sub.respond_success(msg)
+        assert (msg.id(), msg.data()) == ("h1", {"via": "http"})
+        time.sleep(ACK_FLUSH)
+    finally:
+        sub.close()
+    unknown = urllib.request.Request(f"{base}/nosuch/web", data=b"x", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(unknown, timeout=5)
+    assert caught.value.code == 404
+    assert json.loads(caught.value.read())["errorCode"] == "ERR_PUBSUB_NOT_FOUND"
+
+
+def test_events_published_on_the_broker_reach_sdk_streams(
+    client: DaprClient, dapr_sidecar: RunningSidecar
+) -> None:
+    """Stand-ins such as the WSM publish straight to the broker; extensions must arrive."""
+    sub = client.subscribe("pubsub", "frames")
+    try:
+        frame = CloudEvent(
+            id="f1",
+            source="websocketmanager",
+            type="com.virtufin.websocket.message",
+            topic="frames",
+            data=b'[{"T":"success","msg":"connected"}]',
+            extensions={"websocketId": "ws-1", "timestamp": 1700000000},
+        )
+        dapr_sidecar.broker.publish_threadsafe("frames", frame)
+        msg = next(sub)
+        sub.respond_success(msg)
+        assert msg.data() == [{"T": "success", "msg": "connected"}]
+        assert msg.extensions()["websocketId"] == "ws-1"
+        assert msg.extensions()["timestamp"] == 1700000000
+        time.sleep(ACK_FLUSH)
+    finally:
+        sub.close()
+
+
+def test_many_events_arrive_in_order_without_loss(
+    client: DaprClient, dapr_sidecar: RunningSidecar
+) -> None:
+    sub = client.subscribe("pubsub", "burst")
+    total = 2000
+    try:
+        for n in range(total):
+            dapr_sidecar.broker.publish_threadsafe(
+                "burst", CloudEvent(id=str(n), source="s", type="t", topic="burst")
+            )
+        got = []
+        for _ in range(total):
+            msg = next(sub)
+            sub.respond_success(msg)
+            got.append(int(msg.id()))
+        assert got == list(range(total))
+        assert dapr_sidecar.broker.dropped == 0
+        time.sleep(ACK_FLUSH)
+    finally:
+        sub.close()
+
+
+def test_stopping_the_sidecar_ends_open_streams(dapr_sidecar: RunningSidecar) -> None:
+    with DaprClient() as c:
+        c.subscribe("pubsub", "t")
+        assert dapr_sidecar.sidecar.stream_count == 1
+        dapr_sidecar.loop.run(dapr_sidecar.sidecar.stop())
+        assert dapr_sidecar.sidecar.stream_count == 0
+        assert dapr_sidecar.broker.subscriber_count("t") == 0
+
+
+def test_the_async_sdk_publishes_and_streams(dapr_sidecar: RunningSidecar) -> None:
+    async def scenario() -> tuple[Any, dict[str, Any], Any]:
+        async with AsyncDaprClient() as c:
+            sub = await c.subscribe("pubsub", "async", dead_letter_topic="async.dead")
+            dead = await c.subscribe("pubsub", "async.dead")
+            try:
+                await c.publish_event(
+                    "pubsub",
+                    "async",
+                    json.dumps({"id": "a1", "correlationid": "c1", "data": {"k": "v"}}),
+                    data_content_type="application/cloudevents+json",
+                )
+                msg = await sub.next_message()
+                await sub.respond_drop(msg)
+                lost = await dead.next_message()
+                await dead.respond_success(lost)
+                await asyncio.sleep(ACK_FLUSH)
+                return msg.data(), msg.extensions(), lost.id()
+            finally:
+                await sub.close()
+                await dead.close()
+
+    data, extensions, lost_id = asyncio.run(scenario())
+    assert data == {"k": "v"}
+    assert extensions["correlationid"] == "c1"
+    assert lost_id == "a1"
