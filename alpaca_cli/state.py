@@ -120,6 +120,8 @@ class StateStore:
         self.path = path
         self.lock_path = path.with_name(path.name + ".lock")
         self.lock_timeout = lock_timeout
+        self._held = False
+        self._clear_pending = False
 
     def __repr__(self) -> str:
         return f"StateStore({str(self.path)!r})"
@@ -202,31 +204,50 @@ class StateStore:
         """Read (or start) the state under the lock; write it back if the block succeeds.
 
         An exception inside the block discards the changes. The write happens only when the
-        state changed, and bumps ``updated_at``.
+        state changed (a fresh, untouched state is not written), and bumps ``updated_at``.
+        Calling :meth:`clear` inside the block removes the file on exit instead.
 
         Raises:
             StateError: corrupt/unknown-version file (left untouched), lock timeout, or the
                 write failed (the old file stays intact).
         """
         with self._locked():
-            current = self.read()
-            state = current if current is not None else State()
-            before = state.model_dump(mode="json")
-            yield state
-            after = state.model_dump(mode="json")
-            if current is None or after != before:
-                state.updated_at = utcnow()
-                self._write(state)
+            self._held = True
+            self._clear_pending = False
+            try:
+                current = self.read()
+                state = current if current is not None else State()
+                before = state.model_dump(mode="json")
+                yield state
+                if self._clear_pending:
+                    self._unlink()
+                    return
+                if state.model_dump(mode="json") != before:
+                    state.updated_at = utcnow()
+                    self._write(state)
+            finally:
+                self._held = False
+                self._clear_pending = False
 
     def clear(self) -> bool:
-        """Remove the state file under the lock; ``True`` if there was one."""
+        """Remove the state file; ``True`` if there was one.
+
+        Inside :meth:`transaction` it only marks the file for removal when the block ends
+        cleanly (the lock is already held), and returns whether the file exists now.
+        """
+        if self._held:
+            self._clear_pending = True
+            return self.path.exists()
         with self._locked():
-            try:
-                self.path.unlink()
-            except FileNotFoundError:
-                return False
-            _fsync_dir(self.path.parent)
-            return True
+            return self._unlink()
+
+    def _unlink(self) -> bool:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            return False
+        _fsync_dir(self.path.parent)
+        return True
 
     def _write(self, state: State) -> None:
         """Replace the file atomically: temp file in the same dir, fsync, rename, fsync dir."""

@@ -1,10 +1,238 @@
-"""`alpaca-md list` (placeholder until implemented)."""
+"""``alpaca-md list``: the platform's WebSocket connections and workers.
+
+Connections come from the controller worker's ``list`` command when the state names a running
+controller (the path the rest of the pipeline uses), otherwise from the gateway's
+``websocketmanager.List`` (which needs no worker and no sidecar). ``--via`` forces either.
+Workers come from ``ListWorkers``. Rows that the state file names are marked, and so are workers
+alpaca-md made (by their tags).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
 import typer
 
+from alpaca_cli.commands._common import (
+    ApiUrlOption,
+    CommandTopicOption,
+    EnvFileOption,
+    JsonOption,
+    PubsubOption,
+    ReplyTopicOption,
+    SettingsOption,
+    StateOption,
+    TimeoutOption,
+    VerboseOption,
+    open_runtime,
+    reported_errors,
+)
 
-def command() -> None:
-    """Not implemented yet."""
-    raise typer.Exit(1)
+if TYPE_CHECKING:
+    from alpaca_cli.platform.gateway import ConnectionInfo, WorkerInfo
+    from alpaca_cli.runtime import Runtime
+
+Via = Literal["auto", "controller", "gateway"]
+
+
+@dataclass(slots=True)
+class ListResult:
+    """Workers and connections, and which of them the state file names."""
+
+    workers: list[WorkerInfo] = field(default_factory=list)
+    connections: list[ConnectionInfo] = field(default_factory=list)
+    connections_via: str = "gateway"
+    state_worker_id: str | None = None
+    state_connection_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` document: stable keys, camelCase-free."""
+        from alpaca_cli.commands.deploy import is_ours
+
+        return {
+            "connections": [
+                {
+                    "id": c.id,
+                    "url": c.url,
+                    "status": c.status,
+                    "topic": c.topic,
+                    "instance_id": c.instance_id,
+                    "created_at": c.created_at,
+                    "in_state": c.id == self.state_connection_id,
+                }
+                for c in self.connections
+            ],
+            "workers": [
+                {
+                    "id": w.id,
+                    "status": w.status,
+                    "mime_type": w.mime_type,
+                    "topics": list(w.topics),
+                    "created_at": w.created_at,
+                    "tags": dict(w.tags),
+                    "made_by_alpaca_md": is_ours(dict(w.tags)),
+                    "in_state": w.id == self.state_worker_id,
+                }
+                for w in self.workers
+            ],
+            "connections_via": self.connections_via,
+        }
+
+
+def controller_list(rt: Runtime) -> list[ConnectionInfo]:
+    """The controller worker's ``list`` command (through pub/sub), parsed like ``List``."""
+    from alpaca_cli.platform.controller import ControllerClient
+    from alpaca_cli.platform.gateway import parse_connection
+
+    controller = rt.enter_context(ControllerClient.from_runtime(rt))
+    reply = controller.list()
+    raw = reply.get("connections") if isinstance(reply, dict) else reply
+    if not isinstance(raw, list):
+        return []
+    return [parse_connection(c) for c in raw if isinstance(c, dict)]
+
+
+def list_platform(
+    rt: Runtime, *, workers: bool = True, connections: bool = True, via: Via = "auto"
+) -> ListResult:
+    """Ask the platform for its workers and connections.
+
+    Raises:
+        GatewayUnreachable / GatewayUnauthorized / CommandRefused: from the gateway.
+        SidecarUnreachable / ReplyTimeout: ``--via controller`` and the controller did not answer.
+        StateError: the state file is corrupt.
+    """
+    from alpaca_cli.errors import ReplyTimeout, SidecarUnreachable
+
+    state = rt.store.read()
+    result = ListResult(
+        state_worker_id=state.worker.id if state and state.worker else None,
+        state_connection_id=state.connection.id if state and state.connection else None,
+    )
+    gateway = rt.gateway()
+    if workers:
+        result.workers = gateway.list_workers()
+    if connections:
+        use_controller = via == "controller" or (via == "auto" and result.state_worker_id)
+        if use_controller:
+            try:
+                result.connections = controller_list(rt)
+                result.connections_via = "controller"
+            except (ReplyTimeout, SidecarUnreachable) as exc:
+                if via == "controller":
+                    raise
+                rt.warn(f"the controller did not answer ({exc}); asking the gateway instead")
+                use_controller = False
+        if not use_controller:
+            result.connections = gateway.list_connections()
+            result.connections_via = "gateway"
+    return result
+
+
+def render(result: ListResult) -> None:
+    """Tables on a terminal, tab-separated lines otherwise."""
+    from alpaca_cli.commands.deploy import is_ours
+    from alpaca_cli.output import Table, write_tables
+
+    def mark(in_state: bool, ours: bool = False) -> str:
+        return "state" if in_state else ("alpaca-md" if ours else "")
+
+    tables = [
+        Table(
+            "connections",
+            ["id", "status", "url", "topic", "created", "mark"],
+            [
+                [
+                    c.id,
+                    c.status,
+                    c.url,
+                    c.topic,
+                    c.created_at,
+                    mark(c.id == result.state_connection_id),
+                ]
+                for c in result.connections
+            ],
+        ),
+        Table(
+            "workers",
+            ["id", "status", "topics", "mime type", "created", "mark"],
+            [
+                [
+                    w.id,
+                    w.status,
+                    list(w.topics),
+                    w.mime_type,
+                    w.created_at,
+                    mark(w.id == result.state_worker_id, is_ours(dict(w.tags))),
+                ]
+                for w in result.workers
+            ],
+        ),
+    ]
+    write_tables(tables)
+
+
+def command(
+    ctx: typer.Context,
+    via: Annotated[
+        str,
+        typer.Option(
+            "--via",
+            help="Where to list connections from: auto (the controller when the state names "
+            "one, else the gateway), controller, gateway.",
+        ),
+    ] = "auto",
+    workers_only: Annotated[bool, typer.Option("--workers", help="Only workers.")] = False,
+    connections_only: Annotated[
+        bool, typer.Option("--connections", help="Only connections.")
+    ] = False,
+    json_output: JsonOption = False,
+    verbose: VerboseOption = 0,
+    state: StateOption = None,
+    settings: SettingsOption = None,
+    env_file: EnvFileOption = None,
+    api_url: ApiUrlOption = None,
+    timeout: TimeoutOption = None,
+    pubsub: PubsubOption = None,
+    command_topic: CommandTopicOption = None,
+    reply_topic: ReplyTopicOption = None,
+) -> None:
+    """List the platform's WebSocket connections and workers.
+
+    On a terminal: tables; piped: tab-separated lines, each starting with `connections` or
+    `workers`; with --json: one JSON document. Rows the state file names are marked `state`.
+
+    Example: alpaca-md list --json
+    """
+    from alpaca_cli.errors import UsageError
+
+    with reported_errors():
+        if via not in ("auto", "controller", "gateway"):
+            raise UsageError(f"--via {via!r}: use auto, controller or gateway.")
+        rt = open_runtime(
+            ctx,
+            json_output=json_output,
+            verbose=verbose,
+            state=state,
+            settings=settings,
+            env_file=env_file,
+            api_url=api_url,
+            timeout=timeout,
+            pubsub=pubsub,
+            command_topic=command_topic,
+            reply_topic=reply_topic,
+        )
+        with rt:
+            result = list_platform(
+                rt,
+                workers=not connections_only,
+                connections=not workers_only,
+                via=via,  # type: ignore[arg-type]  # checked above
+            )
+        if rt.json:
+            from alpaca_cli.output import write_json
+
+            write_json(result.to_json())
+        else:
+            render(result)

@@ -57,6 +57,39 @@ class WorkerInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """One WebSocketManager connection record (from ``List`` or the controller's ``list``)."""
+
+    id: str
+    url: str = ""
+    status: str = ""
+    topic: str = ""
+    instance_id: str = ""
+    created_at: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def publishing(self) -> bool:
+        return bool(self.topic)
+
+
+def parse_connection(data: Mapping[str, Any]) -> ConnectionInfo:
+    """A connection record in camelCase, snake_case or PascalCase; status upper-cased."""
+    tags_raw = _pick(data, "tags", "Tags") or {}
+    created = _pick(data, "createdAt", "created_at", "CreatedAt")
+    status = str(_pick(data, "status", "Status") or "").strip().upper()
+    return ConnectionInfo(
+        id=str(_pick(data, "id", "Id", "connectionId", "connection_id") or ""),
+        url=str(_pick(data, "url", "Url") or ""),
+        status=status.removeprefix("CONNECTION_STATUS_"),
+        topic=str(_pick(data, "topic", "Topic") or ""),
+        instance_id=str(_pick(data, "instanceId", "instance_id", "InstanceId") or ""),
+        created_at=str(created) if created is not None else None,
+        tags={str(k): str(v) for k, v in tags_raw.items()} if isinstance(tags_raw, Mapping) else {},
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class CreatedWorker:
     """What ``CreateWorker`` returned, and which topic field the platform accepted."""
 
@@ -361,6 +394,18 @@ class GatewayClient:
         workers = data.get("workers") or []
         return [parse_worker(w) for w in workers if isinstance(w, Mapping)]
 
+    # -- WebSocketManager (direct, without the controller worker) -------------------------------
+
+    def list_connections(self) -> list[ConnectionInfo]:
+        """``websocketmanager.List``: every connection the WSM holds."""
+        data = self.invoke("websocketmanager", "List", {})
+        connections = data.get("connections") or []
+        return [parse_connection(c) for c in connections if isinstance(c, Mapping)]
+
+    def disconnect(self, connection_id: str) -> None:
+        """``websocketmanager.Disconnect``; NOT_FOUND raises :class:`CommandRefused`."""
+        self.invoke("websocketmanager", "Disconnect", {"id": connection_id})
+
 
 def _worker_id(data: Mapping[str, Any]) -> str:
     value = _pick(data, "id", "workerId", "worker_id")
@@ -376,9 +421,11 @@ def _snippet(text: str, limit: int = 200) -> str:
 
 __all__ = [
     "DOTNET_MIME",
+    "ConnectionInfo",
     "CreatedWorker",
     "GatewayClient",
     "WorkerInfo",
     "normalize_status",
+    "parse_connection",
     "parse_worker",
 ]
