@@ -1,0 +1,290 @@
+"""The WebSocketManagerController's command/reply RPC over pub/sub.
+
+The controller worker reads JSON commands from a command topic and publishes replies to a reply
+topic (``spec/virtufin-platform.md``, "The WebSocketManagerController worker"). Pub/sub is not
+RPC, so this module makes it one:
+
+1. subscribe to the reply topic **before** publishing (the topic has no replay: a reply that
+   arrives before the subscription exists is lost);
+2. publish the command as a CloudEvent with a fresh ``correlationid`` extension;
+3. wait for the reply carrying the same ``correlationid``, ignoring every other event (other
+   clients' replies, replies to earlier commands that timed out);
+4. ``success: false`` -> :class:`~alpaca_cli.errors.CommandRefused` with the controller's
+   message; nothing within ``timeout`` -> :class:`~alpaca_cli.errors.ReplyTimeout`.
+
+The reply subscription is opened on the first command and reused until :meth:`close`, so a
+``run`` that sends many commands pays for one stream.
+
+Example::
+
+    with ControllerClient(pubsub, command_topic=..., reply_topic=..., timeout=15) as ctl:
+        conn_id = ctl.create("wss://stream.data.alpaca.markets/v1beta3/crypto/us")
+        ctl.publish(conn_id, "alpaca-ticks")
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from alpaca_cli.errors import CommandRefused, ReplyTimeout
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from alpaca_cli.platform.pubsub import PubsubClient, Subscription
+    from alpaca_cli.runtime import Runtime
+
+__all__ = [
+    "COMMAND_TYPE",
+    "STATUSES",
+    "ControllerClient",
+    "Reply",
+    "normalize_status",
+    "parse_connection",
+]
+
+COMMAND_TYPE: Final = "com.virtufin.websocketmanagercontroller.command"
+"""CloudEvent ``type`` of the commands we publish."""
+
+STATUSES: Final = ("CONNECTING", "CONNECTED", "RECONNECTING", "DISCONNECTED", "ERROR")
+_STATUS_NUMBERS: Final = {
+    0: "UNSPECIFIED",
+    1: "CONNECTING",
+    2: "CONNECTED",
+    3: "RECONNECTING",
+    4: "DISCONNECTED",
+    5: "ERROR",
+}
+"""Protobuf enum numbers, assumed in declaration order (unverified: the spec lists the names
+only). An unknown number stays visible as ``STATUS_<n>``."""
+
+
+def normalize_status(value: Any) -> str:
+    """A connection status in canonical upper case, whatever form it came in.
+
+    Accepts names in any case (``connected``), prefixed names
+    (``CONNECTION_STATUS_CONNECTED``), and enum numbers (``2``, ``"2"``).
+    """
+    if value is None or value == "":
+        return "UNSPECIFIED"
+    if isinstance(value, bool):
+        return str(value).upper()
+    if isinstance(value, int):
+        return _STATUS_NUMBERS.get(value, f"STATUS_{value}")
+    text = str(value).strip()
+    if text.isdigit():
+        return normalize_status(int(text))
+    upper = text.upper().replace("-", "_")
+    for status in STATUSES:
+        if upper == status or upper.endswith("_" + status):
+            return status
+    return upper
+
+
+def _get(doc: Mapping[str, Any], *names: str, default: Any = "") -> Any:
+    for name in names:
+        if name in doc and doc[name] is not None:
+            return doc[name]
+    return default
+
+
+def parse_connection(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """One connection record, leniently: camelCase, snake_case or PascalCase keys, missing keys
+    as defaults, the status canonical (:func:`normalize_status`). Keys come out snake_case."""
+    tags = _get(doc, "tags", "Tags", default={})
+    return {
+        "id": str(_get(doc, "id", "Id", "connectionId", "connection_id")),
+        "url": str(_get(doc, "url", "Url")),
+        "status": normalize_status(_get(doc, "status", "Status", default=None)),
+        "topic": str(_get(doc, "topic", "Topic")),
+        "instance_id": str(_get(doc, "instance_id", "instanceId", "InstanceId")),
+        "created_at": str(_get(doc, "created_at", "createdAt", "CreatedAt")),
+        "tags": {str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A successful reply: the controller's JSON object."""
+
+    command: str
+    data: dict[str, Any]
+
+    @property
+    def message(self) -> str:
+        return str(self.data.get("message") or "")
+
+
+class ControllerClient:
+    """Commands to the WebSocketManagerController worker, each one awaited like a call.
+
+    Parameters:
+        pubsub: the pub/sub client (connected on first use).
+        command_topic: where the worker reads commands.
+        reply_topic: where it publishes replies.
+        timeout: seconds to wait for each reply.
+    """
+
+    def __init__(
+        self,
+        pubsub: PubsubClient,
+        *,
+        command_topic: str,
+        reply_topic: str,
+        timeout: float,
+    ) -> None:
+        self.pubsub = pubsub
+        self.command_topic = command_topic
+        self.reply_topic = reply_topic
+        self.timeout = timeout
+        self._replies: Subscription | None = None
+
+    def __repr__(self) -> str:
+        return f"ControllerClient(command_topic={self.command_topic!r})"
+
+    @classmethod
+    def from_runtime(cls, rt: Runtime) -> ControllerClient:
+        """The controller of an invocation: its config's topics and timeout, and the runtime's
+        pub/sub client (:func:`~alpaca_cli.platform.pubsub.runtime_pubsub`)."""
+        from alpaca_cli.platform.pubsub import runtime_pubsub
+
+        config = rt.config
+        return cls(
+            runtime_pubsub(rt),
+            command_topic=config.command_topic,
+            reply_topic=config.reply_topic,
+            timeout=config.timeout,
+        )
+
+    def close(self) -> None:
+        """Close the reply subscription (the pub/sub client stays open)."""
+        if self._replies is not None:
+            self._replies.close()
+            self._replies = None
+
+    def __enter__(self) -> ControllerClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the RPC ----------------------------------------------------------------------------------
+
+    def call(self, command: str, **arguments: Any) -> Reply:
+        """Send one command and wait for its reply.
+
+        Raises:
+            CommandRefused: the controller answered ``success: false``.
+            ReplyTimeout: no reply with our ``correlationid`` within :attr:`timeout`.
+            SidecarUnreachable, CredentialsRefused, UsageError: from the pub/sub client.
+        """
+        if self._replies is None:
+            self._replies = self.pubsub.subscribe(self.reply_topic)
+        replies = self._replies
+        correlation_id = uuid.uuid4().hex
+        body = {"command": command, **arguments}
+        self.pubsub.publish(
+            self.command_topic,
+            body,
+            type=COMMAND_TYPE,
+            extensions={"correlationid": correlation_id, "replytopic": self.reply_topic},
+        )
+        deadline = time.monotonic() + self.timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ReplyTimeout(
+                    f"no reply to '{command}' on topic {self.reply_topic!r} within "
+                    f"{self.timeout:g} s (correlationid {correlation_id}).",
+                    hint="Is the controller worker deployed and running on "
+                    f"{self.command_topic!r}? Check with 'alpaca-md list', deploy it with "
+                    "'alpaca-md deploy', or raise --timeout.",
+                )
+            try:
+                event = replies.get(timeout=remaining)
+            except EOFError:
+                self._replies = None
+                raise
+            if event is None:
+                continue
+            if str(event.extensions.get("correlationid", "")) != correlation_id:
+                continue
+            return self._reply_of(command, event.data)
+
+    def _reply_of(self, command: str, data: bytes) -> Reply:
+        try:
+            doc = orjson.loads(data)
+            if isinstance(doc, str):  # a JSON object sent as a JSON string
+                doc = orjson.loads(doc)
+        except orjson.JSONDecodeError:
+            doc = None
+        if not isinstance(doc, dict):
+            raise CommandRefused(
+                f"the controller answered '{command}' with something that is not a JSON object."
+            )
+        success = doc.get("success", doc.get("Success"))
+        message = str(doc.get("message", doc.get("Message")) or "")
+        if success is not True:
+            raise CommandRefused(
+                f"the controller refused '{command}': {message or 'no message'}.",
+                status=str(doc.get("status")) if doc.get("status") else None,
+            )
+        return Reply(command=str(doc.get("command") or command), data=doc)
+
+    # -- the commands -----------------------------------------------------------------------------
+
+    def create(self, url: str, *, auto_reconnect: bool = True) -> str:
+        """Open an upstream WebSocket through the WSM; returns the connection id."""
+        reply = self.call("create", url=url, auto_reconnect=auto_reconnect)
+        conn_id = reply.data.get("id") or reply.data.get("connectionId")
+        if not isinstance(conn_id, str) or not conn_id:
+            raise CommandRefused("the controller answered 'create' without a connection id.")
+        return conn_id
+
+    def send_raw(
+        self, connection_id: str, payload: bytes, content_type: str = "application/json"
+    ) -> Reply:
+        """Send one frame upstream. ``payload`` may hold a secret: it is never logged."""
+        message = base64.b64encode(payload).decode("ascii")
+        return self.call("send_raw", id=connection_id, message=message, content_type=content_type)
+
+    def publish(self, connection_id: str, topic: str) -> Reply:
+        """From now on the WSM publishes every frame of the connection to ``topic``."""
+        return self.call("publish", id=connection_id, topic=topic)
+
+    def stop_publish(self, connection_id: str) -> Reply:
+        return self.call("stop_publish", id=connection_id)
+
+    def list(self) -> list[dict[str, Any]]:
+        """The WSM's connection records, parsed leniently (:func:`parse_connection`)."""
+        reply = self.call("list")
+        raw = reply.data.get("connections")
+        if raw is None:
+            raw = reply.data.get("Connections", [])
+        if isinstance(raw, str):  # some builds nest JSON as a string
+            try:
+                raw = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                raw = []
+        if isinstance(raw, Mapping):
+            raw = raw.get("connections", [])
+        return [parse_connection(doc) for doc in raw or [] if isinstance(doc, Mapping)]
+
+    def disconnect(self, connection_id: str) -> Reply:
+        return self.call("disconnect", id=connection_id)
+
+    def stop(self) -> Reply:
+        """Close every connection of the WSM."""
+        return self.call("stop")

@@ -1,0 +1,587 @@
+"""Pub/sub through a Dapr sidecar: publish our own CloudEvents, consume topics by streaming.
+
+A thin wrapper over the ``dapr`` SDK (``spec/dapr-pubsub.md``) that fixes what a CLI cannot live
+with:
+
+* **Start-up.** ``dapr`` costs about half a second to import, so it is imported here, inside
+  :meth:`PubsubClient.connect`, never at module level.
+* **No sidecar.** Every ``DaprClient()`` polls the sidecar's health endpoint for
+  ``DAPR_HEALTH_TIMEOUT`` seconds (SDK default 60). We shorten that to
+  :data:`DEFAULT_HEALTH_TIMEOUT` unless the user set it, and turn the SDK's ``TimeoutError``
+  into :class:`~alpaca_cli.errors.SidecarUnreachable` with the URL and a hint.
+* **Settings.** The SDK reads ``dapr.conf.settings`` when it is used; we assign our resolved
+  values (flag > env > ``.env``) there before building the client, so a ``.env`` file counts.
+* **stdout is data.** The SDK ``print()``\\s diagnostics (health-check failures, parse errors);
+  each SDK module that does so gets its own ``print`` that writes to our log instead.
+* **Errors.** ``DaprGrpcError`` / ``grpc.RpcError`` become our tree: UNAUTHENTICATED ->
+  :class:`~alpaca_cli.errors.CredentialsRefused`, INVALID_ARGUMENT (e.g. an unknown pub/sub
+  name) -> :class:`~alpaca_cli.errors.UsageError` naming ``--pubsub``, UNAVAILABLE ->
+  :class:`~alpaca_cli.errors.SidecarUnreachable`.
+* **Timeouts.** The SDK's sync subscription blocks in ``next_message()`` with no timeout. A
+  reader thread per subscription moves events into a bounded queue (:data:`QUEUE_SIZE`);
+  :meth:`Subscription.get` waits on that queue with a timeout, so replies can time out and
+  tails stop on ``--duration``. When the queue is full the reader blocks, which stops it reading
+  the gRPC stream: HTTP/2 flow control then pushes back on the sidecar (nothing is dropped here).
+  Events are acknowledged (``respond_success``) as soon as they are queued.
+
+Example::
+
+    with PubsubClient(config.dapr, pubsub="pubsub") as client:
+        with client.subscribe("alpaca-ticks") as sub:
+            event = sub.get(timeout=5.0)     # None on timeout
+        client.publish("topic", {"command": "list"}, type="com.example.command")
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import os
+import queue
+import sys
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from alpaca_cli.errors import (
+    AlpacaMdError,
+    CredentialsRefused,
+    SidecarUnreachable,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from alpaca_cli.config import Config, DaprSettings
+    from alpaca_cli.runtime import Runtime
+
+__all__ = [
+    "DEFAULT_HEALTH_TIMEOUT",
+    "QUEUE_SIZE",
+    "SOURCE",
+    "Event",
+    "PubsubClient",
+    "Subscription",
+    "open_pubsub",
+    "runtime_pubsub",
+]
+
+DEFAULT_HEALTH_TIMEOUT: Final = 3.0
+"""Seconds to wait for the sidecar when the user did not set ``DAPR_HEALTH_TIMEOUT``: long
+enough for ``dapr run`` to bring up a sidecar started together with us, short enough for a
+clear error when there is none."""
+
+QUEUE_SIZE: Final = 4096
+"""Events one subscription buffers between the gRPC reader thread and the consumer."""
+
+SOURCE: Final = "alpaca-md"
+"""``source`` of the CloudEvents we publish."""
+
+_SDK_DEFAULT_HEALTH_TIMEOUT: Final = 60.0
+_PRINTING_MODULES: Final = (
+    "dapr.clients.health",
+    "dapr.common.pubsub.subscription",
+    "dapr.clients.retry",
+    "dapr.clients.grpc._response",
+)
+
+Log = Callable[[str], None]
+
+
+@dataclass(slots=True)
+class Event:
+    """One CloudEvent received from a topic.
+
+    ``received_ns`` is the wall-clock time (``time.time_ns()``) at which the reader thread took
+    it off the stream, for latency figures.
+    """
+
+    id: str
+    source: str
+    type: str
+    topic: str
+    data_content_type: str
+    data: bytes
+    extensions: dict[str, Any] = field(default_factory=dict)
+    received_ns: int = 0
+
+    def json(self) -> Any:
+        """``data`` parsed as JSON.
+
+        Raises:
+            orjson.JSONDecodeError: it is not JSON.
+        """
+        return orjson.loads(self.data)
+
+
+def _sidecar_hint() -> str:
+    return (
+        "Start a Dapr sidecar with an app id of its own "
+        "(dapr run --app-id alpaca-md-cli -- alpaca-md ...), or the embedded platform "
+        "(alpaca-md dev up) and export the environment it prints."
+    )
+
+
+def _unreachable(settings: DaprSettings, detail: str) -> SidecarUnreachable:
+    return SidecarUnreachable(
+        f"the Dapr sidecar at {settings.http_url} (gRPC {settings.grpc_address}) "
+        f"did not answer: {detail}.",
+        url=settings.http_url,
+        hint=_sidecar_hint(),
+    )
+
+
+def _grpc_error_of(exc: BaseException) -> Any | None:
+    """The ``grpc.RpcError`` (or ``DaprGrpcError``) behind ``exc``, following causes."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        code = getattr(current, "code", None)
+        if callable(code):
+            with contextlib.suppress(Exception):
+                if code() is not None and hasattr(code(), "name"):
+                    return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class PubsubClient:
+    """A connection to one Dapr sidecar and one pub/sub component.
+
+    Call order: :meth:`connect` (or let the first publish/subscribe do it), any number of
+    :meth:`publish` / :meth:`subscribe`, then :meth:`close` (or use ``with``).
+
+    Parameters:
+        settings: where the sidecar is (ports, host, API token), already resolved.
+        pubsub: the pub/sub component name (``--pubsub``).
+        health_timeout: seconds to wait for the sidecar; default
+            :data:`DEFAULT_HEALTH_TIMEOUT` unless ``settings`` carries a user-set value.
+        log: where SDK diagnostics and ``-vv`` lines go (never stdout); default: dropped.
+    """
+
+    def __init__(
+        self,
+        settings: DaprSettings,
+        *,
+        pubsub: str = "pubsub",
+        health_timeout: float | None = None,
+        log: Log | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pubsub = pubsub
+        self.health_timeout = health_timeout if health_timeout is not None else _health(settings)
+        self._log = log
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._subscriptions: set[Subscription] = set()
+
+    def __repr__(self) -> str:
+        return f"PubsubClient({self.settings.grpc_address!r}, pubsub={self.pubsub!r})"
+
+    # -- connection -------------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Wait for the sidecar and open the gRPC channel (idempotent).
+
+        Raises:
+            SidecarUnreachable: the health endpoint did not answer 2xx in time.
+        """
+        with self._lock:
+            if self._client is not None:
+                return
+            self._client = self._build_client()
+
+    def _build_client(self) -> Any:
+        started = time.monotonic()
+        _configure_sdk(self.settings, self.health_timeout, self._log)
+        from dapr.clients import DaprClient
+
+        try:
+            client = DaprClient(address=self.settings.grpc_address)
+        except TimeoutError as exc:
+            raise _unreachable(
+                self.settings, f"no healthy answer within {self.health_timeout:g} s"
+            ) from exc
+        except Exception as exc:  # e.g. a malformed DAPR_GRPC_ENDPOINT
+            raise _unreachable(self.settings, f"{type(exc).__name__}: {exc}") from exc
+        self.log(
+            f"dapr sidecar {self.settings.grpc_address} ready in {time.monotonic() - started:.2f} s"
+        )
+        return client
+
+    def log(self, message: str) -> None:
+        if self._log is not None:
+            self._log(message)
+
+    def close(self) -> None:
+        """Close every open subscription, then the channel. Idempotent."""
+        for sub in list(self._subscriptions):
+            sub.close()
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+
+    def __enter__(self) -> PubsubClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _sdk(self) -> Any:
+        self.connect()
+        return self._client
+
+    # -- errors -----------------------------------------------------------------------------------
+
+    def map_error(self, exc: BaseException, *, action: str) -> AlpacaMdError:
+        """Translate an SDK/gRPC error raised while doing ``action`` into our tree."""
+        if isinstance(exc, AlpacaMdError):
+            return exc
+        rpc = _grpc_error_of(exc)
+        if rpc is None:
+            return _unreachable(self.settings, f"{action} failed: {type(exc).__name__}: {exc}")
+        name = rpc.code().name
+        details = _details(rpc)
+        if name == "UNAUTHENTICATED":
+            return CredentialsRefused(
+                f"the Dapr sidecar at {self.settings.grpc_address} refused {action}: {details}.",
+                hint="Set DAPR_API_TOKEN to the sidecar's API token.",
+            )
+        if name == "INVALID_ARGUMENT":
+            return UsageError(
+                f"the Dapr sidecar refused {action}: {details}.",
+                hint=f"Check --pubsub (now {self.pubsub!r}): it must name a pub/sub "
+                "component of the sidecar; and check the topic name.",
+            )
+        if name in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"):
+            return _unreachable(self.settings, f"{action} failed ({name}: {details})")
+        return AlpacaMdError(f"the Dapr sidecar failed {action}: {name}: {details}.")
+
+    # -- publishing -------------------------------------------------------------------------------
+
+    def publish(
+        self,
+        topic: str,
+        data: Mapping[str, Any] | bytes,
+        *,
+        type: str,
+        id: str | None = None,
+        source: str = SOURCE,
+        extensions: Mapping[str, str] | None = None,
+        data_content_type: str = "application/json",
+    ) -> str:
+        """Publish one CloudEvent of our own making (``application/cloudevents+json``).
+
+        Passing the whole CloudEvent lets us choose ``id``, ``type``, ``source`` and extension
+        attributes such as ``correlationid``; the sidecar fills in what is missing. ``data`` is
+        a JSON object, or bytes sent as ``data_base64``. The data is never logged: a
+        ``send_raw`` command carries the Alpaca secret.
+
+        Returns:
+            The event id.
+
+        Raises:
+            SidecarUnreachable, CredentialsRefused, UsageError: see :meth:`map_error`.
+        """
+        event_id = id or uuid.uuid4().hex
+        event: dict[str, Any] = {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": source,
+            "type": type,
+            "datacontenttype": data_content_type,
+        }
+        if extensions:
+            event.update(extensions)
+        if isinstance(data, bytes):
+            import base64
+
+            event["data_base64"] = base64.b64encode(data).decode("ascii")
+        else:
+            event["data"] = dict(data)
+        body = orjson.dumps(event)
+        client = self._sdk()
+        try:
+            client.publish_event(
+                pubsub_name=self.pubsub,
+                topic_name=topic,
+                data=body,
+                data_content_type="application/cloudevents+json",
+            )
+        except Exception as exc:
+            raise self.map_error(exc, action=f"publishing to topic {topic!r}") from exc
+        self.log(f"published {type} id={event_id} to {self.pubsub}/{topic} ({len(body)} bytes)")
+        return event_id
+
+    # -- subscribing ------------------------------------------------------------------------------
+
+    def subscribe(self, topic: str, *, queue_size: int = QUEUE_SIZE) -> Subscription:
+        """Open a streaming subscription; it receives what is published after this returns.
+
+        Raises:
+            SidecarUnreachable, CredentialsRefused, UsageError: see :meth:`map_error`.
+        """
+        client = self._sdk()
+        try:
+            sdk_sub = client.subscribe(pubsub_name=self.pubsub, topic=topic)
+        except Exception as exc:
+            raise self.map_error(exc, action=f"subscribing to topic {topic!r}") from exc
+        sub = Subscription(self, topic, sdk_sub, queue_size=queue_size)
+        self._subscriptions.add(sub)
+        self.log(f"subscribed to {self.pubsub}/{topic}")
+        return sub
+
+    def _forget(self, sub: Subscription) -> None:
+        self._subscriptions.discard(sub)
+
+
+class _Failure:
+    """Queued by the reader thread when the stream fails; the consumer re-raises it."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: AlpacaMdError) -> None:
+        self.error = error
+
+
+_CLOSED: Final = object()
+
+
+class Subscription:
+    """A topic being consumed; events come out of :meth:`get` or iteration, in order.
+
+    Thread use: one consumer thread calls :meth:`get`; :meth:`close` may be called from any
+    thread (it wakes the consumer, which then sees end of stream).
+    """
+
+    def __init__(
+        self, client: PubsubClient, topic: str, sdk_sub: Any, *, queue_size: int = QUEUE_SIZE
+    ) -> None:
+        self.topic = topic
+        self._client = client
+        self._sdk_sub = sdk_sub
+        self._queue: queue.Queue[Event | _Failure | object] = queue.Queue(queue_size)
+        self._closed = threading.Event()
+        self._ended = False
+        self.received = 0
+        """Events taken off the stream so far."""
+        self._thread = threading.Thread(target=self._read, name=f"pubsub-{topic}", daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"Subscription(topic={self.topic!r})"
+
+    def _read(self) -> None:
+        sdk_sub = self._sdk_sub
+        put = self._queue.put
+        closed = self._closed
+        try:
+            while not closed.is_set():
+                msg = sdk_sub.next_message()
+                event = Event(
+                    msg.id(),
+                    msg.source(),
+                    msg.type(),
+                    msg.topic(),
+                    msg.data_content_type(),
+                    msg.raw_data(),
+                    msg.extensions(),
+                    time.time_ns(),
+                )
+                self.received += 1
+                while not closed.is_set():
+                    try:
+                        put(event, timeout=0.25)
+                        break
+                    except queue.Full:
+                        continue
+                sdk_sub.respond_success(msg)
+        except Exception as exc:
+            if not closed.is_set():
+                error = self._client.map_error(exc, action=f"reading topic {self.topic!r}")
+                self._offer(_Failure(error))
+        finally:
+            self._offer(_CLOSED)
+
+    def _offer(self, item: object) -> None:
+        """Queue ``item`` even when the queue is full (the consumer may be gone)."""
+        while True:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self._queue.get_nowait()
+
+    def get(self, timeout: float | None = None) -> Event | None:
+        """The next event, or ``None`` when ``timeout`` seconds pass without one.
+
+        Raises:
+            EOFError: the subscription was closed (by :meth:`close`).
+            SidecarUnreachable, CredentialsRefused, UsageError: the stream failed.
+        """
+        if self._ended:
+            raise EOFError(f"subscription to {self.topic!r} is closed")
+        try:
+            item = self._queue.get(timeout=timeout) if timeout != 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if isinstance(item, Event):
+            return item
+        self._ended = True
+        if isinstance(item, _Failure):
+            raise item.error
+        raise EOFError(f"subscription to {self.topic!r} is closed")
+
+    def pending(self) -> bool:
+        """True when an event is waiting (``get(timeout=0)`` would not return ``None``)."""
+        return not self._queue.empty()
+
+    def __iter__(self) -> Iterator[Event]:
+        """Events until the subscription is closed (blocking)."""
+        while True:
+            try:
+                event = self.get()
+            except EOFError:
+                return
+            if event is not None:
+                yield event
+
+    def close(self, linger: float = 0.0) -> None:
+        """End the stream. Idempotent.
+
+        Args:
+            linger: seconds to wait first so that the last acknowledgements reach the sidecar
+                (an ack queued right before closing is often lost, and a real sidecar would
+                then redeliver it to the next consumer of this app id).
+        """
+        if self._closed.is_set():
+            return
+        if linger > 0:
+            time.sleep(linger)
+        self._closed.set()
+        with contextlib.suppress(Exception):
+            self._sdk_sub.close()
+        self._client._forget(self)
+        self._offer(_CLOSED)
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=2.0)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _details(rpc: Any) -> str:
+    for attr in ("details", "message"):
+        fn = getattr(rpc, attr, None)
+        if callable(fn):
+            with contextlib.suppress(Exception):
+                text = fn()
+                if text:
+                    return str(text)
+    return str(rpc)
+
+
+def _health(settings: DaprSettings) -> float:
+    """The user's ``DAPR_HEALTH_TIMEOUT`` when set, else :data:`DEFAULT_HEALTH_TIMEOUT`.
+
+    :class:`~alpaca_cli.config.DaprSettings` resolves an unset variable to the SDK default (60),
+    so that value also counts as "not set" unless the process environment names it.
+    """
+    if settings.health_timeout != _SDK_DEFAULT_HEALTH_TIMEOUT:
+        return settings.health_timeout
+    if os.environ.get("DAPR_HEALTH_TIMEOUT"):
+        return settings.health_timeout
+    return DEFAULT_HEALTH_TIMEOUT
+
+
+_configure_lock = threading.Lock()
+
+
+def _configure_sdk(settings: DaprSettings, health_timeout: float, log: Log | None) -> None:
+    """Point the SDK's settings at our resolved values and its prints away from stdout."""
+    from dapr.conf import settings as sdk
+
+    with _configure_lock:
+        values: dict[str, Any] = {
+            "DAPR_RUNTIME_HOST": settings.runtime_host,
+            "DAPR_HTTP_PORT": settings.http_port,
+            "DAPR_GRPC_PORT": settings.grpc_port,
+            "DAPR_GRPC_ENDPOINT": settings.grpc_endpoint,
+            "DAPR_HTTP_ENDPOINT": settings.http_endpoint,
+            "DAPR_API_TOKEN": (
+                settings.api_token.get_secret_value() if settings.api_token else None
+            ),
+            "DAPR_HEALTH_TIMEOUT": health_timeout,
+        }
+        for name, value in values.items():
+            setattr(sdk, name, value)
+        _redirect_sdk_prints(log)
+
+
+def _redirect_sdk_prints(log: Log | None) -> None:
+    """Give each printing SDK module a module-global ``print`` that never writes to stdout.
+
+    A module-level name shadows the builtin for that module only, so our own output is
+    untouched (``contextlib.redirect_stdout`` would swap ``sys.stdout`` for every thread).
+    """
+
+    def sdk_print(*args: Any, **kwargs: Any) -> None:
+        file = kwargs.get("file")
+        if file is not None and file is not sys.stdout:
+            builtins.print(*args, **kwargs)
+            return
+        if log is not None:
+            log("dapr: " + " ".join(str(a) for a in args))
+
+    for name in _PRINTING_MODULES:
+        module = sys.modules.get(name)
+        if module is None:
+            with contextlib.suppress(ImportError):
+                module = __import__(name, fromlist=["_"])
+        if module is not None:
+            module.print = sdk_print  # type: ignore[attr-defined]
+
+
+def open_pubsub(config: Config, *, log: Log | None = None) -> PubsubClient:
+    """A :class:`PubsubClient` for a resolved configuration (not yet connected)."""
+    return PubsubClient(config.dapr, pubsub=config.pubsub, log=log)
+
+
+_by_runtime: weakref.WeakKeyDictionary[Runtime, PubsubClient] = weakref.WeakKeyDictionary()
+
+
+def runtime_pubsub(rt: Runtime) -> PubsubClient:
+    """The one pub/sub client of an invocation: made on first use, closed with the runtime.
+
+    ``-vv`` shows its diagnostics (redacted) on stderr.
+    """
+    client = _by_runtime.get(rt)
+    if client is None:
+        client = open_pubsub(rt.config, log=lambda message: rt.log(message, level=2))
+        rt.callback(client.close)
+        _by_runtime[rt] = client
+    return client

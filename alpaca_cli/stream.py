@@ -1,0 +1,222 @@
+"""The topic consumer shared by ``tail``, ``auth``/``subscribe`` (waiting for Alpaca's answer) and
+``run``: published frames in, decoded Alpaca messages and up-to-date L2 books out.
+
+Per event the work is bounded and small: unwrap the frame (:mod:`alpaca_cli.platform.frames`),
+decode the payload with the one Alpaca codec, apply order-book messages to :class:`Books`. A
+payload that does not decode is data, not a crash: it comes out as an item with ``error`` set and
+is counted in :attr:`StreamStats.decode_errors`.
+
+Threading: a :class:`TopicStream` is consumed by one thread. ``run`` drives it from a
+background thread and stops it with the ``stop`` event (checked at least every
+:data:`POLL_INTERVAL`); nothing here installs signal handlers.
+
+Example::
+
+    with TopicStream(pubsub, "alpaca-ticks") as stream:
+        for item in stream:                      # until stop is set or the stream ends
+            for msg in item.messages: ...
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+from alpaca_cli.alpaca.book import Books
+from alpaca_cli.alpaca.codec import DecodeError, decode
+from alpaca_cli.alpaca.messages import Message, OrderBookUpdate
+from alpaca_cli.platform.frames import FrameError, FrameMeta, decode_frame
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from alpaca_cli.platform.pubsub import PubsubClient, Subscription
+
+__all__ = ["POLL_INTERVAL", "StreamItem", "StreamStats", "TopicStream"]
+
+POLL_INTERVAL: Final = 0.1
+"""Longest time :meth:`TopicStream.__iter__` blocks before it looks at the stop event."""
+
+
+@dataclass(slots=True)
+class StreamItem:
+    """One published frame: when it arrived, where from, and what it held."""
+
+    received_ns: int
+    """Wall-clock receive time (``time.time_ns()``) in this process."""
+    meta: FrameMeta
+    payload: bytes
+    messages: list[Message]
+    error: str | None = None
+    """Why the payload could not be decoded (then ``messages`` is empty)."""
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """Running totals for a stream (``run``'s header, ``tail``'s exit summary)."""
+
+    frames: int = 0
+    messages: int = 0
+    decode_errors: int = 0
+    last_error: str | None = None
+    first_ns: int | None = None
+    last_ns: int | None = None
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+class TopicStream:
+    """A topic's frames, decoded, with an L2 book per symbol kept current.
+
+    Parameters:
+        pubsub: the pub/sub client.
+        topic: the topic the WSM publishes the connection's frames to.
+        books: the books to update (shared with a caller such as ``run``); new ones by default.
+        stop: set it (from any thread) to end iteration within :data:`POLL_INTERVAL`.
+        linger: seconds :meth:`close` waits for the last acknowledgements to reach the sidecar.
+    """
+
+    def __init__(
+        self,
+        pubsub: PubsubClient,
+        topic: str,
+        *,
+        books: Books | None = None,
+        stop: threading.Event | None = None,
+        linger: float = 0.0,
+    ) -> None:
+        self.pubsub = pubsub
+        self.topic = topic
+        self.books = books if books is not None else Books()
+        self.stop = stop if stop is not None else threading.Event()
+        self.stats = StreamStats()
+        self.linger = linger
+        self._sub: Subscription | None = None
+
+    def __repr__(self) -> str:
+        return f"TopicStream(topic={self.topic!r})"
+
+    def open(self) -> TopicStream:
+        """Subscribe now (idempotent). Do it before sending anything whose answer you want.
+
+        Raises:
+            SidecarUnreachable, CredentialsRefused, UsageError: see the pub/sub client.
+        """
+        if self._sub is None:
+            self._sub = self.pubsub.subscribe(self.topic)
+        return self
+
+    def close(self) -> None:
+        if self._sub is not None:
+            self._sub.close(linger=self.linger)
+            self._sub = None
+
+    def __enter__(self) -> TopicStream:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def pending(self) -> bool:
+        """True when another item is already waiting (the inbound queue is not drained)."""
+        return self._sub is not None and self._sub.pending()
+
+    def next(self, timeout: float | None = POLL_INTERVAL) -> StreamItem | None:
+        """The next item, or ``None`` after ``timeout`` seconds without one.
+
+        Raises:
+            EOFError: the subscription ended (closed).
+            SidecarUnreachable, CredentialsRefused, UsageError: the stream failed.
+        """
+        sub = self.open()._sub
+        assert sub is not None
+        event = sub.get(timeout=timeout)
+        if event is None:
+            return None
+        return self.process(event.data, event.extensions, event.id, event.received_ns)
+
+    def process(
+        self,
+        data: bytes,
+        extensions: dict[str, object] | None = None,
+        event_id: str | None = None,
+        received_ns: int | None = None,
+    ) -> StreamItem:
+        """Decode one published event's data and apply it to the books (no I/O)."""
+        received = received_ns or time.time_ns()
+        stats = self.stats
+        stats.frames += 1
+        if stats.first_ns is None:
+            stats.first_ns = received
+        stats.last_ns = received
+        try:
+            frame = decode_frame(data, extensions, event_id=event_id)
+        except FrameError as exc:
+            return self._failed(received, FrameMeta(event_id=event_id), data, str(exc))
+        try:
+            messages = decode(frame.payload)
+        except DecodeError as exc:
+            return self._failed(received, frame.meta, frame.payload, str(exc))
+        stats.messages += len(messages)
+        books = self.books
+        by_kind = stats.by_kind
+        for msg in messages:
+            kind = msg.T
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+            if type(msg) is OrderBookUpdate:
+                books.apply(msg)
+        return StreamItem(received, frame.meta, frame.payload, messages)
+
+    def _failed(self, received: int, meta: FrameMeta, payload: bytes, error: str) -> StreamItem:
+        self.stats.decode_errors += 1
+        self.stats.last_error = error
+        return StreamItem(received, meta, payload, [], error)
+
+    def __iter__(self) -> Iterator[StreamItem]:
+        """Items until :attr:`stop` is set or the subscription ends."""
+        while not self.stop.is_set():
+            try:
+                item = self.next(POLL_INTERVAL)
+            except EOFError:
+                return
+            if item is not None:
+                yield item
+
+    def wait_for(
+        self,
+        predicate: Callable[[Message], bool],
+        timeout: float,
+        *,
+        on_item: Callable[[StreamItem], None] | None = None,
+    ) -> Message | None:
+        """The first message that satisfies ``predicate`` within ``timeout`` s, else ``None``.
+
+        For commands that send something upstream and read Alpaca's answer off the topic
+        (``auth``, ``subscribe``); every item seen is also handed to ``on_item``.
+        """
+        deadline = time.monotonic() + timeout
+        while not self.stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                item = self.next(min(remaining, POLL_INTERVAL))
+            except EOFError:
+                return None
+            if item is None:
+                continue
+            if on_item is not None:
+                on_item(item)
+            for msg in item.messages:
+                if predicate(msg):
+                    return msg
+        return None
