@@ -1,10 +1,261 @@
-"""`alpaca-md dev_up` (placeholder until implemented)."""
+"""``alpaca-md dev up``: the embedded platform plus a local Alpaca stream, in the foreground.
+
+It prints the environment a second shell needs (``export KEY=value`` lines on stdout; status on
+stderr), optionally writes the same ``KEY=value`` lines to a file once everything serves, and
+runs until Ctrl+C, SIGTERM or (with the hidden ``--exit-with-stdin``) the end of its stdin, so a
+parent that launched it and died never leaves it running.
+
+Heavy imports (aiohttp, grpc, websockets, the devstack) happen inside :func:`command`.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
 
+from alpaca_cli.commands._common import VerboseOption, reported_errors
+from alpaca_cli.errors import UsageError
 
-def command() -> None:
-    """Not implemented yet."""
-    raise typer.Exit(1)
+if TYPE_CHECKING:
+    from alpaca_cli.devstack.stack import EmbeddedPlatform, StackConfig
+
+SECRET_NAMES = frozenset({"VIRTUFIN_API_KEY", "DAPR_API_TOKEN"})
+"""Variables the operator already holds: written to ``--write-env`` but never printed."""
+
+_PORT_HELP = "0 = any free port."
+
+
+def command(
+    host: Annotated[str, typer.Option(help="Interface every server binds to.")] = "127.0.0.1",
+    gateway_port: Annotated[
+        int, typer.Option(min=0, max=65535, help=f"Gateway HTTP port. {_PORT_HELP}")
+    ] = 5001,
+    dapr_http_port: Annotated[
+        int, typer.Option(min=0, max=65535, help=f"Dapr sidecar HTTP port. {_PORT_HELP}")
+    ] = 3500,
+    dapr_grpc_port: Annotated[
+        int, typer.Option(min=0, max=65535, help=f"Dapr sidecar gRPC port. {_PORT_HELP}")
+    ] = 50001,
+    feed_port: Annotated[
+        int, typer.Option(min=0, max=65535, help=f"Alpaca stream server port. {_PORT_HELP}")
+    ] = 8765,
+    drop_after: Annotated[
+        float | None,
+        typer.Option(help="Alpaca server: abort each connection after this many seconds."),
+    ] = None,
+    rate: Annotated[
+        float | None, typer.Option(help="Alpaca server: data messages per second.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Alpaca server: market seed.")] = None,
+    symbol_limit: Annotated[
+        int | None, typer.Option(help="Alpaca server: most symbols per channel (405 above).")
+    ] = None,
+    auth_timeout: Annotated[
+        float | None, typer.Option(help="Alpaca server: seconds to authenticate (10).")
+    ] = None,
+    max_connections_per_key: Annotated[
+        int | None, typer.Option(help="Alpaca server: connections per key (406 above; 1).")
+    ] = None,
+    replay: Annotated[
+        Path | None, typer.Option(help="Alpaca server: replay this NDJSON recording.")
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option(
+            metavar="VAR",
+            help="Require this API key on the gateway (x-api-key), read from environment "
+            "variable VAR (e.g. VIRTUFIN_API_KEY). The key is never printed.",
+        ),
+    ] = None,
+    dapr_api_token_env: Annotated[
+        str | None,
+        typer.Option(
+            metavar="VAR",
+            help="Require this Dapr API token on the sidecar, read from environment variable "
+            "VAR (e.g. DAPR_API_TOKEN). Never printed.",
+        ),
+    ] = None,
+    legacy: Annotated[
+        bool,
+        typer.Option(help="Behave like an older platform: CreateWorker takes 'topic'."),
+    ] = False,
+    write_env: Annotated[
+        Path | None,
+        typer.Option(
+            help="Once ready, write KEY=value lines to this file (mode 0600; removed on exit)."
+        ),
+    ] = None,
+    exit_with_stdin: Annotated[
+        bool, typer.Option(hidden=True, help="Stop when stdin reaches end of file.")
+    ] = False,
+    verbose: VerboseOption = 0,
+) -> None:
+    """Run the embedded virtufin platform and an Alpaca stream server until Ctrl+C.
+
+    Prints `export KEY=value` lines for a second shell (VIRTUFIN_API_URL, DAPR_HTTP_PORT,
+    DAPR_GRPC_PORT, ALPACA_STREAM_URL and the test credentials ALPACA_API_KEY /
+    ALPACA_API_SECRET that the local Alpaca server accepts). Exits 0 after a clean stop.
+
+    Example: alpaca-md dev up --gateway-port 0 --write-env .devstack.env
+    """
+    with reported_errors():
+        feed: dict[str, Any] = {
+            "drop_after": drop_after,
+            "rate": rate,
+            "seed": seed,
+            "symbol_limit": symbol_limit,
+            "auth_timeout": auth_timeout,
+            "max_connections_per_key": max_connections_per_key,
+            "replay": replay,
+        }
+        _configure_logging(verbose)
+        from alpaca_cli.devstack.stack import StackConfig
+
+        config = StackConfig(
+            host=host,
+            gateway_port=gateway_port,
+            dapr_http_port=dapr_http_port,
+            dapr_grpc_port=dapr_grpc_port,
+            feed_port=feed_port,
+            api_key=_secret_from_env(api_key_env, "--api-key-env"),
+            dapr_api_token=_secret_from_env(dapr_api_token_env, "--dapr-api-token-env"),
+            legacy=legacy,
+            feed_options={k: v for k, v in feed.items() if v is not None},
+        )
+        serve(config, write_env=write_env, exit_with_stdin=exit_with_stdin)
+
+
+def _secret_from_env(var: str | None, option: str) -> str | None:
+    if var is None:
+        return None
+    value = os.environ.get(var, "")
+    if not value:
+        raise UsageError(
+            f"{option} {var}: environment variable {var} is not set or empty.",
+            hint=f"Export {var} before starting, or drop {option}.",
+        )
+    return value
+
+
+def _configure_logging(verbose: int) -> None:
+    import logging
+
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def export_lines(env: dict[str, str]) -> list[str]:
+    """``export KEY=value`` lines for stdout; secrets the operator already has are left out."""
+    import shlex
+
+    lines = []
+    for key, value in env.items():
+        if key in SECRET_NAMES:
+            lines.append(f"# {key} is required: use the value from your own environment")
+        else:
+            lines.append(f"export {key}={shlex.quote(value)}")
+    return lines
+
+
+def write_env_file(path: Path, env: dict[str, str]) -> None:
+    """Write ``KEY=value`` lines atomically (temp file, fsync, rename), readable by the owner."""
+    target = path.resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(f"{k}={v}\n" for k, v in env.items())
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def serve(config: StackConfig, *, write_env: Path | None, exit_with_stdin: bool) -> None:
+    """Start the platform, announce it, wait for a stop request, stop it.
+
+    Raises:
+        UsageError: a port is taken or cannot be bound.
+    """
+    import asyncio
+
+    asyncio.run(_serve(config, write_env=write_env, exit_with_stdin=exit_with_stdin))
+
+
+async def _serve(config: StackConfig, *, write_env: Path | None, exit_with_stdin: bool) -> None:
+    import asyncio
+    import signal
+    import threading
+
+    from alpaca_cli.devstack.stack import EmbeddedPlatform
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    if exit_with_stdin:
+
+        def watch_stdin() -> None:
+            with contextlib.suppress(Exception):
+                while sys.stdin.buffer.read(65536):
+                    pass
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                loop.call_soon_threadsafe(stop.set)
+
+        threading.Thread(target=watch_stdin, name="dev-up-stdin", daemon=True).start()
+
+    platform = EmbeddedPlatform(config)
+    try:
+        await platform.start()
+    except OSError as exc:
+        raise UsageError(
+            f"Cannot start the embedded platform on {config.host}: {exc.strerror or exc}.",
+            hint="A port is probably in use: pick others (--gateway-port, --dapr-http-port, "
+            "--dapr-grpc-port, --feed-port) or 0 for any free port.",
+        ) from exc
+    wrote = False
+    try:
+        env = platform.env()
+        sys.stdout.write("".join(line + "\n" for line in export_lines(env)))
+        sys.stdout.flush()
+        if write_env is not None:
+            write_env_file(write_env, env)
+            wrote = True
+        _announce(platform)
+        await stop.wait()
+        sys.stderr.write("dev up: stopping...\n")
+    finally:
+        await platform.stop()
+        if wrote and write_env is not None:
+            with contextlib.suppress(OSError):
+                write_env.unlink()
+    sys.stderr.write("dev up: stopped.\n")
+
+
+def _announce(platform: EmbeddedPlatform) -> None:
+    lines = [
+        f"dev up: gateway      {platform.gateway_url}"
+        + (" (API key required)" if platform.config.api_key else "")
+        + (" (legacy CreateWorker 'topic')" if platform.config.legacy else ""),
+        f"dev up: dapr sidecar http :{platform.sidecar.http_port}  "
+        f"grpc :{platform.sidecar.grpc_port}",
+    ]
+    if platform.stream_url:
+        lines.append(f"dev up: alpaca feed  {platform.stream_url}")
+    lines.append("dev up: ready. Copy the export lines above into another shell; Ctrl+C stops.")
+    sys.stderr.write("".join(line + "\n" for line in lines))
+    sys.stderr.flush()

@@ -345,6 +345,7 @@ class WorkManager:
             except Exception:  # never let one command kill the worker
                 logger.exception("workmanager: worker %s failed on %s", worker.id, event.id)
             sub.ack(delivery)
+            await asyncio.sleep(0)  # let the other workers of this topic take their share
 
     def _reply(self, worker: Worker, command: CloudEvent, reply: dict[str, Any]) -> None:
         ext = command.extensions

@@ -120,7 +120,7 @@ class ConnectionRecord:
 class _Connection:
     """A record plus the live socket and the task that reads it (and reconnects)."""
 
-    __slots__ = ("closing", "record", "seq", "task", "ws")
+    __slots__ = ("closing", "received", "record", "seq", "task", "ws")
 
     def __init__(self, record: ConnectionRecord, ws: ClientConnection) -> None:
         self.record = record
@@ -128,6 +128,7 @@ class _Connection:
         self.task: asyncio.Task[None] | None = None
         self.closing = False
         self.seq = 0
+        self.received = 0
 
 
 def _check_url(url: str) -> None:
@@ -212,6 +213,10 @@ class WebSocketManager:
             RpcError: NOT_FOUND ``Connection not found``.
         """
         return self._find(connection_id).record
+
+    def frames_received(self, connection_id: str) -> int:
+        """Frames read from the connection so far, published or not (diagnostics, tests)."""
+        return self._find(connection_id).received
 
     async def disconnect(self, connection_id: str) -> None:
         """Close the connection for good (no reconnect) and forget its record.
@@ -338,6 +343,7 @@ class WebSocketManager:
         url = record.url
         while True:
             frame = await ws.recv()
+            conn.received += 1
             topic = record.topic
             if not topic:
                 continue
