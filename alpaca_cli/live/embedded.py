@@ -1,0 +1,192 @@
+"""``run --embedded``: the embedded platform as a child process, for the length of the run.
+
+Why a child process and not a thread: the platform then has its own interpreter (its event loop
+never competes with the live table for the GIL), and ``run`` talks to it through exactly the same
+environment variables and clients as to a real platform.
+
+The child runs ``alpaca-md dev up`` with every port 0 and ``--write-env PATH``; it writes PATH
+once everything serves, and we read the environment from there. It gets its own session
+(``start_new_session=True``) so the terminal's Ctrl+C reaches only ``run``, which still needs the
+platform for teardown. ``--exit-with-stdin`` makes it exit when our end of its stdin closes, so it
+cannot outlive ``run`` even when ``run`` is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from alpaca_cli.errors import PlatformUnreachable
+
+__all__ = ["REQUIRED_KEYS", "EmbeddedProcess", "dev_up_command", "parse_env"]
+
+REQUIRED_KEYS = ("VIRTUFIN_API_URL", "DAPR_GRPC_PORT", "DAPR_HTTP_PORT")
+"""The env file is complete when these are in it."""
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """``KEY=value`` lines (blank lines and ``#`` comments skipped, optional ``export``)."""
+    env: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        env[key.strip()] = value
+    return env
+
+
+def dev_up_command(env_file: Path, extra: Sequence[str] = ()) -> list[str]:
+    """The child's command line: ``alpaca-md dev up`` on free ports, writing ``env_file``."""
+    return [
+        sys.executable,
+        "-m",
+        "alpaca_cli",
+        "dev",
+        "up",
+        "--gateway-port",
+        "0",
+        "--dapr-http-port",
+        "0",
+        "--dapr-grpc-port",
+        "0",
+        "--feed-port",
+        "0",
+        "--write-env",
+        str(env_file),
+        "--exit-with-stdin",
+        *extra,
+    ]
+
+
+class EmbeddedProcess:
+    """Start, wait for, and stop ``alpaca-md dev up`` as a child process.
+
+    Example::
+
+        with EmbeddedProcess(["--drop-after", "3"]) as platform:
+            env = platform.start(timeout=30)     # VIRTUFIN_API_URL, DAPR_GRPC_PORT, ...
+            ...
+        # the child is gone here
+
+    ``log_path`` holds the child's stderr (shown in the error when it fails to start).
+    """
+
+    def __init__(
+        self,
+        extra_args: Sequence[str] = (),
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._extra = list(extra_args)
+        self._sleep = sleep
+        self._clock = clock
+        self._dir = Path(tempfile.mkdtemp(prefix="alpaca-md-embedded-"))
+        self.env_path = self._dir / "platform.env"
+        self.log_path = self._dir / "platform.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}
+
+    def start(
+        self, *, timeout: float = 30.0, should_stop: Callable[[], bool] = bool
+    ) -> dict[str, str]:
+        """Launch the child and wait until its environment file is complete.
+
+        ``should_stop`` is polled while waiting (a Ctrl+C during start-up).
+
+        Raises:
+            PlatformUnreachable: the child exited, or wrote nothing within ``timeout``.
+        """
+        command = dev_up_command(self.env_path, self._extra)
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        deadline = self._clock() + timeout
+        while True:
+            env = self._read_env()
+            if env is not None:
+                self.env = env
+                return env
+            code = self.process.poll()
+            if code is not None:
+                raise PlatformUnreachable(
+                    f"the embedded platform exited with code {code} before it was ready"
+                    f"{self._log_tail()}",
+                    url="embedded",
+                    hint="Run `alpaca-md dev up` by hand to see why.",
+                )
+            if self._clock() > deadline:
+                raise PlatformUnreachable(
+                    f"the embedded platform was not ready within {timeout:.0f} s{self._log_tail()}",
+                    url="embedded",
+                    hint="The machine may be overloaded; try again, or run `alpaca-md dev up`.",
+                )
+            if should_stop():
+                raise PlatformUnreachable(
+                    "interrupted while the embedded platform started", url="embedded"
+                )
+            self._sleep(0.05)
+
+    def _read_env(self) -> dict[str, str] | None:
+        try:
+            text = self.env_path.read_text(encoding="utf-8")
+        except OSError:
+            return None
+        env = parse_env(text)
+        return env if all(key in env for key in REQUIRED_KEYS) else None
+
+    def _log_tail(self, lines: int = 8) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            return ""
+        tail = text.splitlines()[-lines:]
+        return (":\n  " + "\n  ".join(tail)) if tail else ""
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """Close the child's stdin (it exits), then SIGTERM, then SIGKILL; returns its code."""
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        with contextlib.suppress(OSError):
+            if process.stdin is not None:
+                process.stdin.close()
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.terminate()
+        try:
+            return process.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+    def cleanup(self) -> None:
+        """Remove the temporary directory (the env file holds test credentials)."""
+        for path in (self.env_path, self.log_path):
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self._dir.rmdir()
+
+    def __enter__(self) -> EmbeddedProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.cleanup()

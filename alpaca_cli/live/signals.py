@@ -1,0 +1,109 @@
+"""Ctrl+C and SIGTERM for ``run``: the first asks for one orderly stop, the second forces.
+
+Why not just KeyboardInterrupt: an interrupt in the middle of ``deploy`` or ``connect`` could
+leave a worker or connection the state file does not know yet, and CI runners send SIGTERM,
+which Python does not turn into an exception at all. So the first signal only sets
+:attr:`SignalGuard.stop` (and interrupts the current wait when the code declared itself safe to
+abort with :meth:`SignalGuard.abortable`); mutating steps finish (they are time-bounded) and
+teardown runs. A second signal raises :class:`ForceQuit` wherever the program is: teardown is
+skipped and ``run`` prints the ids it leaves behind.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any, TextIO
+
+__all__ = ["ForceQuit", "SignalGuard", "StopRequested"]
+
+
+class StopRequested(BaseException):
+    """Raised into an abortable section by the first Ctrl+C/SIGTERM."""
+
+
+class ForceQuit(BaseException):
+    """Raised by the second Ctrl+C/SIGTERM: skip cleanup, say what is left, exit 130."""
+
+
+_NAMES = {signal.SIGINT: "Ctrl+C", signal.SIGTERM: "SIGTERM"}
+
+
+class SignalGuard:
+    """Installs SIGINT/SIGTERM handlers for the ``with`` block (main thread only).
+
+    Example::
+
+        with SignalGuard(sys.stderr) as guard:
+            with guard.abortable():
+                wait_for_data()          # the first signal raises StopRequested here
+            deploy()                     # here it only sets guard.stop
+            if guard.stop.is_set(): ...
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream
+        self.stop = threading.Event()
+        """Set by the first signal (or by :meth:`request_stop`)."""
+        self.reason: str | None = None
+        """``interrupted (Ctrl+C)`` / ``interrupted (SIGTERM)`` once a signal came."""
+        self.signals = 0
+        self._abortable = 0
+        self._saved: dict[int, Any] = {}
+
+    def __enter__(self) -> SignalGuard:
+        if threading.current_thread() is threading.main_thread():
+            for signum in _NAMES:
+                self._saved[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)
+        self._saved.clear()
+
+    @property
+    def interrupted(self) -> bool:
+        return self.signals > 0
+
+    def _say(self, text: str) -> None:
+        stream = self._stream or sys.stderr
+        stream.write(text + "\n")
+        stream.flush()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signals += 1
+        name = _NAMES.get(signal.Signals(signum), str(signum))
+        if self.signals == 1:
+            self.reason = f"interrupted ({name})"
+            self.stop.set()
+            self._say(f"{name}: stopping and cleaning up (press Ctrl+C again to skip cleanup)")
+            if self._abortable:
+                raise StopRequested(self.reason)
+            return
+        raise ForceQuit(f"second {name}")
+
+    def request_stop(self, reason: str) -> None:
+        """Stop for a reason of the program's own (``--duration`` reached...)."""
+        if not self.stop.is_set():
+            self.reason = reason
+            self.stop.set()
+
+    @contextmanager
+    def abortable(self) -> Iterator[None]:
+        """A section the first signal may interrupt with :class:`StopRequested`."""
+        if self.signals:
+            raise StopRequested(self.reason or "interrupted")
+        self._abortable += 1
+        try:
+            yield
+        finally:
+            self._abortable -= 1
+
+    def call_abortable(self, fn: Callable[[], Any]) -> Any:
+        with self.abortable():
+            return fn()

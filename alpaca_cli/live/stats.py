@@ -1,0 +1,324 @@
+"""A pure model of the stream ``run`` watches: per-symbol counts, rates, latency, books.
+
+Why a model: the live table, the plain summary lines and the ``--report`` JSON are three views of
+the same numbers, and the stream may deliver thousands of messages per second while the views
+redraw a few times per second. Recording a frame is cheap (counters and one bucket add per
+symbol); everything derived (rates, age, spread) is computed only when a view asks.
+
+No clocks in here: callers pass ``now`` (monotonic seconds, for rates and ages) and
+``received_ns`` (wall-clock nanoseconds, compared with the messages' own timestamps for latency).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from alpaca_cli.alpaca.book import Books, OrderBook
+from alpaca_cli.alpaca.messages import (
+    Bar,
+    Error,
+    Message,
+    OrderBookUpdate,
+    Quote,
+    Subscription,
+    Success,
+    Trade,
+)
+
+__all__ = [
+    "LONG_WINDOW",
+    "SHORT_WINDOW",
+    "RateWindow",
+    "RunInfo",
+    "StreamStats",
+    "SymbolRow",
+    "SymbolStats",
+]
+
+SHORT_WINDOW = 5.0
+"""Seconds of the short message-rate window (what is happening now)."""
+LONG_WINDOW = 60.0
+"""Seconds of the long message-rate window (the trend)."""
+BUCKET = 0.5
+"""Width in seconds of one rate bucket: the rates' time resolution."""
+
+DATA_KINDS = ("t", "q", "b", "d", "u", "o")
+"""Wire ``T`` of the data messages, in the order the views list counts."""
+
+
+@dataclass(slots=True)
+class RunInfo:
+    """The header of the views: where the stream runs. ``run`` updates it as steps complete."""
+
+    gateway: str = ""
+    worker_id: str | None = None
+    worker_status: str | None = None
+    connection_id: str | None = None
+    connection_status: str | None = None
+    topic: str | None = None
+    phase: str = "starting"
+    """What ``run`` is doing: a step name, ``streaming``, ``re-handshake``, ``stalled``..."""
+
+
+class RateWindow:
+    """Message counts in fixed-width time buckets on a ring, for rates over recent windows.
+
+    ``add`` is O(1) (plus clearing the buckets skipped since the last call); ``rate`` sums at
+    most ``span / width`` buckets. Times must not go backwards by more than one bucket.
+    """
+
+    __slots__ = ("_buckets", "_head", "_start", "_width")
+
+    def __init__(self, span: float = LONG_WINDOW, width: float = BUCKET, *, start: float) -> None:
+        self._width = width
+        self._buckets = [0] * (math.ceil(span / width) + 1)
+        self._head = math.floor(start / width)
+        """Index (time // width) of the newest bucket."""
+        self._start = start
+
+    def _advance(self, now: float) -> int:
+        index = math.floor(now / self._width)
+        gap = index - self._head
+        if gap > 0:
+            size = len(self._buckets)
+            if gap >= size:
+                self._buckets = [0] * size
+            else:
+                for i in range(self._head + 1, index + 1):
+                    self._buckets[i % size] = 0
+            self._head = index
+        return index
+
+    def add(self, now: float, count: int = 1) -> None:
+        """Count ``count`` messages received at ``now``."""
+        index = self._advance(now)
+        if index < self._head - len(self._buckets) + 1:
+            return  # older than the ring: forget it
+        self._buckets[index % len(self._buckets)] += count
+
+    def rate(self, now: float, window: float) -> float:
+        """Messages per second over the last ``window`` seconds (or since start, if shorter)."""
+        self._advance(now)
+        size = len(self._buckets)
+        n = min(size - 1, max(1, math.ceil(window / self._width)))
+        total = sum(self._buckets[(self._head - i) % size] for i in range(n))
+        # The newest bucket is partly elapsed: the covered time ends at ``now``.
+        covered = (n - 1) * self._width + (now - self._head * self._width)
+        covered = min(covered, now - self._start)
+        if covered <= 0:
+            return 0.0
+        return total / covered
+
+
+@dataclass(slots=True)
+class SymbolStats:
+    """What arrived for one symbol. ``frames`` counts data messages (the smoke-check unit)."""
+
+    symbol: str
+    rates: RateWindow
+    frames: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    last_kind: str | None = None
+    last_trade: tuple[float, float, str | None] | None = None
+    """(price, size, taker side) of the last trade."""
+    last_quote: tuple[float, float] | None = None
+    """(bid, ask) of the last quote, shown when there is no book."""
+    last_close: float | None = None
+    first_seen: float | None = None
+    last_seen: float | None = None
+    """``now`` of the last data message."""
+    latency: float | None = None
+    """Seconds between the last message's own timestamp and its receipt."""
+    first_latency: float | None = None
+    """Latency of the first data message: how long the stream took to deliver anything."""
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolRow:
+    """One symbol as the views show it, computed at ``now``."""
+
+    symbol: str
+    frames: int
+    counts: dict[str, int]
+    rate_short: float
+    rate_long: float
+    last_kind: str | None
+    last_trade: tuple[float, float, str | None] | None
+    best_bid: float | None
+    best_ask: float | None
+    spread: float | None
+    levels: tuple[int, int] | None
+    book_valid: bool | None
+    age: float | None
+    latency: float | None
+    first_latency: float | None
+
+
+class StreamStats:
+    """The whole stream: per-symbol stats, L2 books, control messages, errors, reconnects.
+
+    Example::
+
+        stats = StreamStats(start=monotonic())
+        stats.expect(["BTC/USD", "ETH/USD"])        # rows for subscribed symbols, even at 0
+        stats.record(decode(payload), now=monotonic(), received_ns=time_ns())
+        rows = stats.rows(monotonic())
+    """
+
+    def __init__(self, *, start: float) -> None:
+        self.start = start
+        self.symbols: dict[str, SymbolStats] = {}
+        self.books = Books()
+        self.expected: tuple[str, ...] = ()
+        """The confirmed subscription's symbols: these must get data (``--min-frames``)."""
+        self.frames_received = 0
+        """Published frames (CloudEvents) seen on the topic."""
+        self.data_messages = 0
+        self.control_messages = 0
+        self.decode_errors = 0
+        self.errors = 0
+        """Alpaca error messages plus decode errors plus anything :meth:`note_error` counted."""
+        self.error_log: list[str] = []
+        """The most recent error descriptions (bounded), newest last."""
+        self.reconnects = 0
+        self.last_control: str | None = None
+        self.last_data: float | None = None
+        self.rates = RateWindow(start=start)
+
+    # -- recording ------------------------------------------------------------------------------
+
+    def expect(self, symbols: Iterable[str]) -> None:
+        """Show these symbols from now on (the confirmed subscription), data or not."""
+        self.expected = tuple(dict.fromkeys(s for s in symbols if s != "*"))
+        for symbol in self.expected:
+            self._symbol(symbol)
+
+    def _symbol(self, symbol: str) -> SymbolStats:
+        stats = self.symbols.get(symbol)
+        if stats is None:
+            stats = self.symbols[symbol] = SymbolStats(symbol, RateWindow(start=self.start))
+        return stats
+
+    def record(self, messages: Sequence[Message], *, now: float, received_ns: int) -> None:
+        """Account one published frame's decoded messages, received at ``now``/``received_ns``."""
+        self.frames_received += 1
+        data = 0
+        for msg in messages:
+            if isinstance(msg, (Trade, Quote, Bar, OrderBookUpdate)):
+                data += 1
+                self._data(msg, now, received_ns)
+            elif isinstance(msg, (Success, Subscription, Error)):
+                self.control_messages += 1
+                self.last_control = describe_control(msg)
+                if isinstance(msg, Error):
+                    self.note_error(self.last_control)
+        if data:
+            self.data_messages += data
+            self.last_data = now
+            self.rates.add(now, data)
+
+    def _data(
+        self, msg: Trade | Quote | Bar | OrderBookUpdate, now: float, received_ns: int
+    ) -> None:
+        stats = self._symbol(msg.symbol)
+        kind = msg.T
+        stats.frames += 1
+        stats.counts[kind] = stats.counts.get(kind, 0) + 1
+        stats.last_kind = kind
+        stats.rates.add(now)
+        if stats.first_seen is None:
+            stats.first_seen = now
+        stats.last_seen = now
+        latency = (received_ns - msg.timestamp) / 1e9
+        if isinstance(msg, Bar):
+            # A bar's timestamp is its start, not when it was sent: no latency from it.
+            stats.last_close = msg.close
+        else:
+            stats.latency = latency
+            if stats.first_latency is None:
+                stats.first_latency = latency
+        if isinstance(msg, OrderBookUpdate):
+            self.books.apply(msg)
+        elif isinstance(msg, Trade):
+            stats.last_trade = (msg.price, msg.size, msg.taker_side)
+        elif isinstance(msg, Quote):
+            stats.last_quote = (msg.bid_price, msg.ask_price)
+
+    def note_decode_error(self, reason: str) -> None:
+        """A frame that could not be decoded: counted, never fatal."""
+        self.decode_errors += 1
+        self.note_error(f"undecodable frame: {reason}")
+
+    def note_error(self, text: str) -> None:
+        """Count an error and keep its description (the last 20)."""
+        self.errors += 1
+        self.error_log.append(text)
+        del self.error_log[:-20]
+
+    def note_reconnect(self) -> None:
+        """The upstream connection came back: count it; books wait for their next reset."""
+        self.reconnects += 1
+        self.books.invalidate()
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def silent_for(self, now: float) -> float:
+        """Seconds since the last data message (since start when none came yet)."""
+        return now - (self.last_data if self.last_data is not None else self.start)
+
+    def rows(self, now: float) -> list[SymbolRow]:
+        """Every symbol seen or expected, expected ones first in subscription order."""
+        order = list(self.expected) + sorted(s for s in self.symbols if s not in self.expected)
+        return [self.row(symbol, now) for symbol in order]
+
+    def row(self, symbol: str, now: float) -> SymbolRow:
+        stats = self._symbol(symbol)
+        book: OrderBook | None = self.books.get(symbol)
+        bid = ask = spread = None
+        levels = None
+        valid = None
+        if book is not None:
+            best_bid, best_ask = book.best_bid, book.best_ask
+            bid = best_bid[0] if best_bid else None
+            ask = best_ask[0] if best_ask else None
+            spread = book.spread
+            levels = book.depth
+            valid = book.valid
+        elif stats.last_quote is not None:
+            bid, ask = stats.last_quote
+            spread = ask - bid
+        return SymbolRow(
+            symbol=symbol,
+            frames=stats.frames,
+            counts=dict(stats.counts),
+            rate_short=stats.rates.rate(now, SHORT_WINDOW),
+            rate_long=stats.rates.rate(now, LONG_WINDOW),
+            last_kind=stats.last_kind,
+            last_trade=stats.last_trade,
+            best_bid=bid,
+            best_ask=ask,
+            spread=spread,
+            levels=levels,
+            book_valid=valid,
+            age=None if stats.last_seen is None else now - stats.last_seen,
+            latency=stats.latency,
+            first_latency=stats.first_latency,
+        )
+
+    def short_of(self, min_frames: int) -> dict[str, int]:
+        """Expected symbols with fewer than ``min_frames`` data messages -> their count."""
+        symbols = self.expected or tuple(self.symbols)
+        counts = {s: self.symbols[s].frames if s in self.symbols else 0 for s in symbols}
+        return {s: n for s, n in counts.items() if n < min_frames}
+
+
+def describe_control(msg: Success | Subscription | Error) -> str:
+    """A control message as one short line: ``authenticated``, ``error 402 auth failed``..."""
+    if isinstance(msg, Success):
+        return msg.msg
+    if isinstance(msg, Error):
+        return f"error {msg.code} {msg.msg}"
+    parts = [f"{name}={','.join(symbols)}" for name, symbols in msg.channels().items() if symbols]
+    return "subscription " + (" ".join(parts) if parts else "(none)")

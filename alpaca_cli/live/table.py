@@ -1,0 +1,158 @@
+"""The live table: a Rich view of :class:`~alpaca_cli.live.stats.StreamStats` on stderr.
+
+Why it is driven from the stream loop instead of Rich's refresh thread: the model is mutated by
+the loop, and rendering reads dicts that a second thread would see change mid-iteration. The loop
+wakes at least every 100 ms (its queue poll timeout) and calls :meth:`LiveTable.tick`, which
+redraws at a steady :data:`REFRESH_HZ` however fast or slow messages arrive.
+
+Stdout stays untouched (``redirect_stdout=False``): ``--json`` data may go there.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from alpaca_cli.live import format as fmt
+from alpaca_cli.live.stats import RunInfo, StreamStats, SymbolRow
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+    from rich.live import Live
+
+__all__ = ["COLUMNS", "REFRESH_HZ", "LiveTable", "render"]
+
+REFRESH_HZ = 4.0
+"""Redraws per second (2-4 Hz keeps a terminal readable and costs nothing)."""
+
+COLUMNS = (
+    "symbol",
+    "frames",
+    "msg/s 5s",
+    "msg/s 60s",
+    "last",
+    "last trade",
+    "bid",
+    "ask",
+    "spread",
+    "levels",
+    "age",
+    "latency",
+)
+
+
+def _short_id(value: str | None) -> str:
+    if not value:
+        return "-"
+    return value if len(value) <= 13 else value[:12] + "…"
+
+
+def _status(value: str | None) -> str:
+    return f" ({value})" if value else ""
+
+
+def header_lines(stats: StreamStats, info: RunInfo, now: float) -> list[str]:
+    """The header as two plain lines (also used by tests and the plain view)."""
+    first = (
+        f"gateway {info.gateway or '-'}  worker {_short_id(info.worker_id)}"
+        f"{_status(info.worker_status)}  connection {_short_id(info.connection_id)}"
+        f"{_status(info.connection_status)}  topic {info.topic or '-'}"
+    )
+    second = (
+        f"uptime {fmt.duration(now - stats.start)}  {info.phase}  "
+        f"reconnects {stats.reconnects}  errors {stats.errors}  "
+        f"last control: {stats.last_control or '-'}"
+    )
+    return [first, second]
+
+
+def row_cells(row: SymbolRow) -> list[str]:
+    """One symbol's cells in :data:`COLUMNS` order."""
+    trade = "-"
+    if row.last_trade is not None:
+        p, size, taker = row.last_trade
+        trade = f"{fmt.price(p)} x {size:.4g} {fmt.side(taker)}"
+    levels = "-" if row.levels is None else f"{row.levels[0]}/{row.levels[1]}"
+    if row.book_valid is False:
+        levels += " (stale)"
+    return [
+        row.symbol,
+        fmt.count(row.frames),
+        fmt.rate(row.rate_short),
+        fmt.rate(row.rate_long),
+        row.last_kind or "-",
+        trade,
+        fmt.price(row.best_bid),
+        fmt.price(row.best_ask),
+        fmt.price(row.spread),
+        levels,
+        fmt.seconds(row.age),
+        fmt.seconds(row.latency),
+    ]
+
+
+def render(stats: StreamStats, info: RunInfo, now: float) -> RenderableType:
+    """The header and one row per symbol, as a Rich renderable."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in COLUMNS:
+        table.add_column(
+            name, justify="left" if name in ("symbol", "last", "last trade") else "right"
+        )
+    for row in stats.rows(now):
+        style = "yellow" if row.book_valid is False else None
+        table.add_row(*row_cells(row), style=style)
+    first, second = header_lines(stats, info, now)
+    return Group(Text(first, style="bold"), Text(second), Text(""), table)
+
+
+class LiveTable:
+    """A Rich ``Live`` on a stderr console, redrawn by :meth:`tick`.
+
+    Example::
+
+        with LiveTable(stats, info, console) as view:
+            while streaming:
+                ...                      # record frames
+                view.tick(monotonic())   # redraws when 1/REFRESH_HZ has passed
+    """
+
+    def __init__(self, stats: StreamStats, info: RunInfo, console: Console) -> None:
+        self._stats = stats
+        self._info = info
+        self._console = console
+        self._live: Live | None = None
+        self._next = 0.0
+
+    def __enter__(self) -> LiveTable:
+        from rich.live import Live
+
+        self._live = Live(
+            console=self._console,
+            auto_refresh=False,
+            redirect_stdout=False,
+            redirect_stderr=True,
+            transient=False,
+        )
+        self._live.start()
+        return self
+
+    def tick(self, now: float, *, force: bool = False) -> None:
+        """Redraw if the refresh interval has passed since the last redraw (or ``force``)."""
+        if self._live is None or (now < self._next and not force):
+            return
+        self._next = now + 1.0 / REFRESH_HZ
+        self._live.update(render(self._stats, self._info, now), refresh=True)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
