@@ -188,7 +188,7 @@ def run(runs: int = 7, platform_env: Mapping[str, str] | None = None) -> dict[st
                     errors[name] = str(exc)
     medians = {k: statistics.median(v) for k, v in times.items() if v}
     base = medians.get("bare_typer_help")
-    ratios = {
+    ratios: dict[str, float | None] = {
         f"{k}_vs_bare_typer": round(v / base, 2)
         for k, v in medians.items()
         if base and k != "bare_typer_help"
@@ -198,6 +198,13 @@ def run(runs: int = 7, platform_env: Mapping[str, str] | None = None) -> dict[st
     except RuntimeError as exc:
         heavy, errors["heavy_modules"] = None, str(exc)
     help_ratio = ratios.get("alpaca_md_help_vs_bare_typer")
+    plain_base = medians.get("bare_typer_plain_help")
+    plain_ratio = (
+        round(medians["alpaca_md_help"] / plain_base, 2)
+        if plain_base and "alpaca_md_help" in medians
+        else None
+    )
+    ratios["alpaca_md_help_vs_bare_typer_plain"] = plain_ratio
     return {
         "workload": {
             "runs": runs,
@@ -214,6 +221,9 @@ def run(runs: int = 7, platform_env: Mapping[str, str] | None = None) -> dict[st
         "help_import_offenders": import_offenders(),
         "targets": {
             "help_within_1_2x_bare_typer": None if help_ratio is None else help_ratio <= 1.2,
+            "help_within_1_2x_bare_typer_plain": None
+            if plain_ratio is None
+            else plain_ratio <= 1.2,
             "help_loads_no_heavy_module": None if heavy is None else not heavy,
         },
         "errors": errors,

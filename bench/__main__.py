@@ -1,0 +1,120 @@
+"""``make bench``: run every benchmark, write bench/results.json, print a table.
+
+Usage: ``python -m bench [--only decode,startup,e2e,memory] [--quick] [--out PATH]``.
+``--quick`` shrinks every workload (seconds instead of minutes) to check the suite runs; its
+numbers are not the benchmark's. The full run is bounded to about five minutes: the end-to-end
+rate ladder has its own time budget and stops at the first rate it cannot sustain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform as pyplatform
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import decode, e2e, memory, startup
+from bench.platform import CliError, dev_up
+from bench.report import render
+
+ALL = ("decode", "startup", "e2e", "memory")
+DEFAULT_OUT = Path(__file__).with_name("results.json")
+
+
+def _git_commit() -> str | None:
+    proc = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    )
+    return proc.stdout.strip() or None
+
+
+def _startup(quick: bool) -> dict[str, Any]:
+    """Start-up, with ``--json list`` timed against a running platform holding one stream."""
+    runs = 3 if quick else 9
+    try:
+        with dev_up(rate=100) as up:
+            up.stream(channels=("trades",))
+            return startup.run(runs=runs, platform_env=up.cli_env)
+    except CliError as exc:
+        result = startup.run(runs=runs)
+        result["errors"]["platform"] = f"--json list not measured: {exc}"
+        return result
+
+
+def _guard(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run one benchmark; a crash is recorded in the results instead of losing the others."""
+    t0 = time.perf_counter()
+    try:
+        result = fn()
+    except Exception as exc:
+        result = {
+            "errors": {"crash": f"{type(exc).__name__}: {exc}"},
+            "traceback": traceback.format_exc(limit=6),
+        }
+    result["bench_seconds"] = round(time.perf_counter() - t0, 1)
+    sys.stderr.write(f"bench: {name} done in {result['bench_seconds']} s\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", default=",".join(ALL), help="comma-separated subset")
+    parser.add_argument("--quick", action="store_true", help="tiny workloads (smoke check)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON path")
+    args = parser.parse_args(argv)
+    only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(only) - set(ALL))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(ALL)}")
+    quick: bool = args.quick
+
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "meta": {
+            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "commit": _git_commit(),
+            "python": sys.version.split()[0],
+            "machine": pyplatform.machine(),
+            "cpus": os.cpu_count(),
+            "quick": quick,
+        }
+    }
+    if "decode" in only:
+        results["decode"] = _guard(
+            "decode",
+            lambda: decode.run(messages=2_000, rounds=2) if quick else decode.run(),
+        )
+    if "startup" in only:
+        results["startup"] = _guard("startup", lambda: _startup(quick))
+    if "e2e" in only or "memory" in only:
+        results["e2e"] = _guard(
+            "e2e",
+            lambda: (
+                e2e.run(
+                    rates=(1_000,), seconds=2.0, warmup=0.5, budget_seconds=30, ceiling_seconds=1.0
+                )
+                if quick
+                else e2e.run()
+            ),
+        )
+    if "memory" in only:
+        results["memory"] = _guard(
+            "memory", lambda: memory.run(results["e2e"], seconds=3.0 if quick else 10.0)
+        )
+    results["meta"]["total_seconds"] = round(time.perf_counter() - started, 1)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    sys.stdout.write(render(results))
+    sys.stdout.write(f"\nwrote {args.out}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

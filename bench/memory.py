@@ -1,0 +1,98 @@
+"""Memory: peak RSS of ``tail`` and of ``run`` at the highest sustained rate.
+
+Peak RSS is the process's own ``ru_maxrss``, read by reaping it with ``os.wait4`` (exact, and
+free of psutil). ``tail``'s numbers come from the end-to-end steps (:mod:`bench.e2e` already
+reaps each tail that way); ``run`` is measured here as ``alpaca-md run --embedded`` for a few
+seconds, which holds the whole embedded platform and the Alpaca server in the same process, so
+its figure is the platform's footprint plus the consumer's.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.platform import alpaca_md, reap
+
+__all__ = ["run", "run_peak_rss", "tail_peak_rss"]
+
+TAIL_LIMIT_MB = 100.0
+
+
+def tail_peak_rss(e2e: dict[str, Any]) -> dict[str, Any]:
+    """Tail's peak RSS per measured rate, from an :func:`bench.e2e.run` result."""
+    return {
+        rate: step.get("tail_peak_rss_mb")
+        for rate, step in e2e.get("steps", {}).items()
+        if isinstance(step, dict)
+    }
+
+
+def _supports(option: str) -> bool:
+    proc = subprocess.run(
+        [alpaca_md(), "run", "--help"], capture_output=True, text=True, timeout=30, check=False
+    )
+    return option in proc.stdout
+
+
+def run_peak_rss(rate: int | None, seconds: float = 10.0) -> dict[str, Any]:
+    """``alpaca-md run --embedded --duration seconds`` (at ``rate`` when run takes ``--rate``)."""
+    argv = [alpaca_md(), "run", "--embedded", "--duration", str(seconds)]
+    rate_applied = rate is not None and _supports("--rate")
+    if rate_applied:
+        argv += ["--rate", str(rate)]
+    with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
+        env = {
+            **os.environ,
+            "ALPACA_MD_STATE": str(Path(tmp) / "state.json"),
+            "NO_COLOR": "1",
+        }
+        t0 = time.perf_counter()
+        with (Path(tmp) / "run.log").open("wb") as log:
+            proc = subprocess.Popen(
+                argv,
+                cwd=tmp,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        rss_kb, code = reap(proc, timeout=seconds + 60)
+        log_tail = (Path(tmp) / "run.log").read_text(errors="replace")[-500:]
+    return {
+        "argv": " ".join(argv[1:]),
+        "rate_applied": rate_applied,
+        "exit_code": code,
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_mb": None if rss_kb is None else round(rss_kb / 1024, 1),
+        **({"log_tail": log_tail} if code != 0 else {}),
+    }
+
+
+def run(e2e: dict[str, Any], seconds: float = 10.0) -> dict[str, Any]:
+    """Both figures; ``e2e`` is the end-to-end result whose tails were measured."""
+    tails = tail_peak_rss(e2e)
+    best = e2e.get("max_sustained_rate")
+    errors: dict[str, str] = {}
+    try:
+        run_result: dict[str, Any] | None = run_peak_rss(best, seconds)
+    except (OSError, subprocess.SubprocessError) as exc:
+        run_result, errors["run"] = None, f"{type(exc).__name__}: {exc}"
+    at_10k = tails.get("10000")
+    return {
+        "workload": {
+            "tail": "alpaca-md tail --output json in each end-to-end step (10 s + warm-up)",
+            "run": f"alpaca-md run --embedded --duration {seconds} (platform in-process)",
+            "statistic": "ru_maxrss of the process (os.wait4)",
+            "highest_sustained_rate": best,
+        },
+        "tail_peak_rss_mb_by_rate": tails,
+        "tail_peak_rss_mb_at_highest_sustained": tails.get(str(best)) if best else None,
+        "run": run_result,
+        "targets": {"tail_under_100mb_at_10k": None if at_10k is None else at_10k < TAIL_LIMIT_MB},
+        "errors": errors,
+    }

@@ -1,0 +1,188 @@
+"""The embedded platform as a user runs it, for the end-to-end and memory benchmarks.
+
+``alpaca-md dev up`` runs in its own process (all ports 0, ``--write-env``), and every step
+of the pipeline is the real CLI in a subprocess against it: deploy, connect, publish, auth,
+subscribe, then ``tail``. Nothing here reaches into the platform's objects, so what is measured
+is what an operator gets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["CONTROLLER_URL", "CliError", "DevUp", "alpaca_md", "dev_up", "reap"]
+
+CONTROLLER_URL = "embedded://websocketmanagercontroller"
+"""Code-source URL the embedded WorkManager runs as the built-in controller."""
+
+CHANNELS: tuple[str, ...] = ("trades", "quotes", "orderbooks")
+"""What the benchmark subscribes to, each with ``*``: the busy-feed case of issue 6."""
+
+
+class CliError(RuntimeError):
+    """An ``alpaca-md`` step failed; carries its exit code and the end of its stderr."""
+
+
+def alpaca_md() -> str:
+    """The console script of the venv running the benchmark."""
+    return str(Path(sys.executable).parent / "alpaca-md")
+
+
+@dataclass
+class DevUp:
+    """A running ``alpaca-md dev up``: its process, its environment, a scratch state file."""
+
+    proc: subprocess.Popen[bytes]
+    env: dict[str, str]
+    workdir: Path
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def cli_env(self) -> dict[str, str]:
+        """os.environ + the platform's variables + a private state file."""
+        return {
+            **os.environ,
+            **self.env,
+            "ALPACA_MD_STATE": str(self.workdir / "state.json"),
+            "NO_COLOR": "1",
+        }
+
+    def cli(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run one ``alpaca-md`` step; raise :class:`CliError` when it fails."""
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [alpaca_md(), *args],
+            env=self.cli_env,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        self.timings[args[0] if args[0] != "--json" else args[1]] = time.perf_counter() - t0
+        if proc.returncode != 0:
+            tail = " | ".join(proc.stderr.strip().splitlines()[-4:])
+            raise CliError(f"alpaca-md {' '.join(args)} exited {proc.returncode}: {tail}")
+        return proc
+
+    def stream(self, channels: Sequence[str] = CHANNELS) -> None:
+        """deploy -> connect -> publish -> auth -> subscribe ``*`` on ``channels``."""
+        self.cli("deploy", "--url", CONTROLLER_URL)
+        self.cli("connect")
+        self.cli("publish")
+        self.cli("auth")
+        for channel in channels:
+            self.cli("subscribe", "--channel", channel, "*")
+
+    def teardown(self) -> None:
+        with contextlib.suppress(CliError, subprocess.TimeoutExpired):
+            self.cli("teardown", timeout=20)
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip().removeprefix("export ")
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key.strip()] = value.strip().strip("'\"")
+    return env
+
+
+@contextlib.contextmanager
+def dev_up(
+    *, rate: float | None = None, extra: Sequence[str] = (), ready_timeout: float = 40.0
+) -> Iterator[DevUp]:
+    """Start ``alpaca-md dev up`` on free ports, yield it once ready, stop it on exit."""
+    with tempfile.TemporaryDirectory(prefix="bench-devup-") as tmp:
+        workdir = Path(tmp)
+        env_file = workdir / "devstack.env"
+        argv = [
+            alpaca_md(),
+            "dev",
+            "up",
+            "--gateway-port",
+            "0",
+            "--dapr-http-port",
+            "0",
+            "--dapr-grpc-port",
+            "0",
+            "--feed-port",
+            "0",
+            "--write-env",
+            str(env_file),
+            "--exit-with-stdin",
+            *(["--rate", str(rate)] if rate is not None else []),
+            *extra,
+        ]
+        log = (workdir / "dev-up.log").open("wb")
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, cwd=workdir
+        )
+        try:
+            deadline = time.monotonic() + ready_timeout
+            while not env_file.exists() or not env_file.read_text().strip():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    text = (workdir / "dev-up.log").read_text(errors="replace")[-600:]
+                    raise CliError(f"alpaca-md dev up did not become ready: {text}")
+                time.sleep(0.05)
+            up = DevUp(proc, _read_env(env_file), workdir)
+            try:
+                yield up
+            finally:
+                up.teardown()
+        finally:
+            _stop(proc)
+            log.close()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(OSError):
+        if proc.stdin is not None:
+            proc.stdin.close()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def reap(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int | None, int | None]:
+    """Wait for ``proc`` with ``os.wait4`` to get its own peak RSS; kill it after ``timeout``.
+
+    Returns ``(ru_maxrss in KiB, exit code)``. ``Popen.wait`` would discard the rusage, and
+    ``RUSAGE_CHILDREN`` mixes every child the benchmark ever had.
+    """
+    deadline = time.monotonic() + timeout
+    flags = os.WNOHANG
+    while True:
+        pid, status, usage = os.wait4(proc.pid, flags)
+        if pid == proc.pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return int(usage.ru_maxrss), proc.returncode
+        if time.monotonic() > deadline:
+            proc.kill()
+            flags = 0
+        else:
+            time.sleep(0.02)
+
+
+def env_with(base: Mapping[str, str], **extra: str) -> dict[str, str]:
+    """``base`` plus ``extra`` (helper for subprocess environments)."""
+    return {**base, **extra}
