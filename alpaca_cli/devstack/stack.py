@@ -135,10 +135,7 @@ class EmbeddedPlatform:
         """
         try:
             if self.config.feed:
-                try:
-                    await self._start_feed()
-                except ImportError:  # pragma: no cover - until devstack.feed lands
-                    logger.warning("devstack: no Alpaca stream server available yet")
+                await self._start_feed()
             await self.sidecar.start()
             self._sidecar_up = True
             await self.gateway.start()
