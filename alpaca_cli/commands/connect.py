@@ -1,10 +1,158 @@
-"""`alpaca-md connect` (placeholder until implemented)."""
+"""``alpaca-md connect``: open the upstream Alpaca WebSocket through the controller worker.
+
+The step (:func:`connect_stream`) sends the controller's ``create`` with the stream URL (settings
+``url``, ``ALPACA_STREAM_URL`` or ``--url``) and records the connection id and URL in the state
+file. Alpaca closes a connection that does not authenticate within 10 s, so the operator is told
+to run ``auth`` promptly (``run`` does it for them).
+
+:func:`require_connection` is shared by the commands that act on the recorded connection.
+"""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Annotated, Final
+
 import typer
 
+from alpaca_cli.commands._common import (
+    CommandTopicOption,
+    EnvFileOption,
+    JsonOption,
+    PubsubOption,
+    ReplyTopicOption,
+    SettingsOption,
+    StateOption,
+    StreamUrlOption,
+    TimeoutOption,
+    VerboseOption,
+    open_runtime,
+    reported_errors,
+)
 
-def command() -> None:
-    """Not implemented yet."""
-    raise typer.Exit(1)
+if TYPE_CHECKING:
+    from alpaca_cli.runtime import Runtime
+    from alpaca_cli.state import ConnectionRecord
+
+AUTH_DEADLINE_WARNING: Final = (
+    "Alpaca closes a connection that does not authenticate within 10 s: "
+    "run `alpaca-md auth` now (after `alpaca-md publish` if you want to see its answer)."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectResult:
+    """The connection ``connect`` opened."""
+
+    connection_id: str
+    url: str
+    auto_reconnect: bool
+    replaced_connection_id: str | None = None
+
+
+def require_connection(rt: Runtime) -> ConnectionRecord:
+    """The connection the state file names.
+
+    Raises:
+        UsageError: there is none (the hint says to run ``connect``).
+        StateError: the state file is corrupt.
+    """
+    from alpaca_cli.errors import UsageError
+
+    state = rt.store.read()
+    if state is None or state.connection is None:
+        raise UsageError(
+            f"No connection in the state file {rt.store.path}.",
+            hint="Run `alpaca-md connect` first (or pass --state to use another state file).",
+        )
+    return state.connection
+
+
+def connect_stream(rt: Runtime, *, auto_reconnect: bool = True) -> ConnectResult:
+    """Open the upstream WebSocket through the controller and record it.
+
+    A connection recorded earlier is replaced in the state file (with a warning: it may still
+    be open on the platform). Publish topic, subscriptions and authentication belong to a
+    connection, so they are reset.
+
+    Raises:
+        SidecarUnreachable, CommandRefused, ReplyTimeout: from the controller RPC.
+        StateError: the state file is corrupt or locked.
+    """
+    from alpaca_cli.platform.controller import ControllerClient
+    from alpaca_cli.state import ConnectionRecord
+
+    url = rt.config.stream_url
+    controller = rt.enter_context(ControllerClient.from_runtime(rt))
+    rt.progress(f"Connecting to {url} through the controller")
+    connection_id = controller.create(url, auto_reconnect=auto_reconnect)
+    replaced: str | None = None
+    with rt.store.transaction() as state:
+        if state.connection is not None and state.connection.id != connection_id:
+            replaced = state.connection.id
+        state.connection = ConnectionRecord(id=connection_id, url=url)
+        state.publish_topic = None
+        state.subscriptions = {}
+        state.channel = None
+        state.authenticated_at = None
+    if replaced is not None:
+        rt.warn(
+            f"the state file named connection {replaced}; it may still be open on the platform "
+            "(`alpaca-md list` shows it)"
+        )
+    rt.progress(f"Connected: {connection_id}")
+    rt.warn(AUTH_DEADLINE_WARNING)
+    return ConnectResult(connection_id, url, auto_reconnect, replaced)
+
+
+def command(
+    ctx: typer.Context,
+    url: StreamUrlOption = None,
+    no_reconnect: Annotated[
+        bool,
+        typer.Option(
+            "--no-reconnect",
+            help="Ask the WebSocketManager not to reconnect a dropped connection.",
+        ),
+    ] = False,
+    json_output: JsonOption = False,
+    verbose: VerboseOption = 0,
+    state: StateOption = None,
+    settings: SettingsOption = None,
+    env_file: EnvFileOption = None,
+    pubsub: PubsubOption = None,
+    command_topic: CommandTopicOption = None,
+    reply_topic: ReplyTopicOption = None,
+    timeout: TimeoutOption = None,
+) -> None:
+    """Open the Alpaca WebSocket through the controller worker (its `create` command).
+
+    Prints the connection id and records it in the state file. Alpaca closes a connection
+    that does not authenticate within 10 s: run `alpaca-md auth` right after.
+
+    Example: alpaca-md connect --url wss://stream.data.alpaca.markets/v1beta3/crypto/us
+    """
+    import sys
+
+    with reported_errors():
+        rt = open_runtime(
+            ctx,
+            json_output=json_output,
+            verbose=verbose,
+            state=state,
+            settings=settings,
+            env_file=env_file,
+            pubsub=pubsub,
+            command_topic=command_topic,
+            reply_topic=reply_topic,
+            timeout=timeout,
+            stream_url=url,
+        )
+        with rt:
+            result = connect_stream(rt, auto_reconnect=not no_reconnect)
+        if rt.json:
+            from alpaca_cli.output import write_json
+
+            write_json(asdict(result))
+        else:
+            sys.stdout.write(f"{result.connection_id}\n")

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import logging
 import os
 import queue
 import sys
@@ -410,7 +411,8 @@ class Subscription:
                         break
                     except queue.Full:
                         continue
-                sdk_sub.respond_success(msg)
+                if not closed.is_set():
+                    sdk_sub.respond_success(msg)
         except Exception as exc:
             if not closed.is_set():
                 error = self._client.map_error(exc, action=f"reading topic {self.topic!r}")
@@ -539,6 +541,9 @@ def _configure_sdk(settings: DaprSettings, health_timeout: float, log: Log | Non
         }
         for name, value in values.items():
             setattr(sdk, name, value)
+        # Its "can't send response ... stream is not active" warnings after our own close are
+        # noise; real stream failures reach the caller as errors.
+        logging.getLogger("dapr.clients.grpc.subscription").setLevel(logging.ERROR)
         _redirect_sdk_prints(log)
 
 
