@@ -81,16 +81,12 @@ class ListResult:
 
 
 def controller_list(rt: Runtime) -> list[ConnectionInfo]:
-    """The controller worker's ``list`` command (through pub/sub), parsed like ``List``."""
+    """The controller worker's ``list`` command (through pub/sub), as connection records."""
     from alpaca_cli.platform.controller import ControllerClient
     from alpaca_cli.platform.gateway import parse_connection
 
     controller = rt.enter_context(ControllerClient.from_runtime(rt))
-    reply = controller.list()
-    raw = reply.get("connections") if isinstance(reply, dict) else reply
-    if not isinstance(raw, list):
-        return []
-    return [parse_connection(c) for c in raw if isinstance(c, dict)]
+    return [parse_connection(record) for record in controller.list()]
 
 
 def list_platform(

@@ -55,6 +55,8 @@ class TeardownResult:
     orphans: list[WorkerInfo] = field(default_factory=list)
     orphans_removed: list[str] = field(default_factory=list)
     other_hosts: int = 0
+    nothing_named: bool = False
+    """The state file named no connection and no worker (or there was none)."""
 
     @property
     def complete(self) -> bool:
@@ -73,6 +75,7 @@ class TeardownResult:
             ],
             "orphans_removed": self.orphans_removed,
             "orphans_on_other_hosts": self.other_hosts,
+            "nothing_named": self.nothing_named,
         }
 
 
@@ -155,6 +158,9 @@ def teardown(rt: Runtime, *, orphans: bool = False, yes: bool = False) -> Teardo
     result = TeardownResult()
     gateway: GatewayClient = rt.gateway()
     with rt.store.transaction() as state:
+        result.nothing_named = state.connection is None and state.worker is None
+        if result.nothing_named:
+            rt.progress(f"Nothing to tear down: {rt.store.path} names no connection or worker.")
         workers: list[WorkerInfo] | None = None
         worker_running = False
         if state.worker is not None:

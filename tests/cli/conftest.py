@@ -1,0 +1,107 @@
+"""Fixtures for the subcommand tests: an isolated working directory, the in-process CLI, and
+embedded platforms on loopback (started once per module, every port 0).
+
+Shared by the gateway-side (build/deploy/list/teardown) and pub/sub-side tests: add fixtures,
+never change the meaning of an existing one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from alpaca_cli.main import app
+
+
+@dataclass
+class Cli:
+    """Runs ``alpaca-md`` in-process in ``cwd`` with a base environment."""
+
+    cwd: Path
+    env: dict[str, str]
+
+    def __call__(
+        self, *args: str, env: Mapping[str, str] | None = None, input: str | None = None
+    ) -> Result:
+        merged: dict[str, str | None] = {**self.env, **(env or {})}
+        old = Path.cwd()
+        os.chdir(self.cwd)
+        try:
+            return CliRunner().invoke(app, list(args), env=merged, input=input)
+        finally:
+            os.chdir(old)
+
+    @property
+    def state_path(self) -> Path:
+        return self.cwd / ".alpaca-md" / "state.json"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory (no ./.env, no ./settings): packaged settings apply."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def cli(workdir: Path) -> Cli:
+    """The CLI with no platform configured (VIRTUFIN_API_URL unset)."""
+    return Cli(cwd=workdir, env={})
+
+
+@pytest.fixture(scope="module")
+def embedded() -> Iterator[Any]:
+    """An embedded platform without the Alpaca feed: gateway, WorkManager, WSM, sidecar."""
+    from alpaca_cli.devstack.stack import StackConfig, start_in_thread
+
+    with start_in_thread(StackConfig.ephemeral(feed=False)) as platform:
+        yield platform
+
+
+@pytest.fixture
+def platform_cli(workdir: Path, embedded: Any) -> Cli:
+    """The CLI aimed at the module's embedded platform."""
+    return Cli(cwd=workdir, env=dict(embedded.env()))
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def embedded_with_feed() -> Iterator[Any]:
+    """An embedded platform with its Alpaca stream server (``.env()`` has ALPACA_* too)."""
+    from alpaca_cli.devstack.stack import StackConfig, start_in_thread
+
+    with start_in_thread(StackConfig.ephemeral()) as platform:
+        yield platform
+
+
+@pytest.fixture
+def feed_cli(workdir: Path, embedded_with_feed: Any) -> Cli:
+    """The CLI aimed at the module's embedded platform with a feed."""
+    return Cli(cwd=workdir, env=dict(embedded_with_feed.env()))
+
+
+def gateway_call(platform: Any, service: str, method: str, request: dict[str, Any]) -> Any:
+    """Call the embedded gateway directly (test set-up and checks, not the code under test)."""
+    import json
+
+    import httpx
+
+    body = {"service": service, "method": method, "request_data": json.dumps(request)}
+    with httpx.Client() as client:
+        answer = client.post(f"{platform.gateway_url}/v1/gateway/invoke-json", json=body).json()
+    assert answer["success"], answer
+    return json.loads(answer.get("response_data") or "{}")

@@ -1,0 +1,215 @@
+"""``alpaca-md deploy`` against the embedded platform over loopback, and its failure paths."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from alpaca_cli.commands.deploy import deploy_worker
+from alpaca_cli.config import ConfigOptions, load_config
+from alpaca_cli.errors import CommandRefused
+from alpaca_cli.runtime import Runtime
+from alpaca_cli.state import StateStore
+from tests.cli.conftest import Cli, free_port
+
+EMBEDDED_URL = "embedded://websocketmanagercontroller"
+
+
+def controller_zip(path: Path) -> Path:
+    """A package the embedded WorkManager recognises as the controller worker."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("Virtufin.Examples.WebSocketManagerController.dll", b"MZ fake")
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def workers_of(embedded: Any) -> dict[str, Any]:
+    with httpx.Client() as client:
+        body = {"service": "workmanager", "method": "ListWorkers", "request_data": "{}"}
+        answer = client.post(f"{embedded.gateway_url}/v1/gateway/invoke-json", json=body).json()
+    data = json.loads(answer["response_data"] or "{}")
+    return {w["id"]: w for w in data.get("workers", [])}
+
+
+def test_deploy_by_url_creates_tags_and_starts_the_worker(platform_cli: Cli, embedded: Any) -> None:
+    result = platform_cli("deploy", "--url", EMBEDDED_URL, "--json")
+    assert result.exit_code == 0, result.stderr
+    out = json.loads(result.stdout)
+    worker = workers_of(embedded)[out["worker_id"]]
+    assert worker["status"] in ("RUNNING", "WORKER_STATUS_RUNNING", 2)
+    assert worker["topics"] == ["command.websocketmanagercontroller"]
+    assert worker["tags"]["created-by"] == "alpaca-md"
+    state = json.loads(platform_cli.state_path.read_text())
+    assert worker["tags"]["alpaca-md-run-id"] == state["run_id"] == out["run_id"]
+    assert state["worker"]["id"] == out["worker_id"]
+    assert state["worker"]["package_url"] == EMBEDDED_URL
+    assert state["gateway_url"] == embedded.gateway_url
+    assert "is running" in result.stderr
+
+
+def test_deploy_sends_the_built_package_by_default(platform_cli: Cli, embedded: Any) -> None:
+    package = controller_zip(platform_cli.cwd / "worker.zip")
+    store = StateStore(platform_cli.state_path)
+    from alpaca_cli.commands.build import sha256_of
+    from alpaca_cli.state import BuildRecord
+
+    with store.transaction() as state:
+        state.build = BuildRecord(package_path=str(package), package_sha256=sha256_of(package))
+    result = platform_cli("deploy")
+    assert result.exit_code == 0, result.stderr
+    worker_id = result.stdout.strip()
+    assert worker_id in workers_of(embedded)
+    saved = store.read()
+    assert saved is not None and saved.worker is not None
+    assert saved.worker.package_sha256 == sha256_of(package)
+
+
+def test_a_second_deploy_is_refused_unless_replace(platform_cli: Cli, embedded: Any) -> None:
+    first = platform_cli("deploy", "--url", EMBEDDED_URL).stdout.strip()
+    again = platform_cli("deploy", "--url", EMBEDDED_URL)
+    assert again.exit_code == 2
+    assert f"already names worker {first}" in again.stderr
+    assert "--replace" in again.stderr and "teardown" in again.stderr
+    replaced = platform_cli("deploy", "--url", EMBEDDED_URL, "--replace", "--json")
+    assert replaced.exit_code == 0, replaced.stderr
+    out = json.loads(replaced.stdout)
+    assert out["replaced_worker_id"] == first
+    workers = workers_of(embedded)
+    assert first not in workers and out["worker_id"] in workers
+
+
+def test_a_stale_worker_in_the_state_does_not_block(platform_cli: Cli, embedded: Any) -> None:
+    from alpaca_cli.state import WorkerRecord
+
+    with StateStore(platform_cli.state_path).transaction() as state:
+        state.worker = WorkerRecord(id="gone-long-ago")
+    result = platform_cli("deploy", "--url", EMBEDDED_URL)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_nothing_to_deploy(platform_cli: Cli) -> None:
+    result = platform_cli("deploy")
+    assert result.exit_code == 2
+    assert "Nothing to deploy" in result.stderr and "alpaca-md build" in result.stderr
+
+
+def test_package_and_url_together_are_rejected(platform_cli: Cli) -> None:
+    result = platform_cli("deploy", "--url", EMBEDDED_URL, "--package", "x.zip")
+    assert result.exit_code == 2
+    assert "either --package or --url" in result.stderr
+
+
+def test_a_missing_package_file(platform_cli: Cli) -> None:
+    result = platform_cli("deploy", "--package", "missing.zip")
+    assert result.exit_code == 2
+    assert "Cannot read the package missing.zip" in result.stderr
+
+
+def test_an_unknown_package_is_refused_by_the_platform(platform_cli: Cli, embedded: Any) -> None:
+    package = platform_cli.cwd / "other.zip"
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr("SomethingElse.dll", b"MZ")
+    before = set(workers_of(embedded))
+    result = platform_cli("deploy", "--package", str(package))
+    assert result.exit_code == 5, result.stderr
+    assert "Error: The platform refused workmanager." in result.stderr
+    assert "Engine error" in result.stderr
+    # Whatever was created is not left behind, and the state names nothing.
+    assert set(workers_of(embedded)) - before == set()
+    assert (
+        not platform_cli.state_path.exists()
+        or json.loads(platform_cli.state_path.read_text()).get("worker") is None
+    )
+
+
+def test_gateway_down_exits_3_with_url_and_hint(cli: Cli) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = cli("deploy", "--url", EMBEDDED_URL, env={"VIRTUFIN_API_URL": url})
+    assert result.exit_code == 3
+    assert result.stdout == ""
+    assert f"Cannot reach the gateway at {url}" in result.stderr
+    assert "alpaca-md dev up" in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1
+
+
+def test_older_platform_gets_topic_instead_of_topics(cli: Cli) -> None:
+    from alpaca_cli.devstack.stack import StackConfig, start_in_thread
+
+    with start_in_thread(StackConfig.ephemeral(feed=False, legacy=True)) as legacy:
+        result = cli("deploy", "--url", EMBEDDED_URL, "--json", env=legacy.env())
+        assert result.exit_code == 0, result.stderr
+        out = json.loads(result.stdout)
+        assert out["topic_field"] == "topic"
+        worker = workers_of(legacy)[out["worker_id"]]
+        assert "command.websocketmanagercontroller" in (
+            worker.get("topics") or [worker.get("topic")]
+        )
+    state = json.loads(cli.state_path.read_text())
+    assert state["worker"]["topic_field"] == "topic"
+
+
+def test_wrong_api_key_exits_4_and_never_prints_the_key(cli: Cli) -> None:
+    from alpaca_cli.devstack.stack import StackConfig, start_in_thread
+
+    with start_in_thread(StackConfig.ephemeral(feed=False, api_key="right-key-123")) as secured:
+        env = {**secured.env(), "VIRTUFIN_API_KEY": "wrong-key-456"}
+        result = cli("deploy", "--url", EMBEDDED_URL, "-vv", env=env)
+        assert result.exit_code == 4
+        assert "refused the API key (HTTP 401)" in result.stderr
+        assert "wrong-key-456" not in result.stderr + result.stdout
+        assert "api_key = set (hidden)" in result.stderr
+        good = cli("deploy", "--url", EMBEDDED_URL, env=secured.env())
+        assert good.exit_code == 0, good.stderr
+
+
+def _runtime(tmp_path: Path, handler: Any) -> Runtime:
+    config = load_config(ConfigOptions(state=tmp_path / "state.json"), environ={}, cwd=tmp_path)
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    return Runtime(config, http_client=client, stderr=io.StringIO())
+
+
+def _fake_workmanager(start_status: str, delete_status: str | None) -> tuple[Any, list[str]]:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "/schema/" in request.url.path:
+            return httpx.Response(404)
+        method = json.loads(request.content)["method"]
+        calls.append(method)
+        if method == "CreateWorker":
+            data = {"success": True, "status": "OK", "response_data": '{"id": "w-new"}'}
+        elif method == "StartWorker":
+            data = {"success": False, "status": start_status, "message": "engine failed"}
+        elif method == "DeleteWorker" and delete_status is not None:
+            data = {"success": False, "status": delete_status, "message": "busy"}
+        else:
+            data = {"success": True, "status": "OK", "response_data": "{}"}
+        return httpx.Response(200, json=data)
+
+    return handler, calls
+
+
+def test_a_worker_that_will_not_start_is_deleted_again(tmp_path: Path) -> None:
+    handler, calls = _fake_workmanager("INTERNAL", None)
+    with _runtime(tmp_path, handler) as rt, pytest.raises(CommandRefused, match="engine failed"):
+        deploy_worker(rt, url="https://example.test/worker.zip")
+    assert calls == ["CreateWorker", "StartWorker", "DeleteWorker"]
+    state = StateStore(tmp_path / "state.json").read()
+    assert state is None or state.worker is None
+
+
+def test_a_worker_that_will_not_start_nor_delete_is_recorded(tmp_path: Path) -> None:
+    handler, calls = _fake_workmanager("INTERNAL", "UNAVAILABLE")
+    with _runtime(tmp_path, handler) as rt, pytest.raises(CommandRefused, match="engine failed"):
+        deploy_worker(rt, url="https://example.test/worker.zip")
+    assert calls == ["CreateWorker", "StartWorker", "DeleteWorker"]
+    state = StateStore(tmp_path / "state.json").read()
+    assert state is not None and state.worker is not None and state.worker.id == "w-new"
