@@ -8,11 +8,18 @@ streaming subscription.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import queue
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -260,3 +267,134 @@ def test_a_dropped_upstream_is_reconnected_without_a_handshake_replay(
             finally:
                 life.close()
                 ticks.close()
+
+
+# -- alpaca-md dev up ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def dev_up(*args: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+    """``alpaca-md dev up`` on free ports as a subprocess; killed and reaped afterwards.
+
+    ``PYTHONUNBUFFERED`` is removed so the test sees only what the command flushes itself.
+    """
+    child_env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    child_env.update(env or {})
+    ports = ["--gateway-port", "0", "--dapr-http-port", "0", "--dapr-grpc-port", "0"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "alpaca_cli", "dev", "up", *ports, "--feed-port", "0", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env,
+    ) as proc:
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def wait_ready(proc: subprocess.Popen[str]) -> tuple[list[str], list[str]]:
+    """Read stderr up to the ready line; return (export lines so far, stderr lines)."""
+    assert proc.stderr is not None and proc.stdout is not None
+    errors = []
+    for line in proc.stderr:
+        errors.append(line)
+        if "ready." in line:
+            break
+    else:
+        raise AssertionError(f"dev up exited early: {''.join(errors)}")
+    exports: list[str] = []
+    while len(exports) < 6:
+        line = proc.stdout.readline()
+        assert line, "stdout closed before every export line"
+        exports.append(line.rstrip("\n"))
+    return exports, errors
+
+
+def test_dev_up_serves_writes_its_env_and_exits_when_stdin_closes(tmp_path: Path) -> None:
+    env_file = tmp_path / "dev.env"
+    secret = "gw-" + uuid.uuid4().hex
+    with dev_up(
+        "--write-env",
+        str(env_file),
+        "--exit-with-stdin",
+        "--api-key-env",
+        "MY_GATEWAY_KEY",
+        "--rate",
+        "20",
+        env={"MY_GATEWAY_KEY": secret},
+    ) as proc:
+        exports, _ = wait_ready(proc)
+        written = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+        assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+        assert written["VIRTUFIN_API_KEY"] == secret
+        assert written["ALPACA_STREAM_URL"].endswith("/v1beta3/crypto/us")
+        printed = {
+            line.removeprefix("export ").split("=", 1)[0]: line.split("=", 1)[1]
+            for line in exports
+            if line.startswith("export ")
+        }
+        assert set(printed) == {
+            "VIRTUFIN_API_URL",
+            "DAPR_HTTP_PORT",
+            "DAPR_GRPC_PORT",
+            "ALPACA_STREAM_URL",
+            "ALPACA_API_KEY",
+            "ALPACA_API_SECRET",
+        }
+        assert all(written[k] == v for k, v in printed.items())
+        with httpx.Client(base_url=written["VIRTUFIN_API_URL"], timeout=WAIT) as gw:
+            assert gw.get("/health").json()["status"] == "Healthy"
+            assert gw.get("/v1/gateway/list-services").status_code == 401
+            listed = gw.get("/v1/gateway/list-services", headers={"x-api-key": secret})
+            assert listed.json()["services"] == ["workmanager", "websocketmanager"]
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        proc.stdin.close()
+        assert proc.wait(timeout=WAIT) == 0
+        out, err = proc.stdout.read(), proc.stderr.read()
+    assert secret not in out + err + "\n".join(exports)
+    assert "stopped." in err
+    assert not env_file.exists()
+
+
+def test_dev_up_stops_cleanly_on_sigterm() -> None:
+    with dev_up("--rate", "20") as proc:
+        wait_ready(proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=WAIT) == 0
+        assert proc.stderr is not None
+        assert "stopped." in proc.stderr.read()
+
+
+def test_dev_up_reports_a_taken_port() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [
+                *(sys.executable, "-m", "alpaca_cli", "dev", "up", "--gateway-port", str(port)),
+                *("--dapr-http-port", "0", "--dapr-grpc-port", "0", "--feed-port", "0"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=WAIT * 2,
+            stdin=subprocess.DEVNULL,
+        )
+    assert proc.returncode == 2
+    assert "port" in proc.stderr and "--gateway-port" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_dev_up_refuses_an_unset_api_key_variable() -> None:
+    from typer.testing import CliRunner
+
+    from alpaca_cli.main import app
+
+    result = CliRunner().invoke(app, ["dev", "up", "--api-key-env", "NOT_SET_ANYWHERE"])
+    assert result.exit_code == 2
+    assert "NOT_SET_ANYWHERE" in result.stderr
