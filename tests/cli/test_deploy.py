@@ -213,3 +213,21 @@ def test_a_worker_that_will_not_start_nor_delete_is_recorded(tmp_path: Path) -> 
     assert calls == ["CreateWorker", "StartWorker", "DeleteWorker"]
     state = StateStore(tmp_path / "state.json").read()
     assert state is not None and state.worker is not None and state.worker.id == "w-new"
+
+
+def test_verbose_says_where_each_setting_came_from_without_secrets(
+    platform_cli: Cli, embedded: Any
+) -> None:
+    (platform_cli.cwd / ".env").write_text("ALPACA_MD_COMMAND_TOPIC=cmd.from.dotenv\n")
+    env = {"ALPACA_API_SECRET": "very-secret-value", "ALPACA_API_KEY": "AKVISIBLE0"}
+    result = platform_cli("deploy", "--url", EMBEDDED_URL, "-v", "--json", env=env)
+    assert result.exit_code == 0, result.stderr
+    assert "command_topic = cmd.from.dotenv  [.env file" in result.stderr
+    assert (
+        "api_url = http://127.0.0.1" in result.stderr and "[env VIRTUFIN_API_URL]" in result.stderr
+    )
+    assert "alpaca_secret = set (hidden)  [env ALPACA_API_SECRET]" in result.stderr
+    assert "very-secret-value" not in result.stderr + result.stdout
+    assert "AKVISIBLE0" not in result.stderr + result.stdout
+    assert json.loads(result.stdout)["topics"] == ["cmd.from.dotenv"]
+    assert platform_cli("teardown").exit_code == 0
