@@ -11,6 +11,7 @@ Heavy imports (aiohttp, grpc, websockets, the devstack) happen inside :func:`com
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sys
 import tempfile
@@ -221,7 +222,11 @@ async def _serve(config: StackConfig, *, write_env: Path | None, exit_with_stdin
     platform = EmbeddedPlatform(config)
     try:
         await platform.start()
+    except ValueError as exc:  # FeedConfig's checks, an unusable --replay file
+        raise UsageError(f"Invalid Alpaca server option: {exc}") from exc
     except OSError as exc:
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES, None):
+            raise UsageError(f"Cannot start the embedded platform: {exc}") from exc
         raise UsageError(
             f"Cannot start the embedded platform on {config.host}: {exc.strerror or exc}.",
             hint="A port is probably in use: pick others (--gateway-port, --dapr-http-port, "
@@ -237,7 +242,11 @@ async def _serve(config: StackConfig, *, write_env: Path | None, exit_with_stdin
             wrote = True
         _announce(platform)
         await stop.wait()
-        sys.stderr.write("dev up: stopping...\n")
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            # A second Ctrl+C / SIGTERM while stopping takes the default path: exit at once.
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        sys.stderr.write("dev up: stopping (Ctrl+C again to force)...\n")
     finally:
         await platform.stop()
         if wrote and write_env is not None:

@@ -398,3 +398,13 @@ def test_dev_up_refuses_an_unset_api_key_variable() -> None:
     result = CliRunner().invoke(app, ["dev", "up", "--api-key-env", "NOT_SET_ANYWHERE"])
     assert result.exit_code == 2
     assert "NOT_SET_ANYWHERE" in result.stderr
+
+
+def test_dev_up_rejects_a_bad_alpaca_server_option() -> None:
+    from typer.testing import CliRunner
+
+    from alpaca_cli.main import app
+
+    result = CliRunner().invoke(app, ["dev", "up", "--rate", "-1", "--gateway-port", "0"])
+    assert result.exit_code == 2
+    assert "rate" in result.stderr and "Traceback" not in result.stderr
