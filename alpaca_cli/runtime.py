@@ -115,7 +115,8 @@ class Runtime:
             self._gateway = GatewayClient(
                 self.config.api_url,
                 api_key=key.get_secret_value() if key else None,
-                timeout=max(self.config.timeout, 30.0),
+                # The gateway's backend deadline is 30 s: wait a little longer than that.
+                timeout=max(self.config.timeout, 35.0),
                 client=self._http_client,
                 log=self.log if self.verbose >= 2 else None,
             )

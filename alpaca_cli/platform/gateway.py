@@ -155,9 +155,12 @@ class GatewayClient:
         self._headers = {"x-api-key": api_key} if api_key else {}
         self._timeout = timeout
         self._owns_client = client is None
-        self._client = client if client is not None else httpx.Client(timeout=timeout)
+        # A dead host should fail fast; a slow backend gets the gateway's own 30 s deadline.
+        self._http_timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        self._client = client if client is not None else httpx.Client(timeout=self._http_timeout)
         self._log = log
         self._topics_supported: bool | None = None
+        self._schema_checked = False
 
     def __repr__(self) -> str:
         return f"GatewayClient({self.base_url!r})"
@@ -189,7 +192,12 @@ class GatewayClient:
             self._log(f"gateway {method} {url}{shown}")
         try:
             response = self._client.request(
-                method, url, json=body, params=params, headers=self._headers, timeout=self._timeout
+                method,
+                url,
+                json=body,
+                params=params,
+                headers=self._headers,
+                timeout=self._http_timeout,
             )
         except httpx.TimeoutException as exc:
             raise GatewayUnreachable(
@@ -312,15 +320,15 @@ class GatewayClient:
 
     def _supports_topics(self) -> bool | None:
         """Whether CreateWorker's schema has ``topics`` (None = the platform does not say)."""
-        if self._topics_supported is None:
+        if not self._schema_checked:
+            self._schema_checked = True
             try:
                 fields = self.schema("workmanager", "CreateWorker")
             except CommandRefused:
                 fields = None
-            if fields is None:
-                return None
-            names = {str(f.get("name", "")) for f in fields}
-            self._topics_supported = "topics" in names or "topic" not in names
+            if fields is not None:
+                names = {str(f.get("name", "")) for f in fields}
+                self._topics_supported = "topics" in names or "topic" not in names
         return self._topics_supported
 
     def create_worker(
