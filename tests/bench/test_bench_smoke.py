@@ -1,0 +1,121 @@
+"""The benchmark suite runs end to end on tiny workloads and reports well-formed results.
+
+No timing is asserted anywhere: speed is what ``make bench`` reports, not what tests check.
+What is checked is that each benchmark measures what it says (every contender handled every
+message, loss is counted from trade-id gaps) and that its result has the shape results.json
+promises.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import msgpack
+import orjson
+import pytest
+
+from bench import decode, e2e, frames, memory, report, startup
+from bench.platform import CliError
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    # alpaca-py (a benchmark-only dependency) imports websockets' deprecated legacy module.
+    pytest.mark.filterwarnings("ignore:websockets.legacy is deprecated:DeprecationWarning"),
+]
+
+
+def test_generated_stream_is_realistic_and_the_same_in_both_encodings() -> None:
+    w = frames.generate(600, seed=3)
+    assert w.messages == 600
+    assert w.symbols >= 20
+    json_msgs = [m for f in w.json_frames for m in orjson.loads(f)]
+    packed = [m for f in w.msgpack_frames for m in msgpack.unpackb(f, timestamp=3)]
+    assert len(json_msgs) == len(packed) == 600
+    assert {m["T"] for m in json_msgs} >= {"t", "q", "o", "b"}
+    assert any(m.get("r") for m in json_msgs if m["T"] == "o")
+    assert max(len(orjson.loads(f)) for f in w.json_frames) > 1
+    for j, p in zip(json_msgs, packed, strict=True):
+        assert j["T"] == p["T"] and j["S"] == p["S"]
+    assert sum(w.counts.values()) == 600
+    assert frames.rfc3339(1_679_056_080_000_000_000) == "2023-03-17T12:28:00Z"
+    assert frames.rfc3339(1_710_238_068_858_228_144) == "2024-03-12T10:07:48.858228144Z"
+
+
+def test_decode_benchmark_runs_every_contender_on_every_message() -> None:
+    result = decode.run(messages=300, rounds=1)
+    assert result["errors"] == {}
+    assert set(result["messages_per_second"]) == set(decode.contenders())
+    assert all(v > 0 for v in result["messages_per_second"].values())
+    assert set(result["targets"]) == {"at_least_10x_alpaca_py", "at_most_3x_orjson_loads"}
+    assert all(isinstance(v, bool) for v in result["targets"].values())
+    json.dumps(result)
+
+
+def test_startup_benchmark_times_each_case_and_lists_heavy_imports() -> None:
+    result = startup.run(runs=1)
+    assert {"python_c_pass", "bare_typer_help", "alpaca_md_help"} <= set(result["seconds"])
+    assert isinstance(result["help_loads"], list)
+    assert set(result["help_loads"]) <= set(startup.HEAVY_MODULES)
+    assert result["help_import_offenders"]["by_cumulative"]
+    json.dumps(result)
+
+
+def test_heavy_module_probe_sees_a_heavy_import(tmp_path: Path) -> None:
+    """The probe is not blind: a process that imports pydantic is reported as loading it."""
+    code = "import json, sys, pydantic\n" + startup._HELP_PROBE.split("from alpaca_cli", 1)[0]
+    code += "heavy = ('pydantic',)\n"
+    code += "tops = sorted({m.split('.')[0] for m in sys.modules} & set(heavy))\nprint(tops)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pydantic" in out.stdout
+
+
+def _capture(ids: list[int], *, t_ns: int = 1_000) -> e2e.TailCapture:
+    lines = []
+    for k, i in enumerate(ids):
+        msg = {"T": "t", "S": "BTC/USD", "p": 1.0, "s": 1.0, "t": t_ns, "i": i}
+        lines.append((t_ns + 1_000_000 + k, orjson.dumps({"message": msg}) + b"\n"))
+    lines.append((t_ns + 2_000_000, b'{"T":"subscription","trades":["*"]}\n'))
+    return e2e.TailCapture(lines, (0, t_ns + 10**9), peak_rss_kb=2048)
+
+
+def test_analysis_counts_a_missing_trade_id_as_lost() -> None:
+    clean = e2e.analyze(_capture([5, 6, 7, 8]), offered_rate=1)
+    assert clean["lost"] == 0 and clean["trades_sent_in_span"] == 4
+    gap = e2e.analyze(_capture([5, 6, 8, 9]), offered_rate=1)
+    assert gap["lost"] == 1 and not gap["sustained"]
+    assert gap["control_messages"] == 1
+    assert gap["latency_ms"]["p50"] == pytest.approx(1.0, abs=0.01)
+    assert gap["tail_peak_rss_mb"] == 2.0
+
+
+def test_analysis_requires_the_offered_rate_to_arrive() -> None:
+    slow = e2e.analyze(_capture([1, 2, 3]), offered_rate=1_000)
+    assert slow["lost"] == 0 and not slow["sustained"]
+
+
+def test_end_to_end_step_memory_and_report_on_the_embedded_platform(tmp_path: Path) -> None:
+    try:
+        result = e2e.run(
+            rates=(500,), seconds=1.0, warmup=0.3, latency_rate=500, ceiling_seconds=0.5
+        )
+    except CliError as exc:  # pragma: no cover - the pipeline's own tests say why
+        pytest.fail(f"pipeline failed: {exc}")
+    assert result["errors"] == {}, result["errors"]
+    step = result["steps"]["500"]
+    assert step["received_data_messages"] > 0
+    assert step["trades_seen"] > 0
+    assert step["tail_peak_rss_mb"] > 0
+    assert result["ceiling"]["messages"] > 0
+    assert set(result["targets"]) == {
+        "zero_loss_at_10k",
+        "sustained_at_least_25pct_of_ceiling",
+        "p99_under_20ms_at_1k",
+    }
+    mem = memory.run(result, seconds=2.0)
+    assert mem["tail_peak_rss_mb_by_rate"]["500"] == step["tail_peak_rss_mb"]
+    assert mem["run"]["peak_rss_mb"] > 0
+    text = report.render({"meta": {"quick": True}, "e2e": result, "memory": mem})
+    assert "end to end" in text and "memory" in text
