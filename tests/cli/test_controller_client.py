@@ -1,0 +1,203 @@
+"""The controller command/reply RPC, against the devstack sidecar and a scripted worker."""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from alpaca_cli.errors import CommandRefused, ExitCode, ReplyTimeout
+from alpaca_cli.platform.controller import ControllerClient, normalize_status, parse_connection
+from alpaca_cli.platform.pubsub import PubsubClient
+from tests.cli.pubsub_support import Sidecar, sidecar_fixture  # noqa: F401
+
+COMMANDS = "cmd.test"
+REPLIES = "reply.test"
+
+
+class ScriptedWorker:
+    """Answers commands like the controller would; ``silent`` commands get no reply."""
+
+    def __init__(self, client: PubsubClient) -> None:
+        self.client = client
+        self.received: list[dict[str, Any]] = []
+        self.sub = client.subscribe(COMMANDS)
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def reply(self, correlation_id: str, body: dict[str, Any]) -> None:
+        self.client.publish(
+            REPLIES, body, type="reply", extensions={"correlationid": correlation_id}
+        )
+
+    def serve(self) -> None:
+        for event in self.sub:
+            doc = orjson.loads(event.data)
+            self.received.append({"doc": doc, "extensions": event.extensions})
+            cid = event.extensions.get("correlationid", "")
+            command = doc["command"]
+            if command == "list" and doc.get("silent"):
+                continue
+            # A reply to somebody else's command comes first: it must be ignored.
+            self.reply("someone-else", {"command": command, "success": True, "id": "WRONG"})
+            if command == "create":
+                self.reply(
+                    cid,
+                    {"command": "create", "success": True, "id": "conn-9", "message": "connected"},
+                )
+            elif command == "disconnect":
+                self.reply(
+                    cid,
+                    {"command": "disconnect", "success": False, "message": "Connection not found"},
+                )
+            elif command == "list":
+                self.reply(
+                    cid,
+                    {
+                        "command": "list",
+                        "success": True,
+                        "connections": [
+                            {"id": "a", "url": "ws://a", "status": "connected", "topic": "t"},
+                            {
+                                "Id": "b",
+                                "Url": "ws://b",
+                                "Status": "CONNECTION_STATUS_RECONNECTING",
+                            },
+                            {
+                                "connectionId": "c",
+                                "status": 4,
+                                "instanceId": "i-1",
+                                "createdAt": "2026-01-01T00:00:00Z",
+                            },
+                        ],
+                    },
+                )
+            else:
+                self.reply(
+                    cid, {"command": command, "success": True, "id": doc.get("id"), "message": "ok"}
+                )
+
+    def close(self) -> None:
+        self.sub.close()
+
+
+@pytest.fixture
+def controller(sidecar: Sidecar) -> Iterator[tuple[ControllerClient, ScriptedWorker]]:
+    with PubsubClient(sidecar.settings) as worker_side, PubsubClient(sidecar.settings) as ours:
+        worker = ScriptedWorker(worker_side)
+        with ControllerClient(ours, command_topic=COMMANDS, reply_topic=REPLIES, timeout=10) as ctl:
+            yield ctl, worker
+        worker.close()
+
+
+def test_create_returns_the_connection_id_of_our_reply_only(controller: Any) -> None:
+    ctl, worker = controller
+    assert ctl.create("wss://example/v1beta3/crypto/us") == "conn-9"
+    sent = worker.received[-1]
+    assert sent["doc"] == {
+        "command": "create",
+        "url": "wss://example/v1beta3/crypto/us",
+        "auto_reconnect": True,
+    }
+    assert len(sent["extensions"]["correlationid"]) >= 16
+
+
+def test_each_command_gets_a_fresh_correlation_id(controller: Any) -> None:
+    ctl, worker = controller
+    ctl.create("ws://x", auto_reconnect=False)
+    ctl.publish("conn-9", "alpaca-ticks")
+    ctl.stop_publish("conn-9")
+    ids = [r["extensions"]["correlationid"] for r in worker.received]
+    assert len(set(ids)) == len(ids) == 3
+    assert worker.received[0]["doc"]["auto_reconnect"] is False
+    assert worker.received[1]["doc"] == {
+        "command": "publish",
+        "id": "conn-9",
+        "topic": "alpaca-ticks",
+    }
+    assert worker.received[2]["doc"] == {"command": "stop_publish", "id": "conn-9"}
+
+
+def test_send_raw_sends_base64(controller: Any) -> None:
+    ctl, worker = controller
+    ctl.send_raw("conn-9", b'{"action":"subscribe"}')
+    doc = worker.received[-1]["doc"]
+    assert base64.b64decode(doc["message"]) == b'{"action":"subscribe"}'
+    assert doc["content_type"] == "application/json"
+
+
+def test_success_false_is_command_refused_with_the_controllers_message(controller: Any) -> None:
+    ctl, _ = controller
+    with pytest.raises(CommandRefused) as info:
+        ctl.disconnect("nope")
+    assert "Connection not found" in str(info.value)
+    assert info.value.exit_code == ExitCode.REFUSED
+
+
+def test_list_parses_records_leniently(controller: Any) -> None:
+    ctl, _ = controller
+    records = ctl.list()
+    assert [(r["id"], r["status"]) for r in records] == [
+        ("a", "CONNECTED"),
+        ("b", "RECONNECTING"),
+        ("c", "DISCONNECTED"),
+    ]
+    assert records[0]["topic"] == "t"
+    assert records[2]["instance_id"] == "i-1"
+    assert records[2]["created_at"] == "2026-01-01T00:00:00Z"
+
+
+def test_no_reply_is_a_reply_timeout(sidecar: Sidecar) -> None:
+    with PubsubClient(sidecar.settings) as ours:
+        ctl = ControllerClient(
+            ours, command_topic="cmd.nobody", reply_topic="reply.nobody", timeout=0.5
+        )
+        with pytest.raises(ReplyTimeout) as info:
+            ctl.stop()
+        ctl.close()
+    assert info.value.exit_code == ExitCode.TIMEOUT
+    assert "'stop'" in str(info.value) and "alpaca-md deploy" in str(info.value)
+
+
+def test_a_late_reply_to_a_timed_out_command_does_not_answer_the_next(controller: Any) -> None:
+    ctl, _ = controller
+    ctl.timeout = 0.5
+    with pytest.raises(ReplyTimeout):
+        ctl.call("list", silent=True)
+    ctl.timeout = 10
+    assert ctl.create("ws://x") == "conn-9"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("CONNECTED", "CONNECTED"),
+        ("connected", "CONNECTED"),
+        ("Reconnecting", "RECONNECTING"),
+        ("CONNECTION_STATUS_ERROR", "ERROR"),
+        ("connection-status-disconnected", "DISCONNECTED"),
+        (2, "CONNECTED"),
+        ("1", "CONNECTING"),
+        (99, "STATUS_99"),
+        (None, "UNSPECIFIED"),
+        ("weird", "WEIRD"),
+    ],
+)
+def test_normalize_status(raw: Any, expected: str) -> None:
+    assert normalize_status(raw) == expected
+
+
+def test_parse_connection_defaults_missing_keys() -> None:
+    assert parse_connection({"id": "x"}) == {
+        "id": "x",
+        "url": "",
+        "status": "UNSPECIFIED",
+        "topic": "",
+        "instance_id": "",
+        "created_at": "",
+        "tags": {},
+    }
