@@ -173,6 +173,33 @@ class EmbeddedPlatform:
                 await feed.stop()
         self.broker.close()
 
+    async def stop_sidecar(self) -> None:
+        """Take only the sidecar down (its ports stay reserved in :meth:`env`).
+
+        For "sidecar unreachable" tests; the gateway's ``/health`` turns Unhealthy (503).
+        """
+        self._sidecar_up = False
+        await self.sidecar.stop()
+
+    async def start_sidecar(self) -> None:
+        """Bring the sidecar back on the same ports after :meth:`stop_sidecar`.
+
+        Raises:
+            OSError: a port was taken meanwhile.
+        """
+        if self._sidecar_up:
+            return
+        old = self.sidecar
+        self.sidecar = DaprSidecar(
+            self.broker,
+            host=self.config.host,
+            http_port=old.http_port,
+            grpc_port=old.grpc_port,
+            api_token=self.config.dapr_api_token,
+        )
+        await self.sidecar.start()
+        self._sidecar_up = True
+
     @property
     def gateway_url(self) -> str:
         return f"http://{_host_for_url(_connect_host(self.config.host))}:{self.gateway.port}"

@@ -70,11 +70,17 @@ def test_health_is_unhealthy_when_the_sidecar_is_down(
     platform: EmbeddedPlatform, client: httpx.Client
 ) -> None:
     assert platform.loop_thread is not None
-    platform.loop_thread.run(platform.sidecar.stop())
-    platform._sidecar_up = False
+    platform.loop_thread.run(platform.stop_sidecar())
     response = client.get("/health")
     assert response.status_code == 503
     assert response.json()["status"] == "Unhealthy"
+    assert response.json()["entries"]["dapr"]["status"] == "Unhealthy"
+    ports = (platform.sidecar.http_port, platform.sidecar.grpc_port)
+    platform.loop_thread.run(platform.start_sidecar())
+    assert (platform.sidecar.http_port, platform.sidecar.grpc_port) == ports
+    assert client.get("/health").json()["status"] == "Healthy"
+    dapr_health = httpx.get(f"http://127.0.0.1:{ports[0]}/v1.0/healthz/outbound", timeout=10)
+    assert dapr_health.is_success
 
 
 def test_discovery_lists_both_services(client: httpx.Client) -> None:
