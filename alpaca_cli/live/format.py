@@ -14,7 +14,8 @@ def price(value: float | None) -> str:
         return f"{value:,.2f}"
     if magnitude >= 1:
         return f"{value:.4f}"
-    return f"{value:.6g}"
+    text = f"{value:.8f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
 
 
 def rate(value: float) -> str:

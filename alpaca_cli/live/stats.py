@@ -161,16 +161,21 @@ class StreamStats:
 
     Example::
 
-        stats = StreamStats(start=monotonic())
+        stats = StreamStats(start=monotonic())   # books=..., apply_books=False to share them
         stats.expect(["BTC/USD", "ETH/USD"])        # rows for subscribed symbols, even at 0
         stats.record(decode(payload), now=monotonic(), received_ns=time_ns())
         rows = stats.rows(monotonic())
     """
 
-    def __init__(self, *, start: float) -> None:
+    def __init__(
+        self, *, start: float, books: Books | None = None, apply_books: bool = True
+    ) -> None:
         self.start = start
         self.symbols: dict[str, SymbolStats] = {}
-        self.books = Books()
+        self.books = books if books is not None else Books()
+        """The L2 books the views read best bid/ask and levels from."""
+        self._apply_books = apply_books
+        """False when someone else (the topic consumer) already applies updates to ``books``."""
         self.expected: tuple[str, ...] = ()
         """The confirmed subscription's symbols: these must get data (``--min-frames``)."""
         self.frames_received = 0
@@ -240,7 +245,8 @@ class StreamStats:
             if stats.first_latency is None:
                 stats.first_latency = latency
         if isinstance(msg, OrderBookUpdate):
-            self.books.apply(msg)
+            if self._apply_books:
+                self.books.apply(msg)
         elif isinstance(msg, Trade):
             stats.last_trade = (msg.price, msg.size, msg.taker_side)
         elif isinstance(msg, Quote):

@@ -41,6 +41,21 @@ COLUMNS = (
 )
 
 
+COMPACT = (
+    "symbol",
+    "frames",
+    "msg/s 5s",
+    "last trade",
+    "bid",
+    "ask",
+    "spread",
+    "levels",
+    "latency",
+)
+"""The columns kept on a terminal narrower than :data:`WIDE` (80 columns is common)."""
+WIDE = 120
+
+
 def _short_id(value: str | None) -> str:
     if not value:
         return "-"
@@ -91,20 +106,39 @@ def row_cells(row: SymbolRow) -> list[str]:
     ]
 
 
-def render(stats: StreamStats, info: RunInfo, now: float) -> RenderableType:
-    """The header and one row per symbol, as a Rich renderable."""
+def render(stats: StreamStats, info: RunInfo, now: float, width: int = WIDE) -> RenderableType:
+    """The header and one row per symbol, as a Rich renderable.
+
+    Below :data:`WIDE` columns only the :data:`COMPACT` columns are shown (and the last trade
+    only once a trade arrived), so that no column is truncated into uselessness.
+    """
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
+    rows = stats.rows(now)
+    shown = list(COLUMNS)
+    if width < WIDE:
+        shown = [c for c in COLUMNS if c in COMPACT]
+        if all(row.last_trade is None for row in rows):
+            shown.remove("last trade")
+    keep = [COLUMNS.index(c) for c in shown]
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for name in COLUMNS:
+    cells = [row_cells(row) for row in rows]
+    for n, name in zip(keep, shown, strict=True):
+        # Every column but the last trade keeps its full width; the trade text gives way.
+        widest = max([len(name), *(len(c[n]) for c in cells)])
         table.add_column(
-            name, justify="left" if name in ("symbol", "last", "last trade") else "right"
+            name,
+            justify="left" if name in ("symbol", "last", "last trade") else "right",
+            no_wrap=True,
+            min_width=None if name == "last trade" else widest,
+            max_width=17 if name == "last trade" and width < WIDE else None,
+            overflow="ellipsis",
         )
-    for row in stats.rows(now):
+    for row, row_text in zip(rows, cells, strict=True):
         style = "yellow" if row.book_valid is False else None
-        table.add_row(*row_cells(row), style=style)
+        table.add_row(*(row_text[i] for i in keep), style=style)
     first, second = header_lines(stats, info, now)
     return Group(Text(first, style="bold"), Text(second), Text(""), table)
 
@@ -145,7 +179,8 @@ class LiveTable:
         if self._live is None or (now < self._next and not force):
             return
         self._next = now + 1.0 / REFRESH_HZ
-        self._live.update(render(self._stats, self._info, now), refresh=True)
+        view = render(self._stats, self._info, now, self._console.width)
+        self._live.update(view, refresh=True)
 
     def __exit__(
         self,
