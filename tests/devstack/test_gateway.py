@@ -9,7 +9,10 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from alpaca_cli.devstack.schema import Field, Message, SchemaError, parse_message
 from alpaca_cli.devstack.stack import EmbeddedPlatform, StackConfig, start_in_thread
 
 from .conftest import ScriptedServer  # type: ignore[import-not-found]  # no package for mypy
@@ -342,3 +345,38 @@ def test_legacy_platform_takes_topic_and_rejects_topics() -> None:
         assert accepted["success"] is True, accepted
         del_topics = invoke(client, "workmanager", "ListWorkers")["data"]["workers"]
         assert del_topics[0]["topics"] == ["commands.websocketmanager-controller"]
+
+
+# -- protobuf-JSON request parsing (the schema table the gateway enforces) -----------------------
+
+SEND_RAW_MESSAGE = Message(
+    "websocketmanager.SendRawRequest",
+    (Field("id", 1, "String"), Field("message", 2, "Bytes"), Field("content_type", 3, "String")),
+)
+SEND_RAW_NAMES = {"id", "message", "content_type", "contentType"}
+
+
+@given(payload=st.binary(max_size=256), urlsafe=st.booleans(), padded=st.booleans())
+def test_bytes_fields_accept_every_base64_spelling(
+    payload: bytes, urlsafe: bool, padded: bool
+) -> None:
+    text = (base64.urlsafe_b64encode if urlsafe else base64.b64encode)(payload).decode()
+    if not padded:
+        text = text.rstrip("=")
+    parsed = parse_message(SEND_RAW_MESSAGE, {"id": "x", "message": text})
+    assert parsed == {"id": "x", "message": payload}
+
+
+@given(key=st.text(min_size=1, max_size=20).filter(lambda k: k not in SEND_RAW_NAMES))
+def test_unknown_fields_are_rejected_by_name(key: str) -> None:
+    with pytest.raises(SchemaError) as exc:
+        parse_message(SEND_RAW_MESSAGE, {key: "v"})
+    assert key in str(exc.value)
+
+
+@given(
+    value=st.one_of(st.integers(), st.floats(allow_nan=False), st.booleans(), st.lists(st.text()))
+)
+def test_a_string_field_rejects_other_json_types(value: Any) -> None:
+    with pytest.raises(SchemaError):
+        parse_message(SEND_RAW_MESSAGE, {"id": value})
