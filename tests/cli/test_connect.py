@@ -1,0 +1,82 @@
+"""``alpaca-md connect`` end to end on the embedded platform (real gRPC, HTTP, WebSocket)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from alpaca_cli.state import StateStore
+from tests.cli.conftest import Cli, free_port
+from tests.cli.pubsub_support import deployed_fixture, ok  # noqa: F401
+
+
+def test_connect_records_the_connection_and_warns_about_the_auth_deadline(
+    deployed: Cli, embedded_with_feed: Any
+) -> None:
+    result = ok(deployed("connect"))
+    connection_id = result.stdout.strip()
+    state = StateStore(deployed.state_path).read()
+    assert state is not None and state.connection is not None
+    assert state.connection.id == connection_id
+    assert state.connection.url == embedded_with_feed.env()["ALPACA_STREAM_URL"]
+    assert "10 s" in result.stderr and "alpaca-md auth" in result.stderr
+    records = {r.id: r for r in embedded_with_feed.wsm.list()}
+    assert records[connection_id].status.value.upper() == "CONNECTED"
+    assert records[connection_id].auto_reconnect is True
+
+
+def test_url_option_wins_and_no_reconnect_is_passed_on(
+    deployed: Cli, embedded_with_feed: Any
+) -> None:
+    url = embedded_with_feed.env()["ALPACA_STREAM_URL"].replace("/crypto/us", "/crypto/eu")
+    result = ok(deployed("connect", "--url", url, "--no-reconnect", "--json"))
+    doc = json.loads(result.stdout)
+    assert doc["url"] == url and doc["auto_reconnect"] is False
+    record = {r.id: r for r in embedded_with_feed.wsm.list()}[doc["connection_id"]]
+    assert record.url == url
+    assert record.auto_reconnect is False
+
+
+def test_a_second_connect_replaces_the_recorded_connection_with_a_warning(deployed: Cli) -> None:
+    first = ok(deployed("connect")).stdout.strip()
+    second = ok(deployed("connect"))
+    assert first in second.stderr
+    state = StateStore(deployed.state_path).read()
+    assert state is not None and state.connection is not None
+    assert state.connection.id == second.stdout.strip() != first
+    deployed("teardown")  # closes the second; the first is closed by the platform at module end
+
+
+def test_bad_url_is_a_usage_error(feed_cli: Cli) -> None:
+    result = feed_cli("connect", "--url", "http://example.com/")
+    assert result.exit_code == 2
+    assert "ws://" in result.stderr
+
+
+def test_no_worker_deployed_is_a_reply_timeout(feed_cli: Cli) -> None:
+    result = feed_cli("connect", "--timeout", "1")
+    assert result.exit_code == 6, result.stderr
+    assert "no reply to 'create'" in result.stderr
+    assert "alpaca-md deploy" in result.stderr
+    assert StateStore(feed_cli.state_path).read() is None
+
+
+def test_sidecar_down_is_unreachable_with_url_and_hint(cli: Cli) -> None:
+    port = free_port()
+    env = {
+        "DAPR_HTTP_PORT": str(port),
+        "DAPR_GRPC_PORT": str(free_port()),
+        "DAPR_HEALTH_TIMEOUT": "0.5",
+    }
+    result = cli("connect", env=env)
+    assert result.exit_code == 3, result.stderr
+    assert f"http://127.0.0.1:{port}" in result.stderr
+    assert "dapr run --app-id" in result.stderr
+    assert result.stdout == ""
+
+
+def test_sidecar_down_fails_fast_without_dapr_health_timeout(cli: Cli) -> None:
+    """The SDK would wait 60 s; we wait a few seconds (pytest-timeout guards the bound)."""
+    env = {"DAPR_HTTP_PORT": str(free_port()), "DAPR_GRPC_PORT": str(free_port())}
+    result = cli("connect", env=env)
+    assert result.exit_code == 3
