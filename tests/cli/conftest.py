@@ -8,6 +8,7 @@ never change the meaning of an existing one.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,3 +106,41 @@ def gateway_call(platform: Any, service: str, method: str, request: dict[str, An
         answer = client.post(f"{platform.gateway_url}/v1/gateway/invoke-json", json=body).json()
     assert answer["success"], answer
     return json.loads(answer.get("response_data") or "{}")
+
+
+FAKE_DOTNET = """#!/bin/sh
+# fake dotnet: records its argv, then behaves as FAKE_DOTNET_MODE says
+echo "$@" > "$FAKE_DOTNET_LOG"
+out=""
+while [ $# -gt 0 ]; do
+  if [ "$1" = "-o" ]; then out="$2"; fi
+  shift
+done
+echo "  Restored project"
+case "$FAKE_DOTNET_MODE" in
+  fail) echo "error CS1002: ; expected"; exit 1 ;;
+  nozip) mkdir -p "$out"; exit 0 ;;
+  *) mkdir -p "$out"
+     if [ -n "$FAKE_DOTNET_ZIP" ]; then cp "$FAKE_DOTNET_ZIP" "$out/worker.zip"
+     else printf 'PK-fake-worker-zip' > "$out/worker.zip"; fi
+     echo "  done"; exit 0 ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_dotnet(tmp_path: Path, workdir: Path) -> dict[str, str]:
+    """A fake ``dotnet`` first on PATH, and a ``proj`` directory in the working directory.
+
+    ``FAKE_DOTNET_MODE`` = fail | nozip changes what it does; ``FAKE_DOTNET_ZIP`` names a file
+    it copies to ``<out>/worker.zip``; it records its argv in ``FAKE_DOTNET_LOG``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "dotnet"
+    script.write_text(FAKE_DOTNET)
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    (workdir / "proj").mkdir()
+    return {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_DOTNET_LOG": str(tmp_path / "dotnet.log"),
+    }

@@ -4,43 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import stat
 from pathlib import Path
 
-import pytest
-
 from tests.cli.conftest import Cli
-
-FAKE_DOTNET = """#!/bin/sh
-# fake dotnet: records its argv, then behaves as FAKE_DOTNET_MODE says
-echo "$@" > "$FAKE_DOTNET_LOG"
-out=""
-while [ $# -gt 0 ]; do
-  if [ "$1" = "-o" ]; then out="$2"; fi
-  shift
-done
-echo "  Restored project"
-case "$FAKE_DOTNET_MODE" in
-  fail) echo "error CS1002: ; expected"; exit 1 ;;
-  nozip) mkdir -p "$out"; exit 0 ;;
-  *) mkdir -p "$out"; printf 'PK-fake-worker-zip' > "$out/worker.zip"; echo "  done"; exit 0 ;;
-esac
-"""
-
-
-@pytest.fixture
-def fake_dotnet(tmp_path: Path, cli: Cli) -> dict[str, str]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "dotnet"
-    script.write_text(FAKE_DOTNET)
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    (cli.cwd / "proj").mkdir()
-    return {
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "FAKE_DOTNET_LOG": str(tmp_path / "dotnet.log"),
-    }
 
 
 def test_build_runs_dotnet_publish_and_records_path_and_digest(

@@ -231,3 +231,21 @@ def test_verbose_says_where_each_setting_came_from_without_secrets(
     assert "AKVISIBLE0" not in result.stderr + result.stdout
     assert json.loads(result.stdout)["topics"] == ["cmd.from.dotenv"]
     assert platform_cli("teardown").exit_code == 0
+
+
+def test_build_deploy_list_teardown_by_hand(
+    platform_cli: Cli, embedded: Any, fake_dotnet: dict[str, str]
+) -> None:
+    """The operator's path: each step reads what the previous one left in the state file."""
+    env = {**fake_dotnet, "FAKE_DOTNET_ZIP": str(controller_zip(platform_cli.cwd / "ctl.zip"))}
+    built = platform_cli("build", "--project", "proj", "--json", env=env)
+    assert built.exit_code == 0, built.stderr
+    deployed = platform_cli("deploy", "--json")
+    assert deployed.exit_code == 0, deployed.stderr
+    out = json.loads(deployed.stdout)
+    assert out["package_sha256"] == json.loads(built.stdout)["package_sha256"]
+    listed = json.loads(platform_cli("list", "--workers", "--json").stdout)
+    assert out["worker_id"] in {w["id"] for w in listed["workers"] if w["in_state"]}
+    assert platform_cli("teardown").exit_code == 0
+    assert out["worker_id"] not in workers_of(embedded)
+    assert not platform_cli.state_path.exists()
