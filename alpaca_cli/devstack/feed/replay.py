@@ -128,15 +128,16 @@ class ReplaySource:
         out: list[DataMessage] = []
         messages = self._messages
         total = len(messages)
-        scanned = 0
-        while len(out) < count and scanned < total:
+        idle = 0  # messages scanned since the last match: a whole pass of none means stop
+        while len(out) < count and idle < total:
             message = messages[self._cursor]
             self._cursor = (self._cursor + 1) % total
-            scanned += 1
+            idle += 1
             if isinstance(message, OrderBookUpdate):
                 self._apply(message)
             if targets.wants(channel_of(message), message.symbol):
                 out.append(copy.copy(message))
+                idle = 0
         return out
 
     def bars(self, targets: Targets, now_ns: int) -> list[DataMessage]:
