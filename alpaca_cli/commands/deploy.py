@@ -71,21 +71,24 @@ def is_ours(tags: dict[str, str] | object) -> bool:
 
 
 def remove_worker(gateway: GatewayClient, worker_id: str) -> bool:
-    """Stop and delete a worker; ``False`` when it was already gone (NOT_FOUND)."""
+    """Stop, then delete a worker; ``False`` when it was already gone (NOT_FOUND).
+
+    The platform's Delete does not need a Stop first, so a Stop that fails for another reason
+    does not prevent the Delete; only the Delete's failure is raised.
+    """
     from alpaca_cli.errors import CommandRefused
 
     try:
         gateway.stop_worker(worker_id)
     except CommandRefused as exc:
-        if exc.status != "NOT_FOUND":
-            raise
-        return False
+        if exc.status == "NOT_FOUND":
+            return False
     try:
         gateway.delete_worker(worker_id)
     except CommandRefused as exc:
-        if exc.status != "NOT_FOUND":
-            raise
-        return False
+        if exc.status == "NOT_FOUND":
+            return False
+        raise
     return True
 
 

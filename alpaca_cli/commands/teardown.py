@@ -161,6 +161,13 @@ def teardown(rt: Runtime, *, orphans: bool = False, yes: bool = False) -> Teardo
         result.nothing_named = state.connection is None and state.worker is None
         if result.nothing_named:
             rt.progress(f"Nothing to tear down: {rt.store.path} names no connection or worker.")
+        elif state.gateway_url and state.gateway_url != rt.config.api_url:
+            rt.warn(
+                f"{rt.store.path} was written against the gateway {state.gateway_url}, but this "
+                f"teardown talks to {rt.config.api_url} "
+                f"(from {rt.config.sources.get('api_url', 'default')}); "
+                f"set VIRTUFIN_API_URL={state.gateway_url} if that is the one."
+            )
         workers: list[WorkerInfo] | None = None
         worker_running = False
         if state.worker is not None:

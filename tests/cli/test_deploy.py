@@ -249,3 +249,23 @@ def test_build_deploy_list_teardown_by_hand(
     assert platform_cli("teardown").exit_code == 0
     assert out["worker_id"] not in workers_of(embedded)
     assert not platform_cli.state_path.exists()
+
+
+def test_remove_worker_deletes_even_when_stop_fails(tmp_path: Path) -> None:
+    from alpaca_cli.commands.deploy import remove_worker
+    from alpaca_cli.platform.gateway import GatewayClient
+
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        method = json.loads(request.content)["method"]
+        calls.append(method)
+        if method == "StopWorker":
+            return httpx.Response(200, json={"success": False, "status": "INTERNAL"})
+        return httpx.Response(200, json={"success": True, "status": "OK"})
+
+    gateway = GatewayClient(
+        "http://gw", client=httpx.Client(transport=httpx.MockTransport(handler))
+    )
+    assert remove_worker(gateway, "w1") is True
+    assert calls == ["StopWorker", "DeleteWorker"]

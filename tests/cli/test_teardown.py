@@ -83,6 +83,7 @@ def test_gateway_down_keeps_the_state_and_says_what_is_left(
     result = feed_cli("teardown", "--timeout", "1", env=down)
     assert result.exit_code == 3, result.stderr
     assert f"Left: connection {conn}, worker {worker}" in result.stderr
+    assert f"written against the gateway {embedded_with_feed.gateway_url}" in result.stderr
     assert "Error: Cannot reach the gateway" in result.stderr
     state = StateStore(feed_cli.state_path).read()
     assert state is not None and state.worker is not None and state.worker.id == worker
