@@ -188,7 +188,8 @@ class GatewayClient:
     ) -> httpx.Response:
         url = f"{self.base_url}{path}"
         if self._log is not None:
-            shown = "" if body is None else f" {json.dumps(body)}"
+            # A package travels as base64 in the body: show its start, not megabytes.
+            shown = "" if body is None else f" {_snippet(json.dumps(body), 400)}"
             self._log(f"gateway {method} {url}{shown}")
         try:
             response = self._client.request(
