@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -115,23 +116,37 @@ def command(
             )
         except ValueError as exc:
             raise UsageError(f"dev feed: {exc}.") from exc
-        _configure_logging()
+        undo_logging = _configure_logging()
         import asyncio
 
-        asyncio.run(_serve(config))
+        try:
+            asyncio.run(_serve(config))
+        finally:
+            undo_logging()
 
 
-def _configure_logging() -> None:
+def _configure_logging() -> Callable[[], None]:
+    """Send the feed's session events to stderr, one line each; returns how to undo it."""
     import logging
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s dev feed: %(message)s"))
     feed_log = logging.getLogger("alpaca_cli.devstack.feed")
+    ws_log = logging.getLogger("websockets")
+    saved = feed_log.level, feed_log.propagate, ws_log.level
     feed_log.addHandler(handler)
     feed_log.setLevel(logging.INFO)
     feed_log.propagate = False
     # websockets' own INFO lines duplicate ours; keep its warnings and errors.
-    logging.getLogger("websockets").setLevel(logging.WARNING)
+    ws_log.setLevel(logging.WARNING)
+
+    def undo() -> None:
+        feed_log.removeHandler(handler)
+        feed_log.setLevel(saved[0])
+        feed_log.propagate = saved[1]
+        ws_log.setLevel(saved[2])
+
+    return undo
 
 
 async def _serve(config: FeedConfig) -> None:

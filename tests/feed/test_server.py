@@ -108,7 +108,7 @@ class TestWelcomeAndAuth:
                 assert await c.subscribe(trades=["BTC/USD"]) == subscription(trades=["BTC/USD"])
                 assert await c.auth("AKTEST", "s3cret") == error(403, "already authenticated")
 
-        run(scenario, key="AKTEST", secret="s3cret", auth_timeout=0.5)
+        run(scenario, key="AKTEST", secret="s3cret", auth_timeout=0.5, rate=0)
 
     def test_header_auth_with_a_wrong_secret_is_402(self, run, feed_client):
         headers = {"APCA-API-KEY-ID": "AKTEST", "APCA-API-SECRET-KEY": "bad"}
