@@ -1,0 +1,235 @@
+"""``alpaca-md tail`` end to end: Alpaca server -> WSM -> sidecar -> the CLI's stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from alpaca_cli.platform.pubsub import PubsubClient
+from tests.cli.conftest import Cli, free_port
+from tests.cli.pubsub_support import CONTROLLER_URL, ok, streaming
+
+RFC3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"
+
+
+@pytest.fixture(scope="module")
+def flowing(
+    embedded_with_feed: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Cli, str]]:
+    """Trades for BTC/USD and ETH/USD and quotes for SOL/USD, flowing for the whole module.
+
+    The tests only read the topic, so one pipeline serves them all (the suite stays quick).
+    """
+    cli = Cli(cwd=tmp_path_factory.mktemp("tail"), env=dict(embedded_with_feed.env()))
+    ok(cli("deploy", "--url", CONTROLLER_URL))
+    try:
+        connection_id = streaming(cli, "BTC/USD", "ETH/USD", channel="trades")
+        ok(cli("subscribe", "--channel", "quotes", "SOL/USD"))
+        yield cli, connection_id
+    finally:
+        cli("teardown")
+
+
+def test_count_prints_exactly_that_many_lines(flowing: tuple[Cli, str]) -> None:
+    cli, _ = flowing
+    result = ok(cli("tail", "--count", "25"))
+    lines = result.stdout.splitlines()
+    assert len(lines) == 25
+    for line in lines:
+        fields = line.split("\t")
+        assert re.fullmatch(RFC3339, fields[0]), line
+        assert fields[1] in {"trade", "quote", "[success]", "[subscription]"}, line
+
+
+def test_each_kind_has_its_columns(flowing: tuple[Cli, str]) -> None:
+    cli, _ = flowing
+    lines = ok(cli("tail", "--count", "40", "--type", "trade,quote")).stdout.splitlines()
+    by_kind: dict[str, list[list[str]]] = {}
+    for line in lines:
+        fields = line.split("\t")
+        by_kind.setdefault(fields[1], []).append(fields)
+    trade = by_kind["trade"][0]
+    assert trade[2] in {"BTC/USD", "ETH/USD"}
+    assert float(trade[3]) > 0 and float(trade[4]) > 0
+    assert trade[5] in {"buy", "sell", "-"}
+    quote = by_kind["quote"][0]
+    assert quote[2] == "SOL/USD"
+    assert re.fullmatch(r"bid [\d.]+ x [\d.]+", quote[3]) and quote[4].startswith("ask ")
+
+
+def test_book_lines_show_the_l2_books_best_levels(flowing: tuple[Cli, str]) -> None:
+    cli, _ = flowing
+    proc = _spawn_tail(cli, "--type", "book", "--count", "30")
+    try:
+        _wait_for_stderr(proc, b"Tailing topic")
+        ok(cli("subscribe", "--channel", "orderbooks", "DOGE/USD"))  # snapshot, then deltas
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    books = [line.split("\t") for line in out.decode().splitlines()]
+    assert len(books) == 30
+    assert books[0][2] == "DOGE/USD" and books[0][-1] == "reset"
+    for fields in books:
+        assert "partial" not in fields  # the snapshot came first: every line is the true book
+        bid, ask = float(fields[3].split()[1]), float(fields[4].split()[1])
+        assert bid < ask
+        assert re.fullmatch(r"\d+/\d+ levels", fields[5])
+
+
+def test_symbol_and_type_filters(flowing: tuple[Cli, str]) -> None:
+    cli, _ = flowing
+    only = ok(cli("tail", "--count", "10", "--symbol", "ETH/USD", "--type", "trade")).stdout
+    lines = only.splitlines()
+    assert len(lines) == 10
+    assert all(line.split("\t")[1:3] == ["trade", "ETH/USD"] for line in lines)
+    two = ok(cli("tail", "-n", "20", "-s", "SOL/USD", "-s", "BTC/USD", "-t", "quotes,t")).stdout
+    kinds = {tuple(line.split("\t")[1:3]) for line in two.splitlines()}
+    assert kinds <= {("quote", "SOL/USD"), ("trade", "BTC/USD")}
+
+
+def test_unknown_type_is_a_usage_error(cli: Cli) -> None:
+    result = cli("tail", "--type", "candles", env={"DAPR_HTTP_PORT": str(free_port())})
+    assert result.exit_code == 2
+    assert "candles" in result.stderr
+
+
+def test_json_output_is_ndjson_with_frame_metadata(flowing: tuple[Cli, str]) -> None:
+    cli, connection_id = flowing
+    result = ok(cli("tail", "--count", "15", "--output", "json"))
+    docs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(docs) == 15
+    for doc in docs:
+        assert re.fullmatch(RFC3339, doc["received_at"])
+        assert doc["frame"]["websocketId"] == connection_id
+        assert doc["frame"]["websocketUrl"].startswith("ws://")
+        assert doc["message"]["T"] in {"t", "q", "o", "success", "subscription"}
+    trades = [d["message"] for d in docs if d["message"]["T"] == "t"]
+    assert trades and {"S", "p", "s", "t", "i"} <= set(trades[0])
+
+
+def test_duration_ends_with_exit_zero(flowing: tuple[Cli, str]) -> None:
+    cli, _ = flowing
+    result = ok(cli("tail", "--duration", "0.5"))
+    assert result.stdout.endswith("\n")
+
+
+def test_undecodable_frames_are_reported_not_fatal(
+    flowing: tuple[Cli, str], embedded_with_feed: Any
+) -> None:
+    from alpaca_cli.config import DaprSettings
+
+    cli, _ = flowing
+    env = embedded_with_feed.env()
+    settings = DaprSettings(
+        http_port=int(env["DAPR_HTTP_PORT"]), grpc_port=int(env["DAPR_GRPC_PORT"])
+    )
+    import threading
+
+    def inject() -> None:
+        with PubsubClient(settings) as client:
+            for _ in range(20):
+                client.publish("alpaca-ticks", b"[{not json", type="frame")
+
+    result_box: list[Any] = []
+    runner = threading.Thread(
+        target=lambda: result_box.append(cli("tail", "--type", "error", "--count", "1"))
+    )
+    runner.start()
+    # tail subscribes quickly; injecting repeatedly until it has printed is bounded by count.
+    while runner.is_alive():
+        inject()
+        runner.join(0.2)
+    result = result_box[0]
+    assert result.exit_code == 0, result.stderr
+    assert "[decode-error]" in result.stdout
+
+
+def test_sidecar_down_is_exit_3(cli: Cli) -> None:
+    env = {
+        "DAPR_HTTP_PORT": str(free_port()),
+        "DAPR_GRPC_PORT": str(free_port()),
+        "DAPR_HEALTH_TIMEOUT": "0.5",
+    }
+    result = cli("tail", "--count", "1", env=env)
+    assert result.exit_code == 3
+
+
+def _spawn_tail(cli: Cli, *args: str) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env.update(cli.env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "alpaca_cli", "tail", *args],
+        cwd=cli.cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def _wait_for_stderr(proc: subprocess.Popen[bytes], text: bytes) -> bytes:
+    assert proc.stderr is not None
+    seen = b""
+    while text not in seen:
+        line = proc.stderr.readline()
+        assert line, seen
+        seen += line
+    return seen
+
+
+def test_sigterm_flushes_buffered_lines_without_pythonunbuffered(
+    flowing: tuple[Cli, str],
+) -> None:
+    cli, _ = flowing
+    proc = _spawn_tail(cli)
+    try:
+        _wait_for_stderr(proc, b"Tailing topic")
+        # Let data arrive: a streaming subscription of our own sees the same frames.
+        from alpaca_cli.config import DaprSettings
+
+        env = cli.env
+        settings = DaprSettings(
+            http_port=int(env["DAPR_HTTP_PORT"]), grpc_port=int(env["DAPR_GRPC_PORT"])
+        )
+        with PubsubClient(settings) as client, client.subscribe("alpaca-ticks") as sub:
+            for _ in range(5):
+                assert sub.get(timeout=10) is not None
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    lines = out.decode().splitlines(keepends=True)
+    assert lines, err
+    assert all(line.endswith("\n") and "\t" in line for line in lines)
+    assert b"Traceback" not in err
+
+
+def test_a_reader_closing_the_pipe_is_exit_zero(flowing: tuple[Cli, str]) -> None:
+    cli, _ = flowing
+    proc = _spawn_tail(cli)
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # like `| head -1`
+        assert first.endswith(b"\n")
+        proc.stdout.close()
+        proc.wait(timeout=20)
+        err = proc.stderr.read() if proc.stderr else b""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
