@@ -46,7 +46,7 @@ def test_count_prints_exactly_that_many_lines(flowing: tuple[Cli, str]) -> None:
     for line in lines:
         fields = line.split("\t")
         assert re.fullmatch(RFC3339, fields[0]), line
-        assert fields[1] in {"trade", "quote", "[success]", "[subscription]"}, line
+        assert fields[1] in {"trade", "quote", "book", "[success]", "[subscription]"}, line
 
 
 def test_each_kind_has_its_columns(flowing: tuple[Cli, str]) -> None:
