@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import decode, e2e, memory, startup
-from bench.platform import CliError, dev_up
+from bench.platform import DevUp
 from bench.report import render
 
 ALL = ("decode", "startup", "e2e", "memory")
@@ -34,19 +34,6 @@ def _git_commit() -> str | None:
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     )
     return proc.stdout.strip() or None
-
-
-def _startup(quick: bool) -> dict[str, Any]:
-    """Start-up, with ``--json list`` timed against a running platform holding one stream."""
-    runs = 3 if quick else 9
-    try:
-        with dev_up(rate=100) as up:
-            up.stream(channels=("trades",))
-            return startup.run(runs=runs, platform_env=up.cli_env)
-    except CliError as exc:
-        result = startup.run(runs=runs)
-        result["errors"]["platform"] = f"--json list not measured: {exc}"
-        return result
 
 
 def _guard(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -93,18 +80,35 @@ def main(argv: list[str] | None = None) -> int:
             lambda: decode.run(messages=2_000, rounds=2) if quick else decode.run(),
         )
     if "startup" in only:
-        results["startup"] = _guard("startup", lambda: _startup(quick))
+        results["startup"] = _guard("startup", lambda: startup.run(runs=3 if quick else 9))
+    list_timing: dict[str, Any] = {}
+
+    def time_list(up: DevUp) -> None:
+        list_timing.update(startup.time_json_list(up.cli_env, runs=2 if quick else 3))
+
     if "e2e" in only or "memory" in only:
+        hook = time_list if "startup" in only else None
         results["e2e"] = _guard(
             "e2e",
             lambda: (
                 e2e.run(
-                    rates=(1_000,), seconds=2.0, warmup=0.5, budget_seconds=30, ceiling_seconds=1.0
+                    rates=(),
+                    fallback_rates=(),
+                    seconds=2.0,
+                    warmup=0.5,
+                    budget_seconds=30,
+                    ceiling_seconds=1.0,
+                    while_up=hook,
                 )
                 if quick
-                else e2e.run()
+                else e2e.run(while_up=hook)
             ),
         )
+    if "startup" in only and "errors" in results["startup"]:
+        if list_timing:
+            startup.merge_json_list(results["startup"], list_timing)
+        else:
+            results["startup"]["errors"]["alpaca_md_json_list"] = "not measured (no platform)"
     if "memory" in only:
         results["memory"] = _guard(
             "memory", lambda: memory.run(results["e2e"], seconds=3.0 if quick else 10.0)

@@ -15,10 +15,12 @@ where loss and latency are counted:
 - **Latency**: consumer arrival time minus the message's own ``t``. The feed stamps ``t`` when
   it generates a batch (spread over its 10 ms tick), on the same machine clock, so this is the
   whole path's added latency plus up to one feed tick.
-- **Ceiling**: a plain ``websockets`` client reading the same server (``dev up`` at an unbounded
-  rate), counting messages; what the machine can push through one WebSocket at all.
+- **Ceiling**: a plain ``websockets`` client reading the same Alpaca server (``dev feed``) at
+  rising offered rates, counting messages; the best rate it received is what the server and one
+  WebSocket can push at all on this machine.
 
-Rates step up (1k, 5k, 10k, 20k, 40k) and stop at the first that is not sustained.
+Rates: 1k first (the latency step), then 10k, 20k, 40k up to the first not sustained, then
+5k, 2k down (only below a failure) to bracket the real maximum.
 """
 
 from __future__ import annotations
@@ -30,16 +32,17 @@ import statistics
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from bench.platform import CHANNELS, CliError, DevUp, alpaca_md, dev_up, reap
+from bench.platform import CHANNELS, CliError, DevUp, alpaca_md, dev_up, profiled, reap
 
 __all__ = [
     "DEFAULT_RATES",
+    "FALLBACK_RATES",
     "TailCapture",
     "analyze",
     "capture_tail",
@@ -48,7 +51,10 @@ __all__ = [
     "run_step",
 ]
 
-DEFAULT_RATES: tuple[int, ...] = (1_000, 5_000, 10_000, 20_000, 40_000)
+DEFAULT_RATES: tuple[int, ...] = (10_000, 20_000, 40_000)
+"""Upward steps after the 1k latency step; 10k is the target rate."""
+FALLBACK_RATES: tuple[int, ...] = (5_000, 2_000)
+"""Tried downwards when an upward step is not sustained, to find the real maximum."""
 DATA_TYPES = frozenset({"t", "q", "o", "b", "d", "u"})
 
 
@@ -91,7 +97,12 @@ def _ns(value: Any) -> int | None:
 
 
 def capture_tail(
-    up: DevUp, *, seconds: float, warmup: float = 2.0, first_timeout: float = 20.0
+    up: DevUp,
+    *,
+    seconds: float,
+    warmup: float = 2.0,
+    first_timeout: float = 20.0,
+    rate: float | None = None,
 ) -> TailCapture:
     """Run ``tail --output json`` until ``warmup + seconds`` after its first line, then stop it.
 
@@ -100,7 +111,7 @@ def capture_tail(
     stderr_path = up.workdir / "tail.stderr"
     with stderr_path.open("wb") as err:
         proc = subprocess.Popen(
-            [alpaca_md(), "tail", "--output", "json"],
+            [*profiled("tail", rate), "tail", "--output", "json"],
             env=up.cli_env,
             cwd=up.workdir,
             stdout=subprocess.PIPE,
@@ -152,13 +163,17 @@ def analyze(capture: TailCapture, offered_rate: float) -> dict[str, Any]:
     data = 0
     control = 0
     unparsed = 0
+    # Where the time goes, when tail's NDJSON carries the stamps: feed -> WSM (the frame's
+    # ``timestamp``), WSM -> tail (tail's ``received_at``), tail -> its stdout (our arrival).
+    legs: dict[str, list[float]] = {"feed_to_wsm": [], "wsm_to_tail": [], "tail_to_pipe": []}
     for arrived, line in capture.lines:
         if not start <= arrived <= end:
             continue
         try:
-            msg = _message_of(orjson.loads(line))
+            obj = orjson.loads(line)
         except orjson.JSONDecodeError:
-            msg = None
+            obj = None
+        msg = _message_of(obj)
         if msg is None:
             unparsed += 1
             continue
@@ -172,6 +187,13 @@ def analyze(capture: TailCapture, offered_rate: float) -> dict[str, Any]:
         t = _ns(msg.get("t"))
         if t is not None and kind in ("t", "q", "o"):
             latencies_ms.append((arrived - t) / 1e6)
+            frame = obj.get("frame") if isinstance(obj, dict) else None
+            wsm = _ns(frame.get("timestamp")) if isinstance(frame, dict) else None
+            got = _ns(obj.get("received_at")) if isinstance(obj, dict) else None
+            if wsm is not None and got is not None:
+                legs["feed_to_wsm"].append((wsm - t) / 1e6)
+                legs["wsm_to_tail"].append((got - wsm) / 1e6)
+                legs["tail_to_pipe"].append((arrived - got) / 1e6)
     seconds = max(1e-9, (end - start) / 1e9)
     distinct = len(set(ids))
     expected = (max(ids) - min(ids) + 1) if ids else 0
@@ -202,6 +224,11 @@ def analyze(capture: TailCapture, offered_rate: float) -> dict[str, Any]:
             "max": _round(max(latencies_ms) if latencies_ms else None),
             "mean": _round(statistics.fmean(latencies_ms) if latencies_ms else None),
         },
+        "latency_legs_ms": {
+            leg: {"p50": _round(_pct(v, 0.5)), "p99": _round(_pct(v, 0.99))}
+            for leg, v in legs.items()
+            if v
+        },
         "tail_peak_rss_mb": None
         if capture.peak_rss_kb is None
         else round(capture.peak_rss_kb / 1024, 1),
@@ -213,16 +240,28 @@ def _round(v: float | None) -> float | None:
     return None if v is None else round(v, 2)
 
 
-def run_step(rate: int, *, seconds: float = 10.0, warmup: float = 2.0) -> dict[str, Any]:
-    """One rate: a fresh ``dev up --rate``, the pipeline, a tail capture, its analysis."""
+def run_step(
+    rate: int,
+    *,
+    seconds: float = 10.0,
+    warmup: float = 2.0,
+    while_up: Callable[[DevUp], None] | None = None,
+) -> dict[str, Any]:
+    """One rate: a fresh ``dev up --rate``, the pipeline, a tail capture, its analysis.
+
+    ``while_up`` runs after the capture while the platform still streams (the start-up
+    benchmark times ``--json list`` there).
+    """
     t0 = time.perf_counter()
     with dev_up(rate=rate) as up:
         up.stream()
-        capture = capture_tail(up, seconds=seconds, warmup=warmup)
+        capture = capture_tail(up, seconds=seconds, warmup=warmup, rate=rate)
         result = analyze(capture, rate)
         result["setup_seconds"] = {k: round(v, 2) for k, v in up.timings.items()}
         if not capture.lines:
             result["tail_stderr"] = capture.stderr
+        if while_up is not None:
+            while_up(up)
     result["step_seconds"] = round(time.perf_counter() - t0, 1)
     return result
 
@@ -261,17 +300,50 @@ async def _plain_client(url: str, key: str, secret: str, seconds: float) -> dict
     return {"messages": n, "seconds": round(elapsed, 2), "rate": round(n / elapsed), "lost": lost}
 
 
-def ceiling(*, seconds: float = 5.0, rate: int = 200_000) -> dict[str, Any]:
-    """A plain ``websockets`` client's rate from ``dev up --rate <huge>``'s Alpaca server."""
-    with dev_up(rate=rate) as up:
-        env = up.env
-        result = asyncio.run(
-            _plain_client(
-                env["ALPACA_STREAM_URL"], env["ALPACA_API_KEY"], env["ALPACA_API_SECRET"], seconds
-            )
-        )
-    result["offered_rate"] = rate
-    return result
+CEILING_RATES: tuple[int, ...] = (25_000, 50_000, 100_000, 200_000)
+"""Offered rates for the plain client, upwards until the server stops keeping up."""
+
+
+@contextlib.contextmanager
+def _dev_feed(rate: int) -> Iterator[str]:
+    """``alpaca-md dev feed --port 0 --rate R`` in a subprocess; yields the URL it prints."""
+    proc = subprocess.Popen(
+        [alpaca_md(), "dev", "feed", "--port", "0", "--rate", str(rate)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().decode().strip()
+        if not url.startswith("ws"):
+            raise CliError(f"alpaca-md dev feed printed {url!r} instead of its URL")
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def ceiling(*, seconds: float = 2.0, rates: Sequence[int] = CEILING_RATES) -> dict[str, Any]:
+    """The most a plain ``websockets`` client reads from the Alpaca server, in messages/s.
+
+    The server paces itself to ``--rate``, so the client reads it at increasing offered rates
+    and the ceiling is the best received rate; it stops once the server delivers under 80% of
+    what was asked (saturated). Same server code as ``dev up`` runs, in its own process.
+    """
+    tries: dict[str, dict[str, Any]] = {}
+    for rate in rates:
+        with _dev_feed(rate) as url:
+            got = asyncio.run(_plain_client(url, "bench-key", "bench-secret", seconds))
+        tries[str(rate)] = got
+        if got["rate"] < 0.8 * rate:
+            break
+    best = max(tries.values(), key=lambda r: int(r["rate"]))
+    return {"rate": best["rate"], "lost": best["lost"], "tries": tries}
 
 
 def latency_only(rate: int = 1_000, seconds: float = 10.0) -> dict[str, Any]:
@@ -282,30 +354,56 @@ def latency_only(rate: int = 1_000, seconds: float = 10.0) -> dict[str, Any]:
 def run(
     rates: Sequence[int] = DEFAULT_RATES,
     *,
+    fallback_rates: Sequence[int] = FALLBACK_RATES,
     seconds: float = 10.0,
     warmup: float = 2.0,
     latency_rate: int = 1_000,
-    budget_seconds: float = 150.0,
-    ceiling_seconds: float = 5.0,
+    budget_seconds: float = 170.0,
+    ceiling_seconds: float = 2.0,
+    while_up: Callable[[DevUp], None] | None = None,
 ) -> dict[str, Any]:
-    """The rate ladder (stops at the first unsustained rate or when over budget), the ceiling."""
+    """The rate ladder, then the ceiling.
+
+    ``latency_rate`` runs first (its step gives p50/p99 and hosts ``while_up``); then ``rates``
+    upwards until one is not sustained; if that happens, ``fallback_rates`` between the best
+    sustained rate and the failed one, downwards, until one is. Steps stop when the time
+    budget is used up (each costs a platform start, the CLI pipeline and the window).
+    """
     t0 = time.perf_counter()
     steps: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
     best: int | None = None
-    for rate in sorted({latency_rate, *rates}):
+
+    def step(rate: int, hook: Callable[[DevUp], None] | None = None) -> bool | None:
+        nonlocal best
         if time.perf_counter() - t0 > budget_seconds:
             errors[f"rate_{rate}"] = "skipped: benchmark time budget used up"
-            break
+            return None
         try:
-            step = run_step(rate, seconds=seconds, warmup=warmup)
+            result = run_step(rate, seconds=seconds, warmup=warmup, while_up=hook)
         except (CliError, subprocess.TimeoutExpired, OSError) as exc:
             errors[f"rate_{rate}"] = str(exc)
-            break
-        steps[str(rate)] = step
-        if not step["sustained"]:
-            break
-        best = rate
+            return None
+        steps[str(rate)] = result
+        if result["sustained"] and (best is None or rate > best):
+            best = rate
+        return bool(result["sustained"])
+
+    ok = step(latency_rate, while_up)
+    failed: int | None = None if ok else latency_rate
+    if ok:
+        for rate in sorted(r for r in rates if r > latency_rate):
+            ok = step(rate)
+            if ok is None:
+                break
+            if not ok:
+                failed = rate
+                break
+    if failed is not None:
+        floor = best or 0
+        for rate in sorted((r for r in fallback_rates if floor < r < failed), reverse=True):
+            if step(rate):
+                break
     try:
         ceil: dict[str, Any] | None = ceiling(seconds=ceiling_seconds)
     except Exception as exc:  # CliError, OSError, websockets' own: report, do not abort

@@ -9,6 +9,7 @@ its figure is the platform's footprint plus the consumer's.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import tempfile
@@ -39,6 +40,21 @@ def _supports(option: str) -> bool:
     return option in proc.stdout
 
 
+def _streamed(report: Path) -> dict[str, Any] | None:
+    """Data messages per symbol from run's ``--report``: proof the run really streamed."""
+    try:
+        data = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return None
+    symbols = data.get("symbols") or {}
+    frames = {s: v.get("frames") for s, v in symbols.items() if isinstance(v, dict)}
+    return {
+        "data_messages": sum(v for v in frames.values() if isinstance(v, int)),
+        "symbols": len(frames),
+        "exit_reason": data.get("exit_reason"),
+    }
+
+
 def run_peak_rss(rate: int | None, seconds: float = 10.0) -> dict[str, Any]:
     """``alpaca-md run --embedded --duration seconds`` (at ``rate`` when run takes ``--rate``)."""
     argv = [alpaca_md(), "run", "--embedded", "--duration", str(seconds)]
@@ -46,6 +62,8 @@ def run_peak_rss(rate: int | None, seconds: float = 10.0) -> dict[str, Any]:
     if rate_applied:
         argv += ["--rate", str(rate)]
     with tempfile.TemporaryDirectory(prefix="bench-run-") as tmp:
+        report_path = Path(tmp) / "report.json"
+        argv += ["--report", str(report_path)]
         env = {
             **os.environ,
             "ALPACA_MD_STATE": str(Path(tmp) / "state.json"),
@@ -63,12 +81,14 @@ def run_peak_rss(rate: int | None, seconds: float = 10.0) -> dict[str, Any]:
             )
         rss_kb, code = reap(proc, timeout=seconds + 60)
         log_tail = (Path(tmp) / "run.log").read_text(errors="replace")[-500:]
+        streamed = _streamed(report_path)
     return {
         "argv": " ".join(argv[1:]),
         "rate_applied": rate_applied,
         "exit_code": code,
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "peak_rss_mb": None if rss_kb is None else round(rss_kb / 1024, 1),
+        "streamed": streamed,
         **({"log_tail": log_tail} if code != 0 else {}),
     }
 

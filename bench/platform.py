@@ -19,7 +19,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CONTROLLER_URL", "CliError", "DevUp", "alpaca_md", "dev_up", "reap"]
+__all__ = [
+    "CONTROLLER_URL",
+    "PROFILE_ENV",
+    "CliError",
+    "DevUp",
+    "alpaca_md",
+    "dev_up",
+    "profiled",
+    "reap",
+]
 
 CONTROLLER_URL = "embedded://websocketmanagercontroller"
 """Code-source URL the embedded WorkManager runs as the built-in controller."""
@@ -30,6 +39,23 @@ CHANNELS: tuple[str, ...] = ("trades", "quotes", "orderbooks")
 
 class CliError(RuntimeError):
     """An ``alpaca-md`` step failed; carries its exit code and the end of its stderr."""
+
+
+PROFILE_ENV = "BENCH_PROFILE_DIR"
+"""When set, ``dev up`` and ``tail`` run under cProfile and leave ``.prof`` files there."""
+
+
+def profiled(name: str, rate: float | None) -> list[str]:
+    """The command prefix that runs ``alpaca-md``, under cProfile when :data:`PROFILE_ENV` is set.
+
+    Profiles are written when the process exits normally (``dev up`` on stdin EOF, ``tail``
+    on SIGINT both do), e.g. ``dev-up-10000.prof``; read them with ``python -m pstats``.
+    """
+    directory = os.environ.get(PROFILE_ENV)
+    if not directory:
+        return [alpaca_md()]
+    out = Path(directory) / f"{name}-{int(rate or 0)}.prof"
+    return [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "alpaca_cli"]
 
 
 def alpaca_md() -> str:
@@ -107,7 +133,7 @@ def dev_up(
         workdir = Path(tmp)
         env_file = workdir / "devstack.env"
         argv = [
-            alpaca_md(),
+            *profiled("dev-up", rate),
             "dev",
             "up",
             "--gateway-port",

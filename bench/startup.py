@@ -154,6 +154,43 @@ def import_offenders(top: int = 8) -> dict[str, list[dict[str, Any]]]:
     return {"by_cumulative": nested[:top], "by_self": by_self[:top]}
 
 
+def time_json_list(env: Mapping[str, str], runs: int = 5) -> dict[str, Any]:
+    """Median wall time of ``alpaca-md --json list`` against the platform ``env`` points at.
+
+    Called while a platform is up and streaming (the end-to-end benchmark's 1k step), so the
+    listing has a worker and a live connection to report.
+    """
+    times: list[float] = []
+    error = None
+    for _ in range(runs):
+        try:
+            times.append(_time_once([_venv_bin("alpaca-md"), "--json", "list"], env))
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            error = str(exc)
+            break
+    return {
+        "seconds": round(statistics.median(times), 4) if times else None,
+        "runs": len(times),
+        "error": error,
+    }
+
+
+def merge_json_list(result: dict[str, Any], timing: dict[str, Any]) -> None:
+    """Add a :func:`time_json_list` measurement to a :func:`run` result, with its ratio."""
+    seconds = timing.get("seconds")
+    if timing.get("error"):
+        result["errors"]["alpaca_md_json_list"] = timing["error"]
+    if seconds is None:
+        return
+    result["seconds"]["alpaca_md_json_list"] = seconds
+    base = result["seconds"].get("bare_typer_help")
+    if base:
+        result["ratios"]["alpaca_md_json_list_vs_bare_typer"] = round(seconds / base, 2)
+    result["workload"]["cases"]["alpaca_md_json_list"] = (
+        f"alpaca-md --json list ({timing['runs']} runs, platform streaming at 1k msg/s)"
+    )
+
+
 def run(runs: int = 7, platform_env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Time each command ``runs`` times; ``platform_env`` enables the ``--json list`` case."""
     with tempfile.TemporaryDirectory(prefix="bench-typer-") as tmp:
