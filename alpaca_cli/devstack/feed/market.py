@@ -53,7 +53,7 @@ class Book:
     Invariant kept by :class:`_Instrument`: both sides non-empty and best bid < best ask.
     """
 
-    __slots__ = ("asks", "bids", "pending_asks", "pending_bids", "tracking")
+    __slots__ = ("_ba", "_bb", "asks", "bids", "pending_asks", "pending_bids", "tracking")
 
     def __init__(self) -> None:
         self.bids: dict[int, float] = {}
@@ -61,30 +61,45 @@ class Book:
         self.pending_bids: dict[int, float] = {}
         self.pending_asks: dict[int, float] = {}
         self.tracking = False
+        # Cached best prices (None: rescan). Every message reads them, so no max()/min() each.
+        self._bb: int | None = None
+        self._ba: int | None = None
 
     def best_bid(self) -> int:
-        return max(self.bids)
+        if self._bb is None:
+            self._bb = max(self.bids)
+        return self._bb
 
     def best_ask(self) -> int:
-        return min(self.asks)
+        if self._ba is None:
+            self._ba = min(self.asks)
+        return self._ba
 
     def set_bid(self, price: int, size: float) -> None:
         self.bids[price] = size
+        if self._bb is not None and price > self._bb:
+            self._bb = price
         if self.tracking:
             self.pending_bids[price] = size
 
     def set_ask(self, price: int, size: float) -> None:
         self.asks[price] = size
+        if self._ba is not None and price < self._ba:
+            self._ba = price
         if self.tracking:
             self.pending_asks[price] = size
 
     def delete_bid(self, price: int) -> None:
         del self.bids[price]
+        if price == self._bb:
+            self._bb = None
         if self.tracking:
             self.pending_bids[price] = 0.0
 
     def delete_ask(self, price: int) -> None:
         del self.asks[price]
+        if price == self._ba:
+            self._ba = None
         if self.tracking:
             self.pending_asks[price] = 0.0
 
@@ -136,6 +151,7 @@ class _Instrument:
         # Levels about one basis point apart, as on a liquid venue.
         self.gap = max(1, round(self.center * 0.0001))
         self.book = Book()
+        self._prices: dict[int, float] = {}
         self.minute: _Bar | None = None
         self.day: _Bar | None = None
         self.day_start = -1
@@ -152,7 +168,13 @@ class _Instrument:
     # -- prices and sizes ---------------------------------------------------------------------
 
     def price(self, ticks: int) -> float:
-        return round(ticks * self.tick, self.decimals)
+        # Memoised: rounding is the generator's single biggest cost, and prices repeat.
+        cached = self._prices.get(ticks)
+        if cached is None:
+            if len(self._prices) > 50_000:
+                self._prices.clear()
+            cached = self._prices[ticks] = round(ticks * self.tick, self.decimals)
+        return cached
 
     def draw_size(self, rng: random.Random) -> float:
         return round(self.spec.size * (0.05 + rng.expovariate(1.0)), 6)
@@ -374,16 +396,21 @@ class Market:
         span = max(0, now_ns - start)
         out: list[Message] = []
         append = out.append
+        last = self._last_ns
         for k in range(count):
             kind, instrument = streams[int(rng.random() * n)]
             instrument.step(rng)
-            t = self._stamp(start + span * (k + 1) // count)
+            t = start + span * (k + 1) // count
+            if t <= last:  # strictly increasing, as in _stamp()
+                t = last + 1
+            last = t
             if kind == "t":
                 append(instrument.trade(rng, t, self.next_trade_id()))
             elif kind == "q":
                 append(instrument.quote(t))
             else:
                 append(instrument.delta(rng, t))
+        self._last_ns = last
         return out
 
     def bars(self, targets: Targets, now_ns: int) -> list[Message]:

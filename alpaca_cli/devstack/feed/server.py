@@ -302,6 +302,9 @@ class _Connection:
         config = self.config
         rate = config.rate
         max_debt = max(1.0, rate * MAX_BURST_SECONDS)
+        # Generating a batch blocks the loop, so one pass makes at most this many messages;
+        # any debt left over is worked off on the next pass without sleeping.
+        max_batch = 4 * config.max_frame_messages
         drop_at = self.opened + config.drop_after if config.drop_after is not None else None
         debt = 0.0
         last = self.loop.time()
@@ -327,7 +330,7 @@ class _Connection:
             streaming = not self.targets.empty
             if streaming:
                 debt = min(max_debt, debt + rate * (now - last))
-                count = int(debt)
+                count = min(int(debt), max_batch)
                 debt -= count
                 now_ns = time.time_ns()
                 batch = self.source.bars(self.targets, now_ns)
@@ -337,7 +340,7 @@ class _Connection:
             last = now
             timeouts = [t - self.loop.time() for t in (deadline, drop_at) if t is not None]
             if streaming:
-                timeouts.append(config.tick)
+                timeouts.append(config.tick if debt < 1 else 0.0)
             self.wake.clear()
             if self.pending or self.peer_gone:
                 continue
