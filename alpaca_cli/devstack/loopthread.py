@@ -80,8 +80,13 @@ class LoopThread:
             TimeoutError: ``timeout`` seconds passed; the coroutine is cancelled.
             Exception: whatever ``coro`` raised.
         """
-        self._check_not_loop_thread()
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            self._check_not_loop_thread()
+            loop = self.loop
+        except RuntimeError:
+            coro.close()  # never scheduled: close it so no "never awaited" warning hides the bug
+            raise
+        future = asyncio.run_coroutine_threadsafe(coro, loop)
         try:
             return future.result(timeout)
         except TimeoutError:

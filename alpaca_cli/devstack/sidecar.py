@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -142,14 +143,18 @@ class DaprSidecar:
         """Bind and serve both ports.
 
         Raises:
-            OSError: a port is taken.
+            OSError: a port is taken (``errno.EADDRINUSE`` for both servers).
         """
         interceptors = [] if self._api_token is None else [_TokenInterceptor(self._api_token)]
-        server = grpc.aio.server(interceptors=interceptors)
+        # gRPC sets SO_REUSEPORT by default: a second stack on the same port would then bind
+        # "successfully" and split the connections. Turn it off so a taken port fails loudly.
+        server = grpc.aio.server(interceptors=interceptors, options=[("grpc.so_reuseport", 0)])
         dapr_pb2_grpc.add_DaprServicer_to_server(_DaprServicer(self), server)  # type: ignore[no-untyped-call]
-        port = server.add_insecure_port(f"{self.host}:{self._want_grpc_port}")
-        if port == 0:
-            raise OSError(f"cannot bind gRPC port {self.host}:{self._want_grpc_port}")
+        address = f"{self.host}:{self._want_grpc_port}"
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as exc:  # grpc's "Failed to bind to address ..."
+            raise OSError(errno.EADDRINUSE, f"cannot bind gRPC address {address}") from exc
         await server.start()
         self._grpc, self._grpc_port = server, port
         try:

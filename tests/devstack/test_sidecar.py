@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +21,9 @@ from dapr.clients import DaprClient
 from dapr.clients.exceptions import DaprGrpcError
 from dapr.proto.runtime.v1 import dapr_pb2_grpc, pubsub_pb2, state_pb2
 
-from alpaca_cli.devstack.broker import CloudEvent
+from alpaca_cli.devstack.broker import Broker, CloudEvent
+from alpaca_cli.devstack.loopthread import LoopThread
+from alpaca_cli.devstack.sidecar import DaprSidecar
 
 from .conftest import RunningSidecar  # type: ignore[import-not-found]  # no package for mypy
 
@@ -294,8 +298,9 @@ def test_http_publish_reaches_a_stream(client: DaprClient, dapr_sidecar: Running
     unknown = urllib.request.Request(f"{base}/nosuch/web", data=b"x", method="POST")
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(unknown, timeout=5)
-    assert caught.value.code == 404
-    assert json.loads(caught.value.read())["errorCode"] == "ERR_PUBSUB_NOT_FOUND"
+    with caught.value as error:
+        assert error.code == 404
+        assert json.loads(error.read())["errorCode"] == "ERR_PUBSUB_NOT_FOUND"
 
 
 def test_events_published_on_the_broker_reach_sdk_streams(
@@ -380,3 +385,53 @@ def test_the_async_sdk_publishes_and_streams(dapr_sidecar: RunningSidecar) -> No
     assert data == {"k": "v"}
     assert extensions["correlationid"] == "c1"
     assert lost_id == "a1"
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll a condition that has no event to await (a server-side cancellation)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_closing_a_stream_releases_its_broker_subscription(
+    client: DaprClient, dapr_sidecar: RunningSidecar
+) -> None:
+    sub = client.subscribe("pubsub", "short")
+    assert dapr_sidecar.broker.subscriber_count("short") == 1
+    sub.close()
+    assert wait_until(lambda: dapr_sidecar.sidecar.stream_count == 0)
+    assert dapr_sidecar.broker.subscriber_count("short") == 0
+
+
+def test_http_publish_needs_the_api_token_but_health_does_not(
+    start_sidecar: Callable[..., RunningSidecar],
+) -> None:
+    running = start_sidecar(api_token="s3cret")
+    base = f"http://127.0.0.1:{running.sidecar.http_port}"
+    with urllib.request.urlopen(f"{base}/v1.0/healthz", timeout=5) as response:
+        assert response.status == 204
+    publish = f"{base}/v1.0/publish/pubsub/t"
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(urllib.request.Request(publish, data=b"x"), timeout=5)
+    with caught.value as error:
+        assert error.code == 401
+    authorised = urllib.request.Request(publish, data=b"x", headers={"dapr-api-token": "s3cret"})
+    with urllib.request.urlopen(authorised, timeout=5) as response:
+        assert response.status == 204
+
+
+@pytest.mark.parametrize("which", ["grpc_port", "http_port"])
+def test_a_taken_port_fails_to_start_with_address_in_use(
+    loop_thread: LoopThread, broker: Broker, which: str
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        sidecar = DaprSidecar(broker, **{which: taken.getsockname()[1]})
+        with pytest.raises(OSError) as caught:
+            loop_thread.run(sidecar.start())
+    assert caught.value.errno == errno.EADDRINUSE
