@@ -50,7 +50,7 @@ def test_events_arrive_in_order_and_are_acknowledged(sidecar: Sidecar) -> None:
     with PubsubClient(sidecar.settings) as client, client.subscribe("t.order") as sub:
         for n in range(50):
             client.publish("t.order", {"n": n}, type="x")
-        seen = []
+        seen: list[int] = []
         while len(seen) < 50:
             event = sub.get(timeout=10)
             assert event is not None
