@@ -7,7 +7,7 @@ Shape (stable; documented in the README)::
                              "first_message_latency": 0.012, "latency": 0.004,
                              "book_levels": [20, 20], "book_valid": true}, ...},
      "subscribed": ["BTC/USD", ...], "data_messages": 4100, "frames_received": 3900,
-     "reconnects": 0, "errors": 0, "error_log": [], "decode_errors": 0,
+     "reconnects": 0, "resumed": 0, "errors": 0, "error_log": [], "decode_errors": 0,
      "steps": {"deploy": 0.12, ...}, "duration": 30.0,
      "exit_reason": "duration reached", "exit_code": 0}
 
@@ -61,6 +61,7 @@ def build_report(
         "data_messages": stats.data_messages,
         "frames_received": stats.frames_received,
         "reconnects": stats.reconnects,
+        "resumed": stats.resumed,
         "errors": stats.errors,
         "error_log": list(stats.error_log),
         "decode_errors": stats.decode_errors,

@@ -188,6 +188,9 @@ class StreamStats:
         self.error_log: list[str] = []
         """The most recent error descriptions (bounded), newest last."""
         self.reconnects = 0
+        self.resumed = 0
+        """Reconnects after which data flowed again: proof that the re-handshake healed it."""
+        self._awaiting_resume = False
         self.last_control: str | None = None
         self.last_data: float | None = None
         self.rates = RateWindow(start=start)
@@ -221,6 +224,9 @@ class StreamStats:
                     self.note_error(self.last_control)
         if data:
             self.data_messages += data
+            if self._awaiting_resume:
+                self._awaiting_resume = False
+                self.resumed += 1
             self.last_data = now
             self.rates.add(now, data)
 
@@ -266,6 +272,7 @@ class StreamStats:
     def note_reconnect(self) -> None:
         """The upstream connection came back: count it; books wait for their next reset."""
         self.reconnects += 1
+        self._awaiting_resume = True
         self.books.invalidate()
 
     # -- reading --------------------------------------------------------------------------------

@@ -1,0 +1,187 @@
+"""``alpaca-md run`` end to end: embedded runs, failures, signals at every step, second Ctrl+C."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.run.conftest import EMBEDDED_WORKER_URL, assert_nothing_left
+
+pytestmark = pytest.mark.timeout(120)
+
+STEPS = ["deploy", "connect", "publish", "auth", "subscribe", "stream"]
+SYMBOLS = ["BTC/USD", "ETH/USD", "SOL/USD", "DOGE/USD", "AVAX/USD"]
+
+
+def platform_args(*extra: str) -> list[str]:
+    return ["run", "--url", EMBEDDED_WORKER_URL, "--stall-limit", "0", *extra]
+
+
+def test_embedded_run_passes_the_smoke_check_and_reports(run_cli: Any, tmp_path: Path) -> None:
+    report_path = tmp_path / "report.json"
+    proc = run_cli(
+        [
+            "run",
+            "--embedded",
+            "--duration",
+            "3",
+            "--min-frames",
+            "1",
+            "--report",
+            str(report_path),
+            "--json",
+        ]
+    )
+    assert proc.wait() == 0, proc.stderr
+    report = json.loads(report_path.read_text())
+    assert json.loads(proc.stdout) == report  # --json: the report is the data on stdout
+    assert sorted(report["symbols"]) == sorted(SYMBOLS)
+    for symbol in SYMBOLS:
+        entry = report["symbols"][symbol]
+        assert entry["frames"] >= 1
+        assert entry["counts"]["o"] == entry["frames"]  # default channel: order books
+        assert entry["first_message_latency"] is not None
+        assert entry["book_levels"][0] > 0 and entry["book_levels"][1] > 0
+    for step in (
+        "platform",
+        "deploy",
+        "connect",
+        "publish",
+        "auth",
+        "subscribe",
+        "stream",
+        "list",
+        "teardown",
+    ):
+        assert step in report["steps"], report["steps"]
+    assert "build" not in report["steps"]
+    assert (report["exit_code"], report["exit_reason"]) == (0, "duration reached")
+    assert report["reconnects"] == 0
+    assert "✓ teardown" in proc.stderr
+    assert not (tmp_path / ".alpaca-md" / "state.json").exists()
+
+
+def test_run_against_a_platform_leaves_nothing_behind(
+    run_cli: Any, platform: Any, tmp_path: Path
+) -> None:
+    report_path = tmp_path / "r.json"
+    proc = run_cli(
+        platform_args("--duration", "1.5", "--min-frames", "1", "--report", str(report_path)),
+        platform.env(),
+    )
+    assert proc.wait() == 0, proc.stderr
+    assert json.loads(report_path.read_text())["subscribed"] == SYMBOLS
+    assert "- build skipped (--url given)" in proc.stderr
+    assert_nothing_left(platform)
+    assert platform.alpaca_secret not in proc.stderr + proc.stdout + report_path.read_text()
+
+
+def test_too_few_frames_fail_the_smoke_check(run_cli: Any, platform: Any, tmp_path: Path) -> None:
+    report_path = tmp_path / "r.json"
+    proc = run_cli(
+        platform_args("--duration", "0.5", "--min-frames", "1000000", "--report", str(report_path)),
+        platform.env(),
+    )
+    assert proc.wait() == 7, proc.stderr
+    report = json.loads(report_path.read_text())
+    assert report["exit_code"] == 7
+    assert report["exit_reason"].startswith("smoke check failed")
+    assert_nothing_left(platform)
+
+
+def test_a_dropped_connection_is_healed(run_cli: Any, fresh_platform: Any, tmp_path: Path) -> None:
+    platform = fresh_platform(drop_after=2.0)
+    report_path = tmp_path / "r.json"
+    proc = run_cli(platform_args("--duration", "4.5", "--report", str(report_path)), platform.env())
+    assert proc.wait() == 0, proc.stderr
+    report = json.loads(report_path.read_text())
+    assert report["reconnects"] >= 1, report
+    assert report["resumed"] >= 1, (report, proc.stderr)  # data flowed again after a re-handshake
+    assert "sending auth and the subscriptions again" in proc.stderr
+    assert_nothing_left(platform)
+
+
+def test_bad_alpaca_credentials_exit_4(run_cli: Any, platform: Any) -> None:
+    env = {**platform.env(), "ALPACA_API_SECRET": "wrong-secret"}
+    proc = run_cli(platform_args("--duration", "5"), env)
+    assert proc.wait() == 4, proc.stderr
+    assert "✗ auth" in proc.stderr and "402" in proc.stderr
+    assert "✓ teardown" in proc.stderr
+    assert_nothing_left(platform)
+
+
+def test_symbol_limit_exits_5(run_cli: Any, fresh_platform: Any) -> None:
+    platform = fresh_platform(symbol_limit=2)
+    proc = run_cli(platform_args("--duration", "5"), platform.env())
+    assert proc.wait() == 5, proc.stderr
+    assert "✗ subscribe" in proc.stderr and "405" in proc.stderr
+    assert_nothing_left(platform)
+
+
+def test_platform_down_exits_3(run_cli: Any) -> None:
+    env = {
+        "VIRTUFIN_API_URL": "http://127.0.0.1:9",
+        "DAPR_HTTP_PORT": "9",
+        "DAPR_GRPC_PORT": "9",
+        "ALPACA_API_KEY": "k",
+        "ALPACA_API_SECRET": "s",
+    }
+    proc = run_cli(platform_args("--duration", "1"), env)
+    assert proc.wait() == 3, proc.stderr
+    assert "✗ deploy" in proc.stderr and "127.0.0.1:9" in proc.stderr
+
+
+SIGNAL_CASES = [
+    *(pytest.param(step, signal.SIGINT, id=f"ctrl-c-at-{step}") for step in STEPS),
+    # SIGTERM takes the same handler: once at a step that finishes first (connect), once in an
+    # abortable wait (auth), once while streaming.
+    *(
+        pytest.param(step, signal.SIGTERM, id=f"sigterm-at-{step}")
+        for step in ("connect", "auth", "stream")
+    ),
+]
+
+
+@pytest.mark.parametrize(("step", "signum"), SIGNAL_CASES)
+def test_a_signal_at_any_step_tears_down(
+    run_cli: Any, platform: Any, step: str, signum: int
+) -> None:
+    proc = run_cli(platform_args("--duration", "30"), platform.env())
+    proc.wait_for_line(f"… {step}:")
+    proc.send_signal(signum)
+    assert proc.wait() == 130, proc.stderr
+    assert "interrupted" in proc.stderr
+    assert_nothing_left(platform)
+
+
+def test_second_ctrl_c_skips_teardown_and_names_what_is_left(run_cli: Any, platform: Any) -> None:
+    workmanager = platform.workmanager
+    original = workmanager.stop_worker
+
+    async def slow_stop(worker_id: str) -> None:
+        await asyncio.sleep(3)
+        await original(worker_id)
+
+    workmanager.stop_worker = slow_stop  # teardown now takes long enough to interrupt
+    try:
+        proc = run_cli(platform_args("--duration", "30"), platform.env())
+        proc.wait_for_line("… stream:")
+        proc.send_signal(signal.SIGINT)
+        proc.wait_for_line("… teardown:")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait() == 130, proc.stderr
+    finally:
+        workmanager.stop_worker = original
+    left = proc.wait_for_line("Skipped cleanup.")
+    [worker] = workmanager.list_workers()
+    assert f"worker {worker.id}" in left
+    assert "alpaca-md teardown" in left
+    # The state file kept the ids: `alpaca-md teardown` finishes the job later.
+    cleanup = run_cli(["teardown"], platform.env())
+    assert cleanup.wait() == 0, cleanup.stderr
+    assert_nothing_left(platform)
