@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
@@ -34,8 +35,9 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from alpaca_cli.platform.pubsub import PubsubClient, Subscription
+    from alpaca_cli.runtime import Runtime
 
-__all__ = ["POLL_INTERVAL", "StreamItem", "StreamStats", "TopicStream"]
+__all__ = ["POLL_INTERVAL", "StreamItem", "StreamStats", "TopicStream", "runtime_stream"]
 
 POLL_INTERVAL: Final = 0.1
 """Longest time :meth:`TopicStream.__iter__` blocks before it looks at the stop event."""
@@ -220,3 +222,36 @@ class TopicStream:
                 if predicate(msg):
                     return msg
         return None
+
+
+_by_runtime: weakref.WeakKeyDictionary[Runtime, dict[str, TopicStream]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def runtime_stream(rt: Runtime, topic: str, *, books: Books | None = None) -> TopicStream:
+    """The invocation's one open stream on ``topic``: made and opened on first use, closed with
+    the runtime.
+
+    Why share: beside a real sidecar, two streaming subscriptions of one app id on one topic
+    split its messages (Dapr 1.16+) or the second is refused (1.14/1.15: "streamer already
+    subscribed"). ``run`` opens the stream before ``publish``; ``auth`` and ``subscribe`` then
+    read Alpaca's answers from that same stream instead of opening their own.
+
+    ``books`` is used only when the stream is made here.
+    """
+    from alpaca_cli.platform.pubsub import runtime_pubsub
+
+    streams = _by_runtime.setdefault(rt, {})
+    stream = streams.get(topic)
+    if stream is None:
+        stream = TopicStream(runtime_pubsub(rt), topic, books=books)
+        stream.open()
+        streams[topic] = stream
+
+        def forget() -> None:
+            streams.pop(topic, None)
+            stream.close()
+
+        rt.callback(forget)
+    return stream

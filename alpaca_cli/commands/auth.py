@@ -53,22 +53,20 @@ class AuthResult:
 
 
 def listen(rt: Runtime, connection_id: str) -> TopicStream | None:
-    """A stream on the recorded publish topic, subscribed now; ``None`` when not publishing.
+    """The stream on the recorded publish topic (opened now, before anything is sent), or
+    ``None`` when the connection does not publish.
 
-    Only frames of ``connection_id`` count (another connection may publish to the same topic).
-    The stream closes with the runtime.
+    It is the invocation's shared stream (:func:`~alpaca_cli.stream.runtime_stream`): inside
+    ``run`` that is the stream the live view reads. Only frames of ``connection_id`` count
+    (another connection may publish to the same topic).
     """
-    from alpaca_cli.platform.pubsub import runtime_pubsub
-    from alpaca_cli.stream import TopicStream
+    from alpaca_cli.stream import runtime_stream
 
     state = rt.store.read()
     topic = state.publish_topic if state is not None else None
     if not topic:
         return None
-    stream = TopicStream(runtime_pubsub(rt), topic)
-    stream.open()
-    rt.callback(stream.close)
-    return stream
+    return runtime_stream(rt, topic)
 
 
 class _Matcher:
