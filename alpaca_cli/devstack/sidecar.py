@@ -29,7 +29,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -381,8 +380,9 @@ class _DaprServicer(dapr_pb2_grpc.DaprServicer):
         finally:
             reader.cancel()
             self._sidecar._close_stream(sub)
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            (outcome,) = await asyncio.gather(reader, return_exceptions=True)
+            if isinstance(outcome, Exception):
+                logger.warning("sidecar: ack reader of %s failed: %r", init.topic, outcome)
 
 
 class _Stream:
