@@ -81,6 +81,13 @@ def command(
         str | None,
         typer.Option(help="Also number every data message under this extra key (for benches)."),
     ] = None,
+    slow_client_after: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="407 slow client, then close, when a frame waits this long for the client.",
+        ),
+    ] = None,
 ) -> None:
     """Serve an Alpaca-compatible crypto stream (v1beta3) on a local port.
 
@@ -113,6 +120,7 @@ def command(
                 symbols=universe,
                 bar_interval=bar_interval,
                 seq_field=seq_field,
+                slow_client_after=slow_client_after,
             )
         except ValueError as exc:
             raise UsageError(f"dev feed: {exc}.") from exc

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import msgpack
 import orjson
 import pytest
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, ConnectionClosedOK, InvalidStatus
 
 from alpaca_cli.alpaca.book import OrderBook
@@ -462,6 +464,33 @@ class TestTransport:
             assert server.stats[0].close_reason == "dropped"
 
         run(scenario, drop_after=0.3, rate=100)
+
+    def test_407_for_a_client_that_stops_reading_then_a_close(self, feed_client, wait_until):
+        async def main() -> None:
+            server = FeedServer(FeedConfig(rate=50_000, slow_client_after=0.2))
+            await server.start()
+            try:
+                # A tiny receive buffer, no compression and max_queue=1 (stop reading from the
+                # socket as soon as one frame waits): the server's buffers fill up quickly.
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.connect(("127.0.0.1", server.port))
+                async with connect(server.url, sock=sock, max_queue=1, compression=None) as ws:
+                    await ws.recv()
+                    await ws.send('{"action":"auth","key":"k","secret":"s"}')
+                    await ws.recv()
+                    await ws.send('{"action":"subscribe","trades":["*"],"orderbooks":["*"]}')
+                    await wait_until(lambda: server.stats[0].close_reason == "slow client", 15)
+                    last: list[object] = []
+                    with pytest.raises(ConnectionClosedError) as info:
+                        while True:
+                            last = orjson.loads(await ws.recv())
+                    assert last == [error(407, "slow client")]
+                    assert info.value.rcvd is not None and info.value.rcvd.code == 1008
+            finally:
+                await server.stop()
+
+        asyncio.run(main())
 
     def test_stop_closes_clients_with_going_away(self, feed_client):
         async def main() -> None:

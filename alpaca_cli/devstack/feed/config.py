@@ -97,6 +97,9 @@ class FeedConfig:
         seq_field: when set, every data message also carries this extra key holding its
             per-connection sequence number (1, 2, 3 ...). Off by default: real Alpaca messages
             have no such key (clients must skip unknown keys, so it is harmless when on).
+        slow_client_after: when set, a frame that waits this many seconds for the client to
+            read it counts as an outbound buffer overflow: ``407 slow client``, then a close
+            (code 1008). ``None`` (the default) lets a slow client slow its own stream down.
     """
 
     host: str = "127.0.0.1"
@@ -116,6 +119,7 @@ class FeedConfig:
     book_depth: int = 20
     max_frame_messages: int = 500
     seq_field: str | None = None
+    slow_client_after: float | None = None
 
     def __post_init__(self) -> None:
         if (self.key is None) != (self.secret is None):
@@ -130,6 +134,8 @@ class FeedConfig:
             raise ValueError("symbol_limit must be at least 1")
         if self.drop_after is not None and self.drop_after <= 0:
             raise ValueError("drop_after must be positive")
+        if self.slow_client_after is not None and self.slow_client_after <= 0:
+            raise ValueError("slow_client_after must be positive")
         if self.tick <= 0 or self.bar_interval <= 0:
             raise ValueError("tick and bar_interval must be positive")
         if self.book_depth < 2 or self.max_frame_messages < 1:

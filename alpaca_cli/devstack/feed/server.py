@@ -11,6 +11,8 @@ precedes the data it enables. The writer also owns every timer (auth timeout, ``
 Backpressure: the writer awaits each send, so a client that reads slowly slows its own stream
 down; the debt of unsent messages is capped at :data:`MAX_BURST_SECONDS` of ``rate`` and the
 rest is never generated (so trade ids stay consecutive: nothing generated is ever skipped).
+With ``slow_client_after`` set, a frame that waits that long instead ends the connection the
+way Alpaca does when its outbound buffer overflows: ``407 slow client``, then a close.
 
 Counting losses end to end: every connection numbers its data messages 1, 2, 3... in
 :attr:`ConnectionStats.data_messages`, logged when it closes; with ``seq_field`` set each message
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from alpaca_cli.alpaca.codec import DecodeError, Format, decode_client_message, encode_frame
+from alpaca_cli.alpaca.errors import ErrorCode
 from alpaca_cli.alpaca.messages import DataMessage, Message, Trade
 from alpaca_cli.devstack.feed.config import FeedConfig
 from alpaca_cli.devstack.feed.market import Market
@@ -48,6 +51,7 @@ from alpaca_cli.devstack.feed.session import (
     Session,
     Subscribed,
     Targets,
+    error_message,
 )
 from alpaca_cli.devstack.feed.source import DataSource
 
@@ -248,6 +252,8 @@ class _Connection:
             reason = await self._write_loop()
         except ConnectionClosed:
             reason = "connection lost"
+        except _SlowClient:
+            reason = await self._refuse_slow_client()
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -386,5 +392,30 @@ class _Connection:
 
     async def _send_frame(self, payload: bytes) -> None:
         # JSON goes out in text frames and msgpack in binary ones, as Alpaca sends them.
-        await self.ws.send(payload, text=self.fmt == "json")
+        text = self.fmt == "json"
+        limit = self.config.slow_client_after
+        if limit is None:
+            await self.ws.send(payload, text=text)
+        else:
+            # Cancelling the send is safe: the frame is already in the transport's buffer and
+            # only the wait for the client to drain it is given up.
+            try:
+                await asyncio.wait_for(self.ws.send(payload, text=text), limit)
+            except TimeoutError:
+                raise _SlowClient from None
         self.stats.frames += 1
+
+    async def _refuse_slow_client(self) -> str:
+        """Spec: 407 when the outbound buffer overflows, then the server disconnects."""
+        self.stats.close_reason = "slow client"  # visible before the close completes
+        log.info("%s error 407 slow client: a frame waited %ss", self.prefix,
+                 self.config.slow_client_after)  # fmt: skip
+        frame = encode_frame([error_message(ErrorCode.SLOW_CLIENT)], self.fmt)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.ws.send(frame, text=self.fmt == "json"), 0.1)
+        await self.ws.close(1008, "slow client")
+        return "slow client"
+
+
+class _SlowClient(Exception):
+    """A frame waited longer than ``slow_client_after`` for the client to read."""
