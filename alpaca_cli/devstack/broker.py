@@ -335,8 +335,8 @@ class Broker:
 
     * ``max_pending`` - per-group buffer size before the oldest delivery is dropped.
     * ``max_in_flight`` - unsettled deliveries per member before ``get`` waits (``None``: no cap).
-    * ``loop`` - the loop that owns the broker; otherwise the loop of the first ``subscribe`` or
-      ``publish``. Needed only by :meth:`publish_threadsafe`.
+    * ``loop`` - the loop that owns the broker; otherwise the loop running the constructor, or
+      that of the first ``subscribe`` or ``publish``. Needed only by :meth:`publish_threadsafe`.
     """
 
     def __init__(
@@ -353,6 +353,7 @@ class Broker:
         self.max_pending = max_pending
         self.max_in_flight = max_in_flight
         self._loop = loop
+        self._bind()  # constructed on its loop (the usual case): publish_threadsafe works at once
         self._topics: dict[tuple[str, str], dict[object, _Group]] = {}
         self._closed = False
         self.published = 0

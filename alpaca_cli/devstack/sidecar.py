@@ -123,12 +123,14 @@ class DaprSidecar:
 
     @property
     def http_port(self) -> int:
+        """The bound HTTP port (still readable after :meth:`stop`, to restart on it)."""
         if self._http_port is None:
             raise RuntimeError("DaprSidecar is not started")
         return self._http_port
 
     @property
     def grpc_port(self) -> int:
+        """The bound gRPC port (still readable after :meth:`stop`)."""
         if self._grpc_port is None:
             raise RuntimeError("DaprSidecar is not started")
         return self._grpc_port

@@ -311,3 +311,13 @@ def test_a_group_acks_every_message_exactly_once_whatever_retries_happen(
 
     acked = run(scenario)
     assert acked == Counter(str(n) for n in range(len(outcomes)))
+
+
+def test_a_broker_made_on_its_loop_accepts_threadsafe_publishes_at_once() -> None:
+    with LoopThread() as lt:
+        broker = lt.call(Broker)
+        broker.publish_threadsafe("t", event(1))  # no subscriber yet: discarded, but accepted
+        sub = lt.call(broker.subscribe, "t")
+        broker.publish_threadsafe("t", event(2))
+        got = lt.run(sub.get())
+    assert got.event.id == "2"
