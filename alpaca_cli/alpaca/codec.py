@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import itemgetter
 from typing import Any, Literal, TypeAlias
 
 import msgpack
@@ -35,7 +37,8 @@ from .messages import (
     Trade,
     Unknown,
 )
-from .timestamps import format_rfc3339, parse_rfc3339, to_msgpack_timestamp
+from .timestamps import _SCALE, format_rfc3339, parse_rfc3339, to_msgpack_timestamp
+from .timestamps import _prefix_cache as _SECONDS
 
 __all__ = [
     "MAX_SYMBOLS_PER_MESSAGE",
@@ -99,7 +102,17 @@ class _Bad(Exception):
 
 
 def _ts(value: Any) -> int:
+    # The fast path of timestamps.parse_rfc3339, repeated here to save a call per message:
+    # this is the hottest function of the decoder.
     if value.__class__ is str:
+        base = _SECONDS.get(value[:19])
+        # A cached prefix means len(value) >= 19 and value[18] is a digit, so with a final
+        # "Z" value[19] exists. isdigit() rejects signs, spaces and "_" that int() would take.
+        if base is not None and value[-1] == "Z" and value[19] == ".":
+            frac = value[20:-1]
+            n = len(frac)
+            if n <= 9 and frac.isdigit():
+                return base + int(frac) * _SCALE[n]
         try:
             return parse_rfc3339(value)
         except (ValueError, IndexError):
@@ -162,7 +175,13 @@ def _trade(o: dict[str, Any]) -> Trade:
         raise _Bad("tks", "wrong type")
     n = 6 if tks is None else 7
     extra = None if len(o) == n else _extra(o, _TRADE_KEYS)
-    return Trade(sym, p, s, _ts(t), i, tks, extra)
+    # _ts's fast path, inlined: one call less per message on the hottest line of the decoder.
+    base = _SECONDS.get(t[:19]) if t.__class__ is str else None
+    if base is not None and t[-1] == "Z" and t[19] == "." and (f := t[20:-1]).isdigit():
+        ns = base + int(f) * _SCALE[len(f)] if len(f) <= 9 else _ts(t)
+    else:
+        ns = _ts(t)
+    return Trade(sym, p, s, ns, i, tks, extra)
 
 
 _QUOTE_SPEC: dict[str, frozenset[type] | None] = {
@@ -196,7 +215,13 @@ def _quote(o: dict[str, Any]) -> Quote:
     ):
         _check(o, _QUOTE_SPEC)
     extra = None if len(o) == 7 else _extra(o, _QUOTE_KEYS)
-    return Quote(sym, bp, bs, ap, as_, _ts(t), extra)
+    # _ts's fast path, inlined: one call less per message on the hottest line of the decoder.
+    base = _SECONDS.get(t[:19]) if t.__class__ is str else None
+    if base is not None and t[-1] == "Z" and t[19] == "." and (f := t[20:-1]).isdigit():
+        ns = base + int(f) * _SCALE[len(f)] if len(f) <= 9 else _ts(t)
+    else:
+        ns = _ts(t)
+    return Quote(sym, bp, bs, ap, as_, ns, extra)
 
 
 _BAR_SPEC: dict[str, frozenset[type] | None] = {
@@ -245,19 +270,21 @@ def _bar(o: dict[str, Any]) -> Bar:
 
 _BOOK_SPEC: dict[str, frozenset[type] | None] = {"S": _STR, "t": None}
 _BOOK_KEYS = frozenset({"T", "S", "t", "b", "a", "r"})
-_EMPTY: list[Any] = []
+
+
+_PS = itemgetter("p", "s")
 
 
 def _levels(entries: Any, side: str) -> list[tuple[float, float]]:
+    """Slow path of :func:`_book`'s levels: validate one side and say what is wrong."""
     if entries.__class__ is not list:
         raise _Bad(side, "levels are not an array")
     try:
-        levels = [(e["p"], e["s"]) for e in entries]
+        levels: list[tuple[float, float]] = list(map(_PS, entries))
     except (KeyError, TypeError, IndexError):
         raise _Bad(side, "a level is not an object with p and s") from None
-    for p, s in levels:
-        if p.__class__ not in _NUM or s.__class__ not in _NUM:
-            raise _Bad(side, "a level's p or s is not a number")
+    if not _NUM.issuperset(map(type, chain.from_iterable(levels))):
+        raise _Bad(side, "a level's p or s is not a number")
     return levels
 
 
@@ -271,13 +298,30 @@ def _book(o: dict[str, Any]) -> OrderBookUpdate:
     if sym.__class__ is not str:
         raise _Bad("S", "wrong type")
     # Spec: both sides are normally present, possibly empty; be lenient if one is missing.
-    b = o.get("b", _EMPTY)
-    a = o.get("a", _EMPTY)
+    b = o.get("b")
+    a = o.get("a")
     r = o.get("r", False)
     if r.__class__ is not bool:
         raise _Bad("r", "wrong type")
+    try:
+        # itemgetter builds the (p, s) tuples in C; anything but a list of objects with p and s
+        # raises here (a string, a number, a dict, a level that is not an object).
+        bids: list[tuple[float, float]] = list(map(_PS, b)) if b else []
+        asks: list[tuple[float, float]] = list(map(_PS, a)) if a else []
+        ok = _NUM.issuperset(map(type, chain.from_iterable(bids + asks)))
+    except (KeyError, TypeError, IndexError):
+        ok = False
+    if not ok or (b and b.__class__ is not list) or (a and a.__class__ is not list):
+        _levels(b or [], "b")
+        _levels(a or [], "a")
     extra = None if _BOOK_KEYS.issuperset(o) else _extra(o, _BOOK_KEYS)
-    return OrderBookUpdate(sym, _ts(t), _levels(b, "b"), _levels(a, "a"), r, extra)
+    # _ts's fast path, inlined: one call less per message on the hottest line of the decoder.
+    base = _SECONDS.get(t[:19]) if t.__class__ is str else None
+    if base is not None and t[-1] == "Z" and t[19] == "." and (f := t[20:-1]).isdigit():
+        ns = base + int(f) * _SCALE[len(f)] if len(f) <= 9 else _ts(t)
+    else:
+        ns = _ts(t)
+    return OrderBookUpdate(sym, ns, bids, asks, r, extra)
 
 
 _SUCCESS_KEYS = frozenset({"T", "msg"})
@@ -327,7 +371,7 @@ def _subscription(o: dict[str, Any]) -> Subscription:
     )
 
 
-_DECODERS: dict[str, Callable[[dict[str, Any]], Message]] = {
+_DECODERS: dict[Any, Callable[[dict[str, Any]], Message]] = {
     "t": _trade,
     "q": _quote,
     "b": _bar,
@@ -340,30 +384,40 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Message]] = {
 }
 
 
+def _unknown(o: dict[str, Any]) -> Unknown:
+    T = o["T"]
+    if T.__class__ is not str:
+        raise _Bad("T", "wrong type")
+    return Unknown(T, o)
+
+
+def _diagnose(data: list[Any], i: int, exc: Exception) -> DecodeError:
+    """Slow path: say why message ``i`` failed when the fast loop hit a raw Python error."""
+    o = data[i]
+    if o.__class__ is not dict:
+        return DecodeError("message is not an object", index=i, field="T")
+    if "T" not in o:
+        return DecodeError("missing field", index=i, field="T")
+    # An unhashable T, or an oddity inside a message that the fast path does not name.
+    return DecodeError(f"invalid message ({type(exc).__name__})", index=i)
+
+
 def _messages(data: Any) -> list[Message]:
     if data.__class__ is not list:
         raise DecodeError("frame is not an array")
     out: list[Message] = []
     append = out.append
-    decoders = _DECODERS
-    i = 0
+    get = _DECODERS.get
     try:
-        for i, o in enumerate(data):  # noqa: B007 - i is read in the handlers
-            if o.__class__ is not dict:
-                raise _Bad("T", "message is not an object")
-            T = o.get("T")
-            decoder = decoders.get(T)  # type: ignore[arg-type]
-            if decoder is not None:
-                append(decoder(o))
-            elif T.__class__ is str:
-                append(Unknown(T, o))
-            else:
-                raise _Bad("T", "missing field" if T is None else "wrong type")
+        for o in data:
+            # A message that is not an object, or has no T, fails right here with a raw
+            # TypeError or KeyError: cheaper than checking first, and _diagnose names it.
+            decoder = get(o["T"], _unknown)
+            append(decoder(o))
     except _Bad as exc:
-        raise DecodeError(exc.reason, index=i, field=exc.field) from None
+        raise DecodeError(exc.reason, index=len(out), field=exc.field) from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        # Unhashable T and similar oddities that the fast path does not check one by one.
-        raise DecodeError(f"invalid message ({type(exc).__name__})", index=i) from None
+        raise _diagnose(data, len(out), exc) from None
     return out
 
 
