@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from alpaca_cli.alpaca.messages import OrderBookUpdate, Trade
@@ -21,7 +22,7 @@ RECORDING = """\
 {"T":"b","S":"BTC/USD","o":26675.04,"h":26695.36,"l":26668.79,"c":26688.7,"v":3.227759152,"t":"2023-03-17T12:28:00Z","n":93,"vw":26679.5912436798}
 {"T":"o","S":"BTC/USD","t":"2024-03-12T10:38:50.79613221Z","b":[{"p":71859.53,"s":0.27994},{"p":71849.4,"s":0.553986}],"a":[{"p":71939.7,"s":0.83953}],"r":true}
 [{"T":"o","S":"MKR/USD","t":"2024-03-12T10:39:39.445492807Z","b":[],"a":[{"p":2614.587,"s":12.5308}]},{"T":"o","S":"CRV/USD","t":"2024-03-12T10:39:40.501160019Z","b":[{"p":0.7904,"s":0}],"a":[]}]
-{"topic":"alpaca-ticks","frame":7,"message":{"T":"t","S":"AVAX/USD","p":47.3,"s":1.5,"t":"2024-03-12T10:27:49Z","i":3447222699101865077,"tks":"B"}}
+{"received_at":"2024-03-12T10:27:49.1Z","frame":{"topic":"alpaca-ticks","T":"meta"},"message":{"T":"t","S":"AVAX/USD","p":47.3,"s":1.5,"t":"2024-03-12T10:27:49Z","i":3447222699101865077,"tks":"B"}}
 {"T":"o","S":"BTC/USD","t":"2024-03-12T10:38:51Z","b":[{"p":71849.4,"s":0}],"a":[{"p":71940.1,"s":2.0}]}
 {"T":"subscription","trades":["*"]}
 """
@@ -142,3 +143,29 @@ def test_order_book_updates_in_a_recording_are_typed(recording: Path):
     rec = Recording.load(recording)
     books = [m for m in rec.messages if isinstance(m, OrderBookUpdate)]
     assert [b.reset for b in books] == [True, False, False, False]
+
+
+def test_a_recording_of_the_feed_replays_message_for_message(run, feed_client, tmp_path: Path):
+    async def record(server: FeedServer) -> list[str]:
+        async with feed_client(server) as c:
+            await c.one()
+            await c.auth()
+            await c.subscribe(trades=["*"], quotes=["*"])
+            lines: list[str] = []
+            while sum(line.count('"T"') for line in lines) < 300:
+                lines.append(await c.ws.recv())  # type: ignore[arg-type]
+            return lines
+
+    lines = run(record, rate=3000, symbols=("BTC/USD", "ETH/USD"))
+    path = tmp_path / "recorded.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    recorded = [m for line in lines for m in orjson.loads(line)]
+
+    async def replay(server: FeedServer) -> list[dict[str, object]]:
+        async with feed_client(server) as c:
+            await c.one()
+            await c.auth()
+            await c.subscribe(trades=["*"], quotes=["*"])
+            return await c.data(len(recorded))
+
+    assert run(replay, replay=path, rate=5000)[: len(recorded)] == recorded

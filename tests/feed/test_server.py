@@ -502,6 +502,7 @@ class TestTransport:
                 with pytest.raises(ConnectionClosedOK) as info:
                     await c.ws.recv()
                 assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+            assert server.stats[0].close_reason == "server stopped"
 
         asyncio.run(main())
 

@@ -1,8 +1,8 @@
 """Replaying a recorded stream (``dev feed --replay FILE``) instead of the synthetic market.
 
 The recording is NDJSON: each line is either one wire message (``{"T":"t","S":"BTC/USD",...}``),
-a whole frame (a JSON array of them), or an object wrapping one message under some key (as a
-tail's ``--output json`` adds frame metadata around the raw message). Control messages,
+a whole frame (a JSON array of them), or an object wrapping one message (``alpaca-md tail
+--output json`` writes ``{"received_at":...,"frame":{...},"message":{...}}``). Control messages,
 unknown types and blank lines are skipped; a line that is not JSON, or a data message the codec
 rejects, stops the load with the file name and line number.
 
@@ -53,6 +53,8 @@ def _wire_objects(value: Any) -> Iterator[Any]:
     elif isinstance(value, dict):
         if "T" in value:
             yield value
+        elif isinstance(value.get("message"), dict):  # ``tail --output json``
+            yield value["message"]
         else:
             yield from (v for v in value.values() if isinstance(v, dict) and "T" in v)
 

@@ -123,6 +123,8 @@ class FeedServer:
         )
         self._ids = itertools.count(1)
         self._port: int | None = None
+        self.stopping = False
+        """True once :meth:`stop` began: connections closing now were closed by the server."""
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -160,6 +162,7 @@ class FeedServer:
         server, self._server = self._server, None
         if server is None:
             return
+        self.stopping = True
         server.close()
         await server.wait_closed()
         log.info("stopped")
@@ -316,7 +319,7 @@ class _Connection:
         last = self.loop.time()
         while True:
             if self.peer_gone:
-                return "closed by client"
+                return "server stopped" if self.server.stopping else "closed by client"
             while self.pending:
                 closing = await self._send_pending(self.pending.popleft())
                 if closing is not None:
