@@ -442,7 +442,7 @@ class _Stream:
                     sub.drop(delivery)
                 else:  # RETRY, and statuses this runtime does not know
                     sub.retry(delivery)
-        except (grpc.aio.AioRpcError, grpc.RpcError, asyncio.InvalidStateError) as exc:
+        except (grpc.RpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
             logger.debug("sidecar: stream read ended: %s", exc)
         finally:
             sub.close()
