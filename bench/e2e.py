@@ -38,7 +38,16 @@ from typing import Any
 
 import orjson
 
-from bench.platform import CHANNELS, CliError, DevUp, alpaca_md, dev_up, profiled, reap
+from bench.platform import (
+    CHANNELS,
+    CliError,
+    DevUp,
+    PeakRss,
+    alpaca_md,
+    dev_up,
+    profiled,
+    reap,
+)
 
 __all__ = [
     "DEFAULT_RATES",
@@ -66,7 +75,7 @@ class TailCapture:
     window: tuple[int, int]
     """Arrival-time bounds (ns) of the measured window, after warm-up."""
     peak_rss_kb: int | None
-    """``ru_maxrss`` of the tail process (from ``wait4``), KiB."""
+    """Peak RSS (``VmHWM``) of the tail process just before it was stopped, KiB."""
     stderr: str = ""
     returncode: int | None = None
     samples: dict[str, Any] = field(default_factory=dict)
@@ -131,6 +140,7 @@ def capture_tail(
 
     thread = threading.Thread(target=reader, name="bench-tail-reader", daemon=True)
     thread.start()
+    peak = PeakRss(proc.pid)
     window = (0, 0)
     try:
         if first.wait(first_timeout):
@@ -139,10 +149,14 @@ def capture_tail(
             time.sleep(seconds)
             window = (start, time.time_ns())
     finally:
+        peak.sample()
+        rss = peak.stop()
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
-        rss, code = reap(proc, timeout=10)
+        code = reap(proc, timeout=10)
         thread.join(timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()
     return TailCapture(
         lines, window, rss, stderr_path.read_text(errors="replace")[-800:], returncode=code
     )
@@ -246,6 +260,7 @@ def run_step(
     seconds: float = 10.0,
     warmup: float = 2.0,
     while_up: Callable[[DevUp], None] | None = None,
+    channels: Sequence[str] = CHANNELS,
 ) -> dict[str, Any]:
     """One rate: a fresh ``dev up --rate``, the pipeline, a tail capture, its analysis.
 
@@ -254,7 +269,7 @@ def run_step(
     """
     t0 = time.perf_counter()
     with dev_up(rate=rate) as up:
-        up.stream()
+        up.stream(channels)
         capture = capture_tail(up, seconds=seconds, warmup=warmup, rate=rate)
         result = analyze(capture, rate)
         result["setup_seconds"] = {k: round(v, 2) for k, v in up.timings.items()}
@@ -321,11 +336,9 @@ def _dev_feed(rate: int) -> Iterator[str]:
         yield url
     finally:
         proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        reap(proc, timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def ceiling(*, seconds: float = 2.0, rates: Sequence[int] = CEILING_RATES) -> dict[str, Any]:
@@ -360,7 +373,9 @@ def run(
     latency_rate: int = 1_000,
     budget_seconds: float = 170.0,
     ceiling_seconds: float = 2.0,
+    ceiling_rates: Sequence[int] = CEILING_RATES,
     while_up: Callable[[DevUp], None] | None = None,
+    channels: Sequence[str] = CHANNELS,
 ) -> dict[str, Any]:
     """The rate ladder, then the ceiling.
 
@@ -380,7 +395,9 @@ def run(
             errors[f"rate_{rate}"] = "skipped: benchmark time budget used up"
             return None
         try:
-            result = run_step(rate, seconds=seconds, warmup=warmup, while_up=hook)
+            result = run_step(
+                rate, seconds=seconds, warmup=warmup, while_up=hook, channels=channels
+            )
         except (CliError, subprocess.TimeoutExpired, OSError) as exc:
             errors[f"rate_{rate}"] = str(exc)
             return None
@@ -405,7 +422,7 @@ def run(
             if step(rate):
                 break
     try:
-        ceil: dict[str, Any] | None = ceiling(seconds=ceiling_seconds)
+        ceil: dict[str, Any] | None = ceiling(seconds=ceiling_seconds, rates=ceiling_rates)
     except Exception as exc:  # CliError, OSError, websockets' own: report, do not abort
         ceil, errors["ceiling"] = None, f"{type(exc).__name__}: {exc}"
     lat = steps.get(str(latency_rate), {}).get("latency_ms", {})
@@ -419,7 +436,7 @@ def run(
     return {
         "workload": {
             "pipeline": "dev up feed -> WSM -> sidecar -> alpaca-md tail --output json (pipe)",
-            "subscription": {c: ["*"] for c in CHANNELS},
+            "subscription": {c: ["*"] for c in channels},
             "rates_tried": [int(r) for r in steps],
             "window_seconds": seconds,
             "warmup_seconds": warmup,

@@ -1,10 +1,11 @@
 """Memory: peak RSS of ``tail`` and of ``run`` at the highest sustained rate.
 
-Peak RSS is the process's own ``ru_maxrss``, read by reaping it with ``os.wait4`` (exact, and
-free of psutil). ``tail``'s numbers come from the end-to-end steps (:mod:`bench.e2e` already
-reaps each tail that way); ``run`` is measured here as ``alpaca-md run --embedded`` for a few
-seconds, which holds the whole embedded platform and the Alpaca server in the same process, so
-its figure is the platform's footprint plus the consumer's.
+Peak RSS is the process's own ``VmHWM`` (/proc/<pid>/status), sampled while it runs, free of
+psutil; ``ru_maxrss`` would not do (see :func:`bench.platform.vm_hwm_kb`). ``tail``'s numbers
+come from the end-to-end steps (:mod:`bench.e2e` samples each tail that way); ``run`` is
+measured here as ``alpaca-md run --embedded`` for a few seconds, which holds the whole embedded
+platform and the Alpaca server in the same process, so its figure is the platform's footprint
+plus the consumer's.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.platform import alpaca_md, reap
+from bench.platform import PeakRss, alpaca_md, reap
 
 __all__ = ["run", "run_peak_rss", "tail_peak_rss"]
 
@@ -79,7 +80,9 @@ def run_peak_rss(rate: int | None, seconds: float = 10.0) -> dict[str, Any]:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        rss_kb, code = reap(proc, timeout=seconds + 60)
+        peak = PeakRss(proc.pid)
+        code = reap(proc, timeout=seconds + 60)
+        rss_kb = peak.stop()
         log_tail = (Path(tmp) / "run.log").read_text(errors="replace")[-500:]
         streamed = _streamed(report_path)
     return {
@@ -107,7 +110,7 @@ def run(e2e: dict[str, Any], seconds: float = 10.0) -> dict[str, Any]:
         "workload": {
             "tail": "alpaca-md tail --output json in each end-to-end step (10 s + warm-up)",
             "run": f"alpaca-md run --embedded --duration {seconds} (platform in-process)",
-            "statistic": "ru_maxrss of the process (os.wait4)",
+            "statistic": "VmHWM of the process, sampled every 0.1 s until it exits",
             "highest_sustained_rate": best,
         },
         "tail_peak_rss_mb_by_rate": tails,

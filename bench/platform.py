@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,10 +25,12 @@ __all__ = [
     "PROFILE_ENV",
     "CliError",
     "DevUp",
+    "PeakRss",
     "alpaca_md",
     "dev_up",
     "profiled",
     "reap",
+    "vm_hwm_kb",
 ]
 
 CONTROLLER_URL = "embedded://websocketmanagercontroller"
@@ -189,24 +192,60 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def reap(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int | None, int | None]:
-    """Wait for ``proc`` with ``os.wait4`` to get its own peak RSS; kill it after ``timeout``.
+def vm_hwm_kb(pid: int) -> int | None:
+    """The process's own peak RSS (``VmHWM`` in /proc/<pid>/status), KiB; None once it is gone.
 
-    Returns ``(ru_maxrss in KiB, exit code)``. ``Popen.wait`` would discard the rusage, and
-    ``RUSAGE_CHILDREN`` mixes every child the benchmark ever had.
+    Not ``ru_maxrss``: Linux folds the pre-``exec`` address space into it, and subprocess
+    starts children with vfork, so every child would report at least the benchmark's own size.
     """
-    deadline = time.monotonic() + timeout
-    flags = os.WNOHANG
-    while True:
-        pid, status, usage = os.wait4(proc.pid, flags)
-        if pid == proc.pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return int(usage.ru_maxrss), proc.returncode
-        if time.monotonic() > deadline:
-            proc.kill()
-            flags = 0
-        else:
-            time.sleep(0.02)
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class PeakRss:
+    """Samples a process's ``VmHWM`` in a thread until stopped; :attr:`kb` is the last seen.
+
+    ``VmHWM`` only grows, so the last sample before the process exits is its peak (give or
+    take what it allocates in its final ``interval``).
+    """
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
+        self.pid = pid
+        self.kb: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(interval)
+
+    def sample(self) -> int | None:
+        kb = vm_hwm_kb(self.pid)
+        if kb is not None and (self.kb is None or kb > self.kb):
+            self.kb = kb
+        return self.kb
+
+    def stop(self) -> int | None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        return self.kb
+
+
+def reap(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """Wait for ``proc`` (killing it after ``timeout``); returns its exit code."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
 
 
 def env_with(base: Mapping[str, str], **extra: str) -> dict[str, str]:

@@ -99,7 +99,14 @@ def test_analysis_requires_the_offered_rate_to_arrive() -> None:
 def test_end_to_end_step_memory_and_report_on_the_embedded_platform(tmp_path: Path) -> None:
     try:
         result = e2e.run(
-            rates=(500,), seconds=1.0, warmup=0.3, latency_rate=500, ceiling_seconds=0.5
+            rates=(),
+            fallback_rates=(),
+            seconds=1.0,
+            warmup=0.3,
+            latency_rate=500,
+            ceiling_seconds=0.5,
+            ceiling_rates=(2_000,),
+            channels=("trades",),
         )
     except CliError as exc:  # pragma: no cover - the pipeline's own tests say why
         pytest.fail(f"pipeline failed: {exc}")
