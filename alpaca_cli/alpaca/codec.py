@@ -16,8 +16,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
-from operator import itemgetter
 from typing import Any, Literal, TypeAlias
 
 import msgpack
@@ -90,7 +88,7 @@ class DecodeError(ValueError):
 
 # --------------------------------------------------------------------------- server frames
 
-_NUM = frozenset({int, float})
+_NUM: frozenset[Any] = frozenset({int, float})
 
 
 class _Bad(Exception):
@@ -107,11 +105,12 @@ def _ts(value: Any) -> int:
     if value.__class__ is str:
         base = _SECONDS.get(value[:19])
         # A cached prefix means len(value) >= 19 and value[18] is a digit, so with a final
-        # "Z" value[19] exists. isdigit() rejects signs, spaces and "_" that int() would take.
+        # "Z" value[19] exists. isdigit() rejects signs, spaces and "_" that int() would
+        # take, and isascii() the digits of other scripts.
         if base is not None and value[-1] == "Z" and value[19] == ".":
             frac = value[20:-1]
             n = len(frac)
-            if n <= 9 and frac.isdigit():
+            if n <= 9 and frac.isdigit() and frac.isascii():
                 return base + int(frac) * _SCALE[n]
         try:
             return parse_rfc3339(value)
@@ -177,10 +176,16 @@ def _trade(o: dict[str, Any]) -> Trade:
     extra = None if len(o) == n else _extra(o, _TRADE_KEYS)
     # _ts's fast path, inlined: one call less per message on the hottest line of the decoder.
     base = _SECONDS.get(t[:19]) if t.__class__ is str else None
-    if base is not None and t[-1] == "Z" and t[19] == "." and (f := t[20:-1]).isdigit():
-        ns = base + int(f) * _SCALE[len(f)] if len(f) <= 9 else _ts(t)
-    else:
-        ns = _ts(t)
+    ns = (
+        base + int(f) * _SCALE[len(f)]
+        if base is not None
+        and t[-1] == "Z"
+        and t[19] == "."
+        and (f := t[20:-1]).isdigit()
+        and f.isascii()
+        and len(f) <= 9
+        else _ts(t)
+    )
     return Trade(sym, p, s, ns, i, tks, extra)
 
 
@@ -217,10 +222,16 @@ def _quote(o: dict[str, Any]) -> Quote:
     extra = None if len(o) == 7 else _extra(o, _QUOTE_KEYS)
     # _ts's fast path, inlined: one call less per message on the hottest line of the decoder.
     base = _SECONDS.get(t[:19]) if t.__class__ is str else None
-    if base is not None and t[-1] == "Z" and t[19] == "." and (f := t[20:-1]).isdigit():
-        ns = base + int(f) * _SCALE[len(f)] if len(f) <= 9 else _ts(t)
-    else:
-        ns = _ts(t)
+    ns = (
+        base + int(f) * _SCALE[len(f)]
+        if base is not None
+        and t[-1] == "Z"
+        and t[19] == "."
+        and (f := t[20:-1]).isdigit()
+        and f.isascii()
+        and len(f) <= 9
+        else _ts(t)
+    )
     return Quote(sym, bp, bs, ap, as_, ns, extra)
 
 
@@ -272,20 +283,17 @@ _BOOK_SPEC: dict[str, frozenset[type] | None] = {"S": _STR, "t": None}
 _BOOK_KEYS = frozenset({"T", "S", "t", "b", "a", "r"})
 
 
-_PS = itemgetter("p", "s")
-
-
-def _levels(entries: Any, side: str) -> list[tuple[float, float]]:
-    """Slow path of :func:`_book`'s levels: validate one side and say what is wrong."""
+def _levels(entries: Any, side: str) -> None:
+    """Slow path of :func:`_book`: find what is wrong with one side's levels."""
+    if not entries:  # missing, null or empty: lenient, as the spec asks
+        return
     if entries.__class__ is not list:
         raise _Bad(side, "levels are not an array")
-    try:
-        levels: list[tuple[float, float]] = list(map(_PS, entries))
-    except (KeyError, TypeError, IndexError):
-        raise _Bad(side, "a level is not an object with p and s") from None
-    if not _NUM.issuperset(map(type, chain.from_iterable(levels))):
-        raise _Bad(side, "a level's p or s is not a number")
-    return levels
+    for e in entries:
+        if e.__class__ is not dict or "p" not in e or "s" not in e:
+            raise _Bad(side, "a level is not an object with p and s")
+        if e["p"].__class__ not in _NUM or e["s"].__class__ not in _NUM:
+            raise _Bad(side, "a level's p or s is not a number")
 
 
 def _book(o: dict[str, Any]) -> OrderBookUpdate:
@@ -298,29 +306,46 @@ def _book(o: dict[str, Any]) -> OrderBookUpdate:
     if sym.__class__ is not str:
         raise _Bad("S", "wrong type")
     # Spec: both sides are normally present, possibly empty; be lenient if one is missing.
-    b = o.get("b")
-    a = o.get("a")
+    b: Any = o.get("b") or ()
+    a: Any = o.get("a") or ()
     r = o.get("r", False)
     if r.__class__ is not bool:
         raise _Bad("r", "wrong type")
+    # A plain loop beats map(itemgetter) here: updates carry only a few levels. Anything but
+    # a list of objects with numeric p and s fails inside it (iterating a string or a dict
+    # yields strings, which cannot be indexed by "p"); _levels then names the culprit.
+    bids: list[tuple[float, float]] = []
+    asks: list[tuple[float, float]] = []
     try:
-        # itemgetter builds the (p, s) tuples in C; anything but a list of objects with p and s
-        # raises here (a string, a number, a dict, a level that is not an object).
-        bids: list[tuple[float, float]] = list(map(_PS, b)) if b else []
-        asks: list[tuple[float, float]] = list(map(_PS, a)) if a else []
-        ok = _NUM.issuperset(map(type, chain.from_iterable(bids + asks)))
+        for e in b:
+            p = e["p"]
+            s = e["s"]
+            if p.__class__ not in _NUM or s.__class__ not in _NUM:
+                raise TypeError
+            bids.append((p, s))
+        for e in a:
+            p = e["p"]
+            s = e["s"]
+            if p.__class__ not in _NUM or s.__class__ not in _NUM:
+                raise TypeError
+            asks.append((p, s))
     except (KeyError, TypeError, IndexError):
-        ok = False
-    if not ok or (b and b.__class__ is not list) or (a and a.__class__ is not list):
-        _levels(b or [], "b")
-        _levels(a or [], "a")
+        _levels(o.get("b"), "b")
+        _levels(o.get("a"), "a")
+        raise
     extra = None if _BOOK_KEYS.issuperset(o) else _extra(o, _BOOK_KEYS)
     # _ts's fast path, inlined: one call less per message on the hottest line of the decoder.
     base = _SECONDS.get(t[:19]) if t.__class__ is str else None
-    if base is not None and t[-1] == "Z" and t[19] == "." and (f := t[20:-1]).isdigit():
-        ns = base + int(f) * _SCALE[len(f)] if len(f) <= 9 else _ts(t)
-    else:
-        ns = _ts(t)
+    ns = (
+        base + int(f) * _SCALE[len(f)]
+        if base is not None
+        and t[-1] == "Z"
+        and t[19] == "."
+        and (f := t[20:-1]).isdigit()
+        and f.isascii()
+        and len(f) <= 9
+        else _ts(t)
+    )
     return OrderBookUpdate(sym, ns, bids, asks, r, extra)
 
 

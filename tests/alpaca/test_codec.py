@@ -501,3 +501,20 @@ def test_default_split_is_100_symbols() -> None:
 )  # fmt: skip
 def test_is_valid_symbol(symbol: str, ok: bool) -> None:
     assert is_valid_symbol(symbol) is ok
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["2024-03-12T10:27:48.１Z", "2024-03-12T10:27:48.1234567890Z", "2024-03-12T10:27:48.+1Z",
+     "2024-03-12T10:27:48.1_0Z", "2024-03-12T10:27:48 1Z", "2024-03-12T10:27:48.1"],
+)  # fmt: skip
+def test_the_decoders_timestamp_fast_path_is_as_strict_as_parse_rfc3339(stamp: str) -> None:
+    with pytest.raises(ValueError):
+        parse_rfc3339(stamp)
+    for obj in (SPEC_TRADE, SPEC_QUOTE, SPEC_BOOK_ASK, SPEC_BAR):
+        msg = orjson.loads(obj)
+        parse_rfc3339(msg["t"])  # warm the per-second cache, as a live stream would
+        msg["t"] = msg["t"][:19] + stamp[19:]
+        with pytest.raises(DecodeError) as info:
+            decode(orjson.dumps([msg]))
+        assert info.value.field == "t"
