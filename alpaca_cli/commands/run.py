@@ -159,19 +159,24 @@ class _Run:
 
     def execute(self) -> Outcome:
         from alpaca_cli.errors import AlpacaMdError, ExitCode
-        from alpaca_cli.live.signals import StopRequested
+        from alpaca_cli.live.signals import ForceQuit, StopRequested
 
         error: AlpacaMdError | None = None
         reason = "finished"
+        forced = False
         try:
             reason = self._flow()
         except StopRequested:
             reason = self.guard.reason or "interrupted"
         except AlpacaMdError as exc:
             error = exc
+        except ForceQuit:
+            forced = True  # a second signal: no teardown, see force_quit()
+            raise
         finally:
-            teardown_error = self._teardown()
-            self._close()
+            if not forced:
+                teardown_error = self._teardown()
+                self._close()
 
         if error is not None:
             failed = next(reversed(self.steps.failed), None) if self.steps.failed else None
@@ -251,10 +256,7 @@ class _Run:
         from alpaca_cli.live.embedded import EmbeddedProcess
 
         self.embedded = EmbeddedProcess(_embedded_args(self.opts))
-        with (
-            self.steps.step("platform", "starting the embedded platform") as step,
-            self.guard.abortable(),
-        ):
+        with self.steps.step("platform", "starting the embedded platform") as step:
             env = self.embedded.start(timeout=60.0, should_stop=self.guard.stop.is_set)
             step.detail = f"gateway {env.get('VIRTUFIN_API_URL')}"
         if self.opts.alpaca_url:
@@ -280,8 +282,7 @@ class _Run:
 
         assert self.rt is not None
         with self.steps.step("build", "building the controller worker") as step:
-            with self.guard.abortable():
-                result = build_worker(self.rt, project=opts.project)
+            result = build_worker(self.rt, project=opts.project)
             step.detail = result.package_path
 
     def _deploy(self) -> None:
@@ -333,8 +334,7 @@ class _Run:
 
         assert self.rt is not None
         with self.steps.step("auth", "authenticating with Alpaca") as step:
-            with self.guard.abortable():
-                result = authenticate(self.rt)
+            result = authenticate(self.rt)
             step.detail = result.message
 
     def _subscribe(self) -> None:
@@ -344,8 +344,7 @@ class _Run:
         assert rt is not None
         channel = rt.config.channel
         with self.steps.step("subscribe", f"subscribing to {channel}") as step:
-            with self.guard.abortable():
-                result = subscribe_symbols(rt)
+            result = subscribe_symbols(rt)
             confirmed = result.confirmed.get(channel) or list(result.symbols)
             self.confirmed = {channel: tuple(confirmed)}
             self.stats.expect(confirmed)

@@ -140,7 +140,7 @@ class StreamLoop:
         while True:
             now = self._clock()
             if self.stop.is_set():
-                return self.end_reason or "stopped"
+                return self.end_reason or "stop requested"
             if self.deadline is not None and now >= self.deadline:
                 return "duration reached"
             timeout = 0.0 if self.stream.pending() else POLL

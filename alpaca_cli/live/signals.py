@@ -1,12 +1,14 @@
 """Ctrl+C and SIGTERM for ``run``: the first asks for one orderly stop, the second forces.
 
-Why not just KeyboardInterrupt: an interrupt in the middle of ``deploy`` or ``connect`` could
-leave a worker or connection the state file does not know yet, and CI runners send SIGTERM,
-which Python does not turn into an exception at all. So the first signal only sets
-:attr:`SignalGuard.stop` (and interrupts the current wait when the code declared itself safe to
-abort with :meth:`SignalGuard.abortable`); mutating steps finish (they are time-bounded) and
-teardown runs. A second signal raises :class:`ForceQuit` wherever the program is: teardown is
-skipped and ``run`` prints the ids it leaves behind.
+Why not just KeyboardInterrupt: an exception raised at an arbitrary point can leave a library's
+internal lock held (a gRPC channel raised into mid-call hangs the next call: seen in testing) or
+a worker created that the state file does not know yet; and CI runners send SIGTERM, which Python
+does not turn into an exception at all. So the first signal only sets
+:attr:`SignalGuard.stop`: the current step finishes (steps are time-bounded), the stream loop
+sees the flag within 100 ms, and teardown runs. :meth:`SignalGuard.abortable` exists for waits of
+our own that are safe to interrupt. A second signal raises :class:`ForceQuit` wherever the
+program is: teardown is skipped and ``run`` prints the ids it leaves behind (the process exits
+right after, so a library left in a bad state no longer matters).
 """
 
 from __future__ import annotations

@@ -19,8 +19,6 @@ import pytest
 
 from alpaca_cli.devstack.stack import EmbeddedPlatform, StackConfig, start_in_thread
 
-EMBEDDED_WORKER_URL = "embedded://websocketmanagercontroller"
-
 
 class RunProcess:
     """``python -m alpaca_cli run ...`` whose stderr lines can be waited for."""
@@ -137,7 +135,12 @@ def fresh_platform() -> Iterator[Any]:
         yield lambda **feed: start_platform(stack, **feed)
 
 
-def assert_nothing_left(platform: EmbeddedPlatform) -> None:
-    """No worker and no connection remain on the platform."""
+def _assert_nothing_left(platform: EmbeddedPlatform) -> None:
     assert [w.id for w in platform.workmanager.list_workers()] == []
     assert [c.id for c in platform.wsm.list()] == []
+
+
+@pytest.fixture
+def nothing_left() -> Any:
+    """``nothing_left(platform)`` asserts no worker and no connection remain on the platform."""
+    return _assert_nothing_left

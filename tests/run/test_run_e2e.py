@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.run.conftest import EMBEDDED_WORKER_URL, assert_nothing_left
-
 pytestmark = pytest.mark.timeout(120)
 
+EMBEDDED_WORKER_URL = "embedded://websocketmanagercontroller"
 STEPS = ["deploy", "connect", "publish", "auth", "subscribe", "stream"]
 SYMBOLS = ["BTC/USD", "ETH/USD", "SOL/USD", "DOGE/USD", "AVAX/USD"]
 
@@ -67,7 +66,7 @@ def test_embedded_run_passes_the_smoke_check_and_reports(run_cli: Any, tmp_path:
 
 
 def test_run_against_a_platform_leaves_nothing_behind(
-    run_cli: Any, platform: Any, tmp_path: Path
+    nothing_left: Any, run_cli: Any, platform: Any, tmp_path: Path
 ) -> None:
     report_path = tmp_path / "r.json"
     proc = run_cli(
@@ -77,11 +76,13 @@ def test_run_against_a_platform_leaves_nothing_behind(
     assert proc.wait() == 0, proc.stderr
     assert json.loads(report_path.read_text())["subscribed"] == SYMBOLS
     assert "- build skipped (--url given)" in proc.stderr
-    assert_nothing_left(platform)
+    nothing_left(platform)
     assert platform.alpaca_secret not in proc.stderr + proc.stdout + report_path.read_text()
 
 
-def test_too_few_frames_fail_the_smoke_check(run_cli: Any, platform: Any, tmp_path: Path) -> None:
+def test_too_few_frames_fail_the_smoke_check(
+    nothing_left: Any, run_cli: Any, platform: Any, tmp_path: Path
+) -> None:
     report_path = tmp_path / "r.json"
     proc = run_cli(
         platform_args("--duration", "0.5", "--min-frames", "1000000", "--report", str(report_path)),
@@ -91,10 +92,12 @@ def test_too_few_frames_fail_the_smoke_check(run_cli: Any, platform: Any, tmp_pa
     report = json.loads(report_path.read_text())
     assert report["exit_code"] == 7
     assert report["exit_reason"].startswith("smoke check failed")
-    assert_nothing_left(platform)
+    nothing_left(platform)
 
 
-def test_a_dropped_connection_is_healed(run_cli: Any, fresh_platform: Any, tmp_path: Path) -> None:
+def test_a_dropped_connection_is_healed(
+    nothing_left: Any, run_cli: Any, fresh_platform: Any, tmp_path: Path
+) -> None:
     platform = fresh_platform(drop_after=2.0)
     report_path = tmp_path / "r.json"
     proc = run_cli(platform_args("--duration", "4.5", "--report", str(report_path)), platform.env())
@@ -103,24 +106,24 @@ def test_a_dropped_connection_is_healed(run_cli: Any, fresh_platform: Any, tmp_p
     assert report["reconnects"] >= 1, report
     assert report["resumed"] >= 1, (report, proc.stderr)  # data flowed again after a re-handshake
     assert "sending auth and the subscriptions again" in proc.stderr
-    assert_nothing_left(platform)
+    nothing_left(platform)
 
 
-def test_bad_alpaca_credentials_exit_4(run_cli: Any, platform: Any) -> None:
+def test_bad_alpaca_credentials_exit_4(nothing_left: Any, run_cli: Any, platform: Any) -> None:
     env = {**platform.env(), "ALPACA_API_SECRET": "wrong-secret"}
     proc = run_cli(platform_args("--duration", "5"), env)
     assert proc.wait() == 4, proc.stderr
     assert "✗ auth" in proc.stderr and "402" in proc.stderr
     assert "✓ teardown" in proc.stderr
-    assert_nothing_left(platform)
+    nothing_left(platform)
 
 
-def test_symbol_limit_exits_5(run_cli: Any, fresh_platform: Any) -> None:
+def test_symbol_limit_exits_5(nothing_left: Any, run_cli: Any, fresh_platform: Any) -> None:
     platform = fresh_platform(symbol_limit=2)
     proc = run_cli(platform_args("--duration", "5"), platform.env())
     assert proc.wait() == 5, proc.stderr
     assert "✗ subscribe" in proc.stderr and "405" in proc.stderr
-    assert_nothing_left(platform)
+    nothing_left(platform)
 
 
 def test_platform_down_exits_3(run_cli: Any) -> None:
@@ -149,22 +152,24 @@ SIGNAL_CASES = [
 
 @pytest.mark.parametrize(("step", "signum"), SIGNAL_CASES)
 def test_a_signal_at_any_step_tears_down(
-    run_cli: Any, platform: Any, step: str, signum: int
+    nothing_left: Any, run_cli: Any, platform: Any, step: str, signum: int
 ) -> None:
     proc = run_cli(platform_args("--duration", "30"), platform.env())
     proc.wait_for_line(f"… {step}:")
     proc.send_signal(signum)
     assert proc.wait() == 130, proc.stderr
     assert "interrupted" in proc.stderr
-    assert_nothing_left(platform)
+    nothing_left(platform)
 
 
-def test_second_ctrl_c_skips_teardown_and_names_what_is_left(run_cli: Any, platform: Any) -> None:
+def test_second_ctrl_c_skips_teardown_and_names_what_is_left(
+    nothing_left: Any, run_cli: Any, platform: Any
+) -> None:
     workmanager = platform.workmanager
     original = workmanager.stop_worker
 
     async def slow_stop(worker_id: str) -> None:
-        await asyncio.sleep(3)
+        await asyncio.sleep(2)
         await original(worker_id)
 
     workmanager.stop_worker = slow_stop  # teardown now takes long enough to interrupt
@@ -184,4 +189,4 @@ def test_second_ctrl_c_skips_teardown_and_names_what_is_left(run_cli: Any, platf
     # The state file kept the ids: `alpaca-md teardown` finishes the job later.
     cleanup = run_cli(["teardown"], platform.env())
     assert cleanup.wait() == 0, cleanup.stderr
-    assert_nothing_left(platform)
+    nothing_left(platform)

@@ -1,0 +1,229 @@
+"""The streaming loop's healing logic, driven by scripted frames and a fake clock (no I/O)."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import deque
+from typing import Any
+
+import orjson
+import pytest
+
+from alpaca_cli.alpaca.codec import decode_client_message
+from alpaca_cli.alpaca.messages import Error, OrderBookUpdate, Subscription, Success
+from alpaca_cli.alpaca.session import ClientSession
+from alpaca_cli.errors import AlpacaAuthRefused, CommandRefused
+from alpaca_cli.live.loop import StreamLoop
+from alpaca_cli.live.stats import RunInfo, StreamStats
+from alpaca_cli.platform.frames import FrameMeta
+from alpaca_cli.stream import StreamItem
+
+CONN = "conn-1"
+NS = 1_700_000_000_000_000_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class ScriptedStream:
+    """Stands in for TopicStream: each ``next`` pops one scripted step.
+
+    A step is a list of messages (one frame), a number (advance the clock by that much and
+    return nothing) or a callable (run it, return nothing).
+    """
+
+    def __init__(self, clock: Clock, script: list[Any], stop: threading.Event) -> None:
+        self.clock = clock
+        self.script = deque(script)
+        self.stop = stop
+
+    def pending(self) -> bool:
+        return bool(self.script) and isinstance(self.script[0], list)
+
+    def next(self, timeout: float | None = None) -> StreamItem | None:
+        if not self.script:
+            self.stop.set()
+            return None
+        step = self.script.popleft()
+        if isinstance(step, list):
+            return StreamItem(NS, FrameMeta(websocket_id=CONN), b"", step)
+        if callable(step):
+            step()
+        else:
+            self.clock.now += step
+        return None
+
+
+class Lifecycle:
+    def __init__(self) -> None:
+        self.events: deque[Any] = deque()
+
+    def get(self, timeout: float | None = None) -> Any:
+        return self.events.popleft() if self.events else None
+
+
+class NoView:
+    def tick(self, now: float, *, force: bool = False) -> None:
+        pass
+
+
+def book(reset: bool = False) -> OrderBookUpdate:
+    return OrderBookUpdate("BTC/USD", NS, bids=[(1.0, 1.0)], asks=[(2.0, 1.0)], reset=reset)
+
+
+WELCOME = [Success("connected")]
+AUTHED = [Success("authenticated")]
+SUBSCRIBED = [Subscription(orderbooks=("BTC/USD",))]
+
+
+def make_loop(
+    script: list[Any], *, fail_sends: int = 0, lifecycle: Lifecycle | None = None
+) -> tuple[StreamLoop, list[str], Clock]:
+    clock = Clock()
+    stop = threading.Event()
+    sent: list[str] = []
+    failures = [fail_sends]
+
+    def send(payload: bytes) -> None:
+        if failures[0] > 0:
+            failures[0] -= 1
+            raise CommandRefused("the controller refused 'send_raw': Websocket is not connected.")
+        msg = decode_client_message(payload)
+        sent.append(getattr(msg, "action", "auth"))
+
+    session = ClientSession({"orderbooks": ["BTC/USD"]})
+    session.handshake("key", "secret")  # the first handshake went out through the auth step
+    stats = StreamStats(start=clock.now)
+    stats.expect(["BTC/USD"])
+    loop = StreamLoop(
+        stream=ScriptedStream(clock, script, stop),  # type: ignore[arg-type]
+        lifecycle=lifecycle,  # type: ignore[arg-type]
+        session=session,
+        stats=stats,
+        info=RunInfo(),
+        view=NoView(),
+        connection_id=CONN,
+        send=send,
+        credentials=lambda: ("key", "secret"),
+        clock=clock,
+        stop=stop,
+        deadline=None,
+        stall_limit=10.0,
+        rng=random.Random(1),
+    )
+    return loop, sent, clock
+
+
+def test_a_welcome_on_the_topic_triggers_auth_and_resubscribe() -> None:
+    loop, sent, _ = make_loop([[book(True)], WELCOME, 0.1, AUTHED, SUBSCRIBED, [book(True)], 0.1])
+    loop.run()
+    assert sent == ["auth", "subscribe"]
+    assert loop.stats.reconnects == 1
+    assert loop.stats.resumed == 1
+    assert loop.stats.books["BTC/USD"].valid
+
+
+def test_books_are_stale_between_the_reconnect_and_the_next_reset() -> None:
+    checked: list[bool] = []
+    loop, _, _ = make_loop([])
+    loop.stream.script.extend(  # type: ignore[attr-defined]
+        [
+            [book(True)],
+            WELCOME,
+            lambda: checked.append(loop.stats.books["BTC/USD"].valid),
+            [book()],
+            0.1,
+        ]
+    )
+    loop.run()
+    assert checked == [False]
+    assert not loop.stats.books["BTC/USD"].valid  # a delta alone does not make it valid
+
+
+def test_406_backs_off_before_the_next_handshake() -> None:
+    loop, sent, clock = make_loop(
+        [WELCOME, 0.1, [Error(406, "connection limit exceeded")], 0.1, 0.1, 0.5, 0.5, 0.5, 0.5, 0.5]
+    )
+    times: list[float] = []
+    original = loop._send
+
+    def timed(payload: bytes) -> None:
+        times.append(clock.now)
+        original(payload)
+
+    loop._send = timed
+    loop.run()
+    assert sent == ["auth", "subscribe", "auth", "subscribe"]
+    # The second handshake waited at least the first backoff delay (>= 0.75 s with jitter).
+    assert times[2] - times[1] >= 0.75
+
+
+@pytest.mark.parametrize("code", [402, 409])
+def test_refused_credentials_end_the_run(code: int) -> None:
+    loop, _, _ = make_loop([WELCOME, 0.1, [Error(code, "no")]])
+    with pytest.raises(AlpacaAuthRefused) as info:
+        loop.run()
+    assert info.value.code == code
+
+
+def test_406_for_too_long_ends_the_run() -> None:
+    loop, _, _ = make_loop([WELCOME, *([0.1, [Error(406, "connection limit exceeded")], 9.0] * 40)])
+    with pytest.raises(AlpacaAuthRefused) as info:
+        loop.run()
+    assert info.value.code == 406
+
+
+def test_a_failed_send_is_retried() -> None:
+    loop, sent, _ = make_loop([WELCOME, 0.1, 1.1, 0.1], fail_sends=1)
+    loop.run()
+    assert sent == ["auth", "subscribe"]
+    assert any("re-handshake failed" in e for e in loop.stats.error_log)
+
+
+def test_the_lifecycle_event_is_the_fallback_when_no_welcome_shows() -> None:
+    lifecycle = Lifecycle()
+
+    class Event:
+        type = "com.virtufin.websocketmanager.lifecycle.connected"
+        data = orjson.dumps({"connection_id": CONN, "attempt": 1})
+
+    class Other:
+        type = "com.virtufin.websocketmanager.lifecycle.reconnecting"
+        data = orjson.dumps({"connection_id": "someone-else", "attempt": 1})
+
+    lifecycle.events.extend([Other(), Event()])
+    loop, sent, _ = make_loop([0.1, 1.0, 1.5, 0.1], lifecycle=lifecycle)
+    loop.run()
+    assert sent == ["auth", "subscribe"]
+    assert loop.stats.reconnects == 1
+    assert loop.info.connection_status == "CONNECTED"
+
+
+def test_a_silent_stream_is_reported_once_as_stalled() -> None:
+    loop, _, _ = make_loop([[book(True)], 6.0, 6.0, 6.0, [book()], 0.1])
+    loop.run()
+    stalls = [e for e in loop.stats.error_log if e.startswith("stream stalled")]
+    assert len(stalls) == 1
+    assert loop.info.phase == "streaming"  # data came back
+
+
+def test_frames_of_other_connections_are_ignored() -> None:
+    loop, _, _ = make_loop([])
+    loop.stream.script.append([book(True)])  # type: ignore[attr-defined]
+    original = loop.stream.next
+
+    def other(timeout: float | None = None) -> StreamItem | None:
+        item = original(timeout)
+        if item is not None:
+            item.meta = FrameMeta(websocket_id="someone-else")
+        return item
+
+    loop.stream.next = other  # type: ignore[method-assign]
+    loop.run()
+    assert loop.stats.data_messages == 0
