@@ -21,6 +21,7 @@ __all__ = [
     "BarKind",
     "DataMessage",
     "Error",
+    "Level",
     "Message",
     "OrderBookUpdate",
     "Quote",

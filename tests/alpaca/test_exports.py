@@ -20,7 +20,7 @@ def test_every_exported_name_exists() -> None:
 @pytest.mark.parametrize("module", [m for m in MODULES if m != "errors"])
 def test_module_exports_are_re_exported_except_helpers(module: str) -> None:
     mod = importlib.import_module(f"alpaca_cli.alpaca.{module}")
-    helpers = {"from_msgpack_timestamp", "to_msgpack_timestamp", "BAR_KINDS", "BarKind"}
+    helpers = {"from_msgpack_timestamp", "to_msgpack_timestamp", "BAR_KINDS"}
     missing = set(mod.__all__) - set(core.__all__) - helpers
     assert not missing
 
