@@ -178,12 +178,13 @@ class _Run:
                 teardown_error = self._teardown()
                 self._close()
 
-        if error is not None:
+        if self.guard.interrupted:
+            # Whatever failed after Ctrl+C/SIGTERM failed because of it.
+            code, reason = int(ExitCode.INTERRUPTED), self.guard.reason or "interrupted"
+        elif error is not None:
             failed = next(reversed(self.steps.failed), None) if self.steps.failed else None
             where = f"{failed} failed" if failed else "failed"
             code, reason = int(error.exit_code), f"{where}: {error}"
-        elif self.guard.interrupted:
-            code, reason = int(ExitCode.INTERRUPTED), self.guard.reason or "interrupted"
         else:
             code = int(ExitCode.OK)
         if teardown_error is not None and code == 0:
@@ -209,7 +210,7 @@ class _Run:
             api_url=opts.api_url,
             settings=opts.settings,
             env_file=opts.env_file,
-            state=opts.state,
+            state=opts.state or (self.embedded.state_path if self.embedded else None),
             pubsub=opts.pubsub,
             command_topic=opts.command_topic,
             reply_topic=opts.reply_topic,
@@ -530,6 +531,15 @@ class _Run:
         if not left:
             left += [f"worker {self.info.worker_id}"] if self.info.worker_id else []
             left += [f"connection {self.info.connection_id}"] if self.info.connection_id else []
+        self.torn_down = True
+        embedded, self.embedded = self.embedded, None
+        if embedded is not None:
+            # The platform lives only as long as this run: it takes everything with it.
+            what = ", ".join(left) if left else "nothing"
+            self._say(f"Skipped cleanup; the embedded platform stops with run ({what} go with it).")
+            embedded.stop(timeout=1.0)
+            embedded.cleanup()
+            return
         state_flag = f" --state {path}" if path is not None else ""
         if left:
             self._say(
@@ -538,12 +548,6 @@ class _Run:
             )
         else:
             self._say("Skipped cleanup; nothing had been created on the platform.")
-        if self.embedded is not None:
-            self._say("The embedded platform stops with this process.")
-        self.torn_down = True
-        embedded, self.embedded = self.embedded, None
-        if embedded is not None:
-            embedded.stop(timeout=1.0)
 
 
 def _runtime_class() -> type[Runtime]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,6 +95,9 @@ class EmbeddedProcess:
         self._dir = Path(tempfile.mkdtemp(prefix="alpaca-md-embedded-"))
         self.env_path = self._dir / "platform.env"
         self.log_path = self._dir / "platform.log"
+        self.state_path = self._dir / "state.json"
+        """A state file for runs against this platform: it dies with the platform, so a user's
+        own state file (naming workers on a real platform) is never touched."""
         self.process: subprocess.Popen[bytes] | None = None
         self.env: dict[str, str] = {}
 
@@ -179,10 +183,7 @@ class EmbeddedProcess:
 
     def cleanup(self) -> None:
         """Remove the temporary directory (the env file holds test credentials)."""
-        for path in (self.env_path, self.log_path):
-            path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            self._dir.rmdir()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> EmbeddedProcess:
         return self
