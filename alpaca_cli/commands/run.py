@@ -608,7 +608,12 @@ def execute(opts: RunOptions) -> Outcome:
     )
     outcome.report = report
     if opts.report is not None:
-        write_report(opts.report, report)
+        try:
+            write_report(opts.report, report)
+        except OSError as exc:
+            sys.stderr.write(f"Error: cannot write the report {opts.report}: {exc.strerror}\n")
+            if outcome.exit_code == 0:
+                outcome.exit_code = int(ExitCode.USAGE)
     if opts.json:
         from alpaca_cli.output import write_json
 

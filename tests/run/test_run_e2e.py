@@ -65,6 +65,21 @@ def test_embedded_run_passes_the_smoke_check_and_reports(run_cli: Any, tmp_path:
     assert not (tmp_path / ".alpaca-md" / "state.json").exists()
 
 
+def test_sigterm_ends_an_embedded_run_and_its_platform(run_cli: Any) -> None:
+    import httpx
+
+    proc = run_cli(["run", "--embedded", "--duration", "30"])
+    ready = proc.wait_for_line("✓ platform")
+    gateway = ready.rsplit("gateway ", 1)[1].strip()
+    proc.wait_for_line("… stream:")
+    assert httpx.get(f"{gateway}/health", timeout=5).status_code == 200
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait() == 130, proc.stderr
+    assert "✓ teardown" in proc.stderr
+    with pytest.raises(httpx.TransportError):  # the embedded platform is gone with the run
+        httpx.get(f"{gateway}/health", timeout=5)
+
+
 def test_run_against_a_platform_leaves_nothing_behind(
     nothing_left: Any, run_cli: Any, platform: Any, tmp_path: Path
 ) -> None:
