@@ -106,11 +106,29 @@ def _typer029_python() -> str | None:
     return str(python) if probe.returncode == 0 and probe.stdout.startswith("0.29") else None
 
 
-def heavy_modules_loaded() -> list[str]:
+def _typer029_overlay(python: str | None) -> dict[str, str] | None:
+    """``PYTHONPATH`` that puts the Typer 0.29 venv's packages in front of ours.
+
+    That runs our real ``alpaca-md --help`` on Typer 0.29 (and that venv's rich, click-free
+    Typer deps) without touching the project's venv. Only when the Python versions match.
+    """
+    if python is None:
+        return None
+    major_minor = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site = Path(python).parent.parent / "lib" / major_minor / "site-packages"
+    return {"PYTHONPATH": str(site)} if (site / "typer").is_dir() else None
+
+
+def heavy_modules_loaded(env: Mapping[str, str] | None = None) -> list[str]:
     """Top-level packages among :data:`HEAVY_MODULES` that ``alpaca-md --help`` imports."""
     code = _HELP_PROBE.format(HEAVY=HEAVY_MODULES)
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=None if env is None else {**os.environ, **env},
     )
     for line in proc.stderr.splitlines():
         if line.startswith("BENCH-MODULES "):
@@ -210,9 +228,15 @@ def run(runs: int = 7, platform_env: Mapping[str, str] | None = None) -> dict[st
                 {**os.environ, **platform_env},
             )
         typer029 = _typer029_python()
+        overlay = _typer029_overlay(typer029)
         if typer029 is not None:
             cases["bare_typer_help_typer029"] = ([typer029, str(bare), "--help"], None)
             cases["bare_typer_plain_help_typer029"] = ([typer029, str(plain), "--help"], None)
+        if overlay is not None:
+            cases["alpaca_md_help_typer029"] = (
+                [_venv_bin("alpaca-md"), "--help"],
+                {**os.environ, **overlay},
+            )
         times: dict[str, list[float]] = {name: [] for name in cases}
         errors: dict[str, str] = {}
         for _ in range(runs):
@@ -234,6 +258,12 @@ def run(runs: int = 7, platform_env: Mapping[str, str] | None = None) -> dict[st
         heavy: list[str] | None = heavy_modules_loaded()
     except RuntimeError as exc:
         heavy, errors["heavy_modules"] = None, str(exc)
+    heavy029: list[str] | None = None
+    if overlay is not None:
+        try:
+            heavy029 = heavy_modules_loaded(overlay)
+        except RuntimeError as exc:
+            errors["heavy_modules_typer029"] = str(exc)
     help_ratio = ratios.get("alpaca_md_help_vs_bare_typer")
     plain_base = medians.get("bare_typer_plain_help")
     plain_ratio = (
@@ -248,6 +278,8 @@ def run(runs: int = 7, platform_env: Mapping[str, str] | None = None) -> dict[st
             "statistic": "median wall seconds of a fresh subprocess, cases interleaved",
             "cases": {k: " ".join(v[0]) for k, v in cases.items()},
             "typer029_venv": typer029,
+            "typer029_alpaca_md": "alpaca_md_help_typer029 runs our alpaca-md with the Typer "
+            "0.29 venv's site-packages first on PYTHONPATH",
             "note": "bare_typer is Typer's defaults (rich help formatting, since rich is "
             "installed); bare_typer_plain sets rich_markup_mode=None and "
             "pretty_exceptions_enable=False as alpaca-md does. Ratios are to bare_typer_help.",
@@ -255,6 +287,7 @@ def run(runs: int = 7, platform_env: Mapping[str, str] | None = None) -> dict[st
         "seconds": {k: round(v, 4) for k, v in medians.items()},
         "ratios": ratios,
         "help_loads": heavy,
+        "help_loads_on_typer029": heavy029,
         "help_import_offenders": import_offenders(),
         "targets": {
             "help_within_1_2x_bare_typer": None if help_ratio is None else help_ratio <= 1.2,
