@@ -142,6 +142,8 @@ class _Run:
         self.lifecycle: Any = None
         self.confirmed: dict[str, tuple[str, ...]] = {}
         self.torn_down = False
+        self.prior_ids: set[str] = set()
+        """What the state file named before this run: never ours to remove."""
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -225,6 +227,12 @@ class _Run:
         self.rt = rt = _runtime_class()(config, json=opts.json, verbose=opts.verbose)
         rt.log_sources()
         self.steps = self._rebind_steps(rt)
+        before = rt.store.read()
+        if before is not None:
+            self.prior_ids = {
+                f"worker {before.worker.id}" if before.worker else "",
+                f"connection {before.connection.id}" if before.connection else "",
+            } - {""}
         self.info.gateway = rt.config.api_url
         self.info.topic = rt.config.topic
 
@@ -472,6 +480,17 @@ class _Run:
             self._say(f"Cannot read the state file for teardown: {exc}")
             return exc
         if state is None or (state.worker is None and state.connection is None):
+            return None
+        named = {
+            f"worker {state.worker.id}" if state.worker else "",
+            f"connection {state.connection.id}" if state.connection else "",
+        } - {""}
+        if named <= self.prior_ids:
+            # Only what was there before this run (e.g. deploy refused to replace it).
+            self._say(
+                f"- teardown skipped: this run created nothing; {', '.join(sorted(named))} "
+                f"from before it stay (`alpaca-md teardown` removes them)"
+            )
             return None
         from alpaca_cli.commands.teardown import teardown
 

@@ -205,3 +205,19 @@ def test_second_ctrl_c_skips_teardown_and_names_what_is_left(
     cleanup = run_cli(["teardown"], platform.env())
     assert cleanup.wait() == 0, cleanup.stderr
     nothing_left(platform)
+
+
+def test_run_never_removes_what_it_did_not_create(
+    nothing_left: Any, run_cli: Any, platform: Any
+) -> None:
+    earlier = run_cli(["deploy", "--url", EMBEDDED_WORKER_URL], platform.env())
+    assert earlier.wait() == 0, earlier.stderr
+    [worker] = platform.workmanager.list_workers()
+    proc = run_cli(platform_args("--duration", "1"), platform.env())
+    assert proc.wait() == 2, proc.stderr  # deploy refuses: the state names a live worker
+    assert "--replace" in proc.stderr
+    assert "teardown skipped" in proc.stderr
+    assert [w.id for w in platform.workmanager.list_workers()] == [worker.id]
+    cleanup = run_cli(["teardown"], platform.env())
+    assert cleanup.wait() == 0, cleanup.stderr
+    nothing_left(platform)
