@@ -236,6 +236,7 @@ class _Run:
         self.info.gateway = rt.config.api_url
         self.info.topic = rt.config.topic
 
+        self._require_keys()
         self._build()
         self._check_stop()
         self._deploy()
@@ -252,6 +253,27 @@ class _Run:
         if not self.guard.stop.is_set():
             self._list()
         return reason
+
+    def _require_keys(self) -> None:
+        """Missing Alpaca keys fail before anything is created (``auth`` would fail later)."""
+        from alpaca_cli.errors import UsageError
+
+        assert self.rt is not None
+        config = self.rt.config
+        missing = [
+            name
+            for name, value in (
+                ("ALPACA_API_KEY", config.alpaca_key),
+                ("ALPACA_API_SECRET", config.alpaca_secret),
+            )
+            if not value
+        ]
+        if missing:
+            raise UsageError(
+                f"{' and '.join(missing)} not set; nothing was deployed.",
+                hint="Export them (or put them in ./.env), or try `alpaca-md run --embedded`, "
+                "which needs no keys.",
+            )
 
     def _rebind_steps(self, rt: Runtime) -> StepRunner:
         from alpaca_cli.live.steps import StepRunner

@@ -165,6 +165,14 @@ SIGNAL_CASES = [
 ]
 
 
+def test_missing_alpaca_keys_fail_before_anything_is_created(run_cli: Any) -> None:
+    env = {"VIRTUFIN_API_URL": "http://127.0.0.1:9", "DAPR_GRPC_PORT": "9", "DAPR_HTTP_PORT": "9"}
+    proc = run_cli(platform_args("--duration", "1"), env)
+    assert proc.wait() == 2, proc.stderr
+    assert "ALPACA_API_KEY and ALPACA_API_SECRET not set" in proc.stderr
+    assert "… deploy" not in proc.stderr
+
+
 @pytest.mark.parametrize(("step", "signum"), SIGNAL_CASES)
 def test_a_signal_at_any_step_tears_down(
     nothing_left: Any, run_cli: Any, platform: Any, step: str, signum: int

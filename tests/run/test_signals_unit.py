@@ -67,3 +67,16 @@ def test_dev_up_command_uses_free_ports_and_stdin_lifetime(tmp_path: object) -> 
     for flag in ("--gateway-port", "--dapr-http-port", "--dapr-grpc-port", "--feed-port"):
         assert cmd[cmd.index(flag) + 1] == "0"
     assert "--exit-with-stdin" in cmd and cmd[cmd.index("--write-env") + 1] == "/tmp/x.env"
+
+
+def test_an_embedded_platform_that_cannot_start_is_reported_with_its_log() -> None:
+    from alpaca_cli.errors import PlatformUnreachable
+    from alpaca_cli.live.embedded import EmbeddedProcess
+
+    with EmbeddedProcess(["--no-such-option"]) as platform:
+        with pytest.raises(PlatformUnreachable) as info:
+            platform.start(timeout=60)
+        directory = platform.env_path.parent
+    assert "exited with code 2" in str(info.value)
+    assert "no-such-option" in str(info.value)  # the child's own error, from its log
+    assert not directory.exists()  # the temporary directory is gone
