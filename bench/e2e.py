@@ -20,7 +20,8 @@ where loss and latency are counted:
   WebSocket can push at all on this machine.
 
 Rates: 1k first (the latency step), then 10k, 20k, 40k up to the first not sustained, then
-5k, 2k down (only below a failure) to bracket the real maximum.
+30k, 15k, 5k, 2k down (only between the best sustained rate and a failure) to bracket the
+real maximum.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ __all__ = [
 
 DEFAULT_RATES: tuple[int, ...] = (10_000, 20_000, 40_000)
 """Upward steps after the 1k latency step; 10k is the target rate."""
-FALLBACK_RATES: tuple[int, ...] = (5_000, 2_000)
+FALLBACK_RATES: tuple[int, ...] = (30_000, 15_000, 5_000, 2_000)
 """Tried downwards when an upward step is not sustained, to find the real maximum."""
 DATA_TYPES = frozenset({"t", "q", "o", "b", "d", "u"})
 
