@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 
 # Typer may emit colour codes under FORCE_COLOR/CI variables even in CliRunner.
 os.environ["_TYPER_FORCE_DISABLE_TERMINAL"] = "1"
@@ -20,3 +22,17 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.delenv("FORCE_COLOR", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def restore_dapr_sdk_settings() -> Iterator[None]:
+    """Undo values the CLI assigns on the dapr SDK's process-global settings object.
+
+    The CLI points ``dapr.conf.settings`` at the resolved sidecar (one process per invocation in
+    real use), but in-process CliRunner tests would leak those values into later tests that
+    configure the SDK through ``DAPR_*`` environment variables.
+    """
+    yield
+    sdk_conf = sys.modules.get("dapr.conf")
+    if sdk_conf is not None:
+        vars(sdk_conf.settings).clear()
