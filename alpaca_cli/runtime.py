@@ -7,8 +7,10 @@ runtime, so a command that never talks to the gateway never imports httpx.
 
 Stable API (other modules rely on it)::
 
-    Runtime(config, *, json=False, verbose=0, http_client=None, stderr=None)
+    Runtime(config, *, json=False, verbose=0, http_client=None, stderr=None, stop=None)
         .config: Config            .json: bool            .verbose: int
+        .stop: threading.Event     # set by Ctrl+C/SIGTERM (``run``): reply waits end early
+        .check_stop()              # raises Interrupted once stop is set
         .store: StateStore         .redactor: Redactor
         .log(message, level=1)     # -v diagnostics on stderr, redacted
         .progress(message)         # one progress line on stderr (always, also with --json)
@@ -23,6 +25,7 @@ Stable API (other modules rely on it)::
 from __future__ import annotations
 
 import sys
+import threading
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from types import TracebackType
@@ -52,6 +55,11 @@ class Runtime:
         http_client: an ``httpx.Client`` to use for the gateway (tests inject a
             ``MockTransport``); by default one is created.
         stderr: where diagnostics go (default ``sys.stderr`` at call time).
+        stop: an event that, once set, ends the invocation's waits for replies and answers
+            (controller calls, Alpaca's answers on the topic) with
+            :class:`~alpaca_cli.errors.Interrupted`. ``run`` passes its signal guard's event, so
+            a Ctrl+C during ``auth`` does not sit out the reply ``--timeout`` first. The waits
+            poll it between short queue reads: nothing is raised into library (gRPC) code.
     """
 
     def __init__(
@@ -62,6 +70,7 @@ class Runtime:
         verbose: int = 0,
         http_client: httpx.Client | None = None,
         stderr: TextIO | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         from alpaca_cli.state import StateStore
 
@@ -74,6 +83,14 @@ class Runtime:
         self._stderr = stderr
         self._gateway: GatewayClient | None = None
         self._stack = ExitStack()
+        self.stop = stop if stop is not None else threading.Event()
+
+    def check_stop(self) -> None:
+        """Raise :class:`~alpaca_cli.errors.Interrupted` once :attr:`stop` is set."""
+        if self.stop.is_set():
+            from alpaca_cli.errors import Interrupted
+
+            raise Interrupted("stopped while waiting (Ctrl+C or SIGTERM).")
 
     # -- diagnostics ----------------------------------------------------------------------------
 

@@ -199,14 +199,24 @@ class TopicStream:
         timeout: float,
         *,
         on_item: Callable[[StreamItem], None] | None = None,
+        interrupt: threading.Event | None = None,
     ) -> Message | None:
         """The first message that satisfies ``predicate`` within ``timeout`` s, else ``None``.
 
         For commands that send something upstream and read Alpaca's answer off the topic
         (``auth``, ``subscribe``); every item seen is also handed to ``on_item``.
+        ``interrupt`` is the invocation's stop event (``Runtime.stop``): once set, the wait
+        ends within :data:`POLL_INTERVAL` instead of sitting out ``timeout``.
+
+        Raises:
+            Interrupted: ``interrupt`` was set before the answer came.
         """
         deadline = time.monotonic() + timeout
         while not self.stop.is_set():
+            if interrupt is not None and interrupt.is_set():
+                from alpaca_cli.errors import Interrupted
+
+                raise Interrupted(f"stopped while waiting for Alpaca's answer on {self.topic!r}.")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None

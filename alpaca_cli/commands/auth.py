@@ -153,7 +153,7 @@ def _send_auth(rt: Runtime, connection_id: str, stream: TopicStream | None) -> A
             return False
         return isinstance(msg, Error) or (isinstance(msg, Success) and msg.msg == "authenticated")
 
-    found = stream.wait_for(answer, config.timeout, on_item=match.see)
+    found = stream.wait_for(answer, config.timeout, on_item=match.see, interrupt=rt.stop)
     if found is None:
         raise ReplyTimeout(
             f"no answer from Alpaca to auth on topic {stream.topic!r} within {config.timeout:g} s.",

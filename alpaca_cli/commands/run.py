@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,7 +225,10 @@ class _Run:
             project=opts.project,
         )
         config = load_config(options, environ=environ)
-        self.rt = rt = _runtime_class()(config, json=opts.json, verbose=opts.verbose)
+        # The guard's event: the first signal ends the reply waits of connect/auth/subscribe.
+        self.rt = rt = _runtime_class()(
+            config, json=opts.json, verbose=opts.verbose, stop=self.guard.stop
+        )
         rt.log_sources()
         self.steps = self._rebind_steps(rt)
         before = rt.store.read()
@@ -517,6 +521,9 @@ class _Run:
         from alpaca_cli.commands.teardown import teardown
 
         rt.config = dataclasses.replace(rt.config, timeout=min(rt.config.timeout, TEARDOWN_TIMEOUT))
+        # Teardown's own waits must not end at once because a signal started it: they are
+        # bounded by the short timeout instead (a second signal still skips them).
+        rt.stop = threading.Event()
         self.info.phase = "teardown"
         try:
             with self.steps.step("teardown", "removing the connection and the worker") as step:

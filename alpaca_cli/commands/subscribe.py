@@ -114,7 +114,7 @@ def subscribe_symbols(rt: Runtime) -> SubscribeResult:
         have = set(msg.channels().get(channel, ()))
         return "*" in have or wanted <= have
 
-    found = stream.wait_for(answer, config.timeout, on_item=match.see)
+    found = stream.wait_for(answer, config.timeout, on_item=match.see, interrupt=rt.stop)
     if found is None:
         raise ReplyTimeout(
             f"no subscription confirmation from Alpaca on topic {stream.topic!r} within "

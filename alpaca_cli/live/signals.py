@@ -5,7 +5,11 @@ internal lock held (a gRPC channel raised into mid-call hangs the next call: see
 a worker created that the state file does not know yet; and CI runners send SIGTERM, which Python
 does not turn into an exception at all. So the first signal only sets
 :attr:`SignalGuard.stop`: the current step finishes (steps are time-bounded), the stream loop
-sees the flag within 100 ms, and teardown runs. :meth:`SignalGuard.abortable` exists for waits of
+sees the flag within 100 ms, and teardown runs. ``run`` hands the same event to its Runtime
+(``Runtime.stop``), so the reply waits of connect/auth/subscribe (controller calls, Alpaca's
+answers on the topic) poll it between short queue reads and end with ``Interrupted`` instead of
+sitting out ``--timeout``: the step ends early without anything raised into library code.
+:meth:`SignalGuard.abortable` exists for waits of
 our own that are safe to interrupt. A second signal raises :class:`ForceQuit` wherever the
 program is: teardown is skipped and ``run`` prints the ids it leaves behind (the process exits
 right after, so a library left in a bad state no longer matters).

@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import base64
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from alpaca_cli.errors import CommandRefused, ReplyTimeout
+from alpaca_cli.errors import CommandRefused, Interrupted, ReplyTimeout
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -52,6 +53,12 @@ __all__ = [
 
 COMMAND_TYPE: Final = "com.virtufin.websocketmanagercontroller.command"
 """CloudEvent ``type`` of the commands we publish."""
+
+POLL: Final = 0.1
+"""Longest single wait on the reply queue before the interrupt event is looked at."""
+
+STOP_GRACE: Final = 1.0
+"""Seconds a call still waits for the reply to a command already sent once interrupt is set."""
 
 STATUSES: Final = ("CONNECTING", "CONNECTED", "RECONNECTING", "DISCONNECTED", "ERROR")
 _STATUS_NUMBERS: Final = {
@@ -130,6 +137,10 @@ class ControllerClient:
         command_topic: where the worker reads commands.
         reply_topic: where it publishes replies.
         timeout: seconds to wait for each reply.
+        interrupt: once set (from any thread or a signal handler), a waiting call gives up within
+            :data:`STOP_GRACE` seconds with :class:`~alpaca_cli.errors.Interrupted`. It is polled
+            between reads of our own reply queue, never raised into the pub/sub client's gRPC
+            calls (an exception there can leave the channel's lock held).
     """
 
     def __init__(
@@ -139,11 +150,13 @@ class ControllerClient:
         command_topic: str,
         reply_topic: str,
         timeout: float,
+        interrupt: threading.Event | None = None,
     ) -> None:
         self.pubsub = pubsub
         self.command_topic = command_topic
         self.reply_topic = reply_topic
         self.timeout = timeout
+        self.interrupt = interrupt if interrupt is not None else threading.Event()
         self._replies: Subscription | None = None
 
     def __repr__(self) -> str:
@@ -151,8 +164,8 @@ class ControllerClient:
 
     @classmethod
     def from_runtime(cls, rt: Runtime) -> ControllerClient:
-        """The controller of an invocation: its config's topics and timeout, and the runtime's
-        pub/sub client (:func:`~alpaca_cli.platform.pubsub.runtime_pubsub`)."""
+        """The controller of an invocation: its config's topics and timeout, the runtime's
+        pub/sub client (:func:`~alpaca_cli.platform.pubsub.runtime_pubsub`) and its stop event."""
         from alpaca_cli.platform.pubsub import runtime_pubsub
 
         config = rt.config
@@ -161,6 +174,7 @@ class ControllerClient:
             command_topic=config.command_topic,
             reply_topic=config.reply_topic,
             timeout=config.timeout,
+            interrupt=rt.stop,
         )
 
     def close(self) -> None:
@@ -188,8 +202,11 @@ class ControllerClient:
         Raises:
             CommandRefused: the controller answered ``success: false``.
             ReplyTimeout: no reply with our ``correlationid`` within :attr:`timeout`.
+            Interrupted: :attr:`interrupt` was set before sending (nothing is sent), or the reply
+                did not come within :data:`STOP_GRACE` seconds after it was set.
             SidecarUnreachable, CredentialsRefused, UsageError: from the pub/sub client.
         """
+        self._check_stop(command)
         if self._replies is None:
             self._replies = self.pubsub.subscribe(self.reply_topic)
         replies = self._replies
@@ -202,9 +219,18 @@ class ControllerClient:
             extensions={"correlationid": correlation_id, "replytopic": self.reply_topic},
         )
         deadline = time.monotonic() + self.timeout
+        stopping = False
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            if not stopping and self.interrupt.is_set():
+                # The command went out: give its reply a moment, so e.g. a created connection
+                # still reaches the state file (and teardown) instead of being orphaned.
+                stopping = True
+                deadline = min(deadline, now + STOP_GRACE)
+            remaining = deadline - now
             if remaining <= 0:
+                if stopping:
+                    self._check_stop(command)
                 raise ReplyTimeout(
                     f"no reply to '{command}' on topic {self.reply_topic!r} within "
                     f"{self.timeout:g} s (correlationid {correlation_id}).",
@@ -213,7 +239,7 @@ class ControllerClient:
                     "'alpaca-md deploy', or raise --timeout.",
                 )
             try:
-                event = replies.get(timeout=remaining)
+                event = replies.get(timeout=min(remaining, POLL))
             except EOFError:
                 self._replies = None
                 raise
@@ -222,6 +248,10 @@ class ControllerClient:
             if str(event.extensions.get("correlationid", "")) != correlation_id:
                 continue
             return self._reply_of(command, event.data)
+
+    def _check_stop(self, command: str) -> None:
+        if self.interrupt.is_set():
+            raise Interrupted(f"stopped while waiting for the controller's reply to '{command}'.")
 
     def _reply_of(self, command: str, data: bytes) -> Reply:
         try:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 
-from alpaca_cli.errors import CommandRefused, ExitCode, ReplyTimeout
+from alpaca_cli.errors import CommandRefused, ExitCode, Interrupted, ReplyTimeout
 from alpaca_cli.platform.controller import ControllerClient, normalize_status, parse_connection
 from alpaca_cli.platform.pubsub import PubsubClient
 from tests.cli.pubsub_support import Sidecar, sidecar_fixture  # noqa: F401
@@ -169,6 +170,48 @@ def test_a_late_reply_to_a_timed_out_command_does_not_answer_the_next(controller
     with pytest.raises(ReplyTimeout):
         ctl.call("list", silent=True)
     ctl.timeout = 10
+    assert ctl.create("ws://x") == "conn-9"
+
+
+def test_an_interrupt_ends_the_wait_for_a_reply(controller: Any) -> None:
+    """Ctrl+C during a reply wait: ``run`` must start teardown now, not after ``--timeout``."""
+    ctl, worker = controller
+    ctl.timeout = 600  # sitting the timeout out would blow the test's own timeout
+    sent = len(worker.received)
+
+    def interrupt_once_the_command_is_out() -> None:
+        while len(worker.received) == sent:
+            time.sleep(0.01)
+        ctl.interrupt.set()
+
+    threading.Thread(target=interrupt_once_the_command_is_out, daemon=True).start()
+    with pytest.raises(Interrupted) as info:
+        ctl.call("list", silent=True)
+    assert info.value.exit_code == ExitCode.INTERRUPTED
+    assert "'list'" in str(info.value)
+
+
+def test_nothing_is_sent_once_interrupted(controller: Any) -> None:
+    ctl, worker = controller
+    ctl.interrupt.set()
+    with pytest.raises(Interrupted):
+        ctl.create("ws://never")
+    ctl.interrupt.clear()
+    assert ctl.create("ws://x") == "conn-9"  # replies in order: the refused one never went out
+    assert [r["doc"].get("url") for r in worker.received] == ["ws://x"]
+
+
+def test_a_reply_already_on_its_way_still_counts_after_an_interrupt(controller: Any) -> None:
+    """A ``create`` whose reply is late must still return its id, or the connection would be
+    left on the platform without the state file (and so teardown) knowing it."""
+    ctl, worker = controller
+
+    def interrupt_as_soon_as_the_worker_sees_it() -> None:
+        while not worker.received:
+            time.sleep(0.001)
+        ctl.interrupt.set()
+
+    threading.Thread(target=interrupt_as_soon_as_the_worker_sees_it, daemon=True).start()
     assert ctl.create("ws://x") == "conn-9"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -228,4 +229,54 @@ def test_run_never_removes_what_it_did_not_create(
     assert [w.id for w in platform.workmanager.list_workers()] == [worker.id]
     cleanup = run_cli(["teardown"], platform.env())
     assert cleanup.wait() == 0, cleanup.stderr
+    nothing_left(platform)
+
+
+def _hold_upstream(platform: Any, action: bytes, *, reply: bool) -> threading.Event:
+    """Make the WSM swallow the ``action`` message (``reply=True``: the controller still says
+    "sent", so Alpaca's answer never comes; ``False``: the controller never replies at all).
+
+    Returns an event set once the message reached the WSM, i.e. ``run`` is waiting.
+    """
+    wsm = platform.wsm
+    original = wsm.send_raw
+    reached = threading.Event()
+
+    async def held(connection_id: str, message: bytes, content_type: str) -> None:
+        if b'"action":"' + action + b'"' not in message:
+            await original(connection_id, message, content_type)
+            return
+        reached.set()
+        if not reply:
+            await asyncio.sleep(3600)  # cancelled when the platform stops
+
+    wsm.send_raw = held
+    return reached
+
+
+@pytest.mark.parametrize(
+    ("action", "reply", "step"),
+    [
+        pytest.param(b"auth", False, "auth", id="auth-controller-silent"),
+        pytest.param(b"auth", True, "auth", id="auth-alpaca-silent"),
+        pytest.param(b"subscribe", True, "subscribe", id="subscribe-alpaca-silent"),
+    ],
+)
+def test_ctrl_c_during_a_reply_wait_tears_down_at_once(
+    nothing_left: Any, run_cli: Any, fresh_platform: Any, action: bytes, reply: bool, step: str
+) -> None:
+    """CI sends SIGKILL ~7.5 s after SIGINT: teardown cannot wait for the reply ``--timeout``.
+
+    With ``--timeout 600`` a wait that sat its timeout out would blow this test's own timeout.
+    """
+    platform = fresh_platform(auth_timeout=600)  # Alpaca itself never ends the wait either
+    waiting = _hold_upstream(platform, action, reply=reply)
+    proc = run_cli(platform_args("--duration", "30", "--timeout", "600"), platform.env())
+    assert waiting.wait(60), proc.stderr
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait() == 130, proc.stderr
+    assert f"✗ {step}" in proc.stderr
+    assert proc.stderr.index(f"✗ {step}") < proc.stderr.index("… teardown:")
+    assert "✓ teardown" in proc.stderr
+    assert "… stream" not in proc.stderr
     nothing_left(platform)
