@@ -27,6 +27,7 @@ from .messages import (
     CHANNELS,
     Bar,
     Error,
+    Level,
     Message,
     OrderBookUpdate,
     Quote,
@@ -36,7 +37,9 @@ from .messages import (
     Unknown,
 )
 from .timestamps import _SCALE, format_rfc3339, parse_rfc3339, to_msgpack_timestamp
+from .timestamps import _dot_cache as _DOTS
 from .timestamps import _prefix_cache as _SECONDS
+from .timestamps import _whole_cache as _WHOLES
 
 __all__ = [
     "MAX_SYMBOLS_PER_MESSAGE",
@@ -89,6 +92,7 @@ class DecodeError(ValueError):
 # --------------------------------------------------------------------------- server frames
 
 _NUM: frozenset[Any] = frozenset({int, float})
+_new = object.__new__
 
 
 class _Bad(Exception):
@@ -427,18 +431,182 @@ def _diagnose(data: list[Any], i: int, exc: Exception) -> DecodeError:
     return DecodeError(f"invalid message ({type(exc).__name__})", index=i)
 
 
+def _slow(o: Any) -> Message:
+    """One message through its careful decoder: exact errors, every accepted shape."""
+    return _DECODERS.get(o["T"], _unknown)(o)
+
+
 def _messages(data: Any) -> list[Message]:
+    # The hot loop. Trades, quotes, bars and book updates of the usual shape (known keys only,
+    # exact types, ``t`` a cached second plus a fraction) are decoded inline, without a call per
+    # message; anything else, including every malformed message, falls back to _slow, which
+    # accepts and rejects exactly what the per-type decoders do. The fast path only ever
+    # accepts a subset of what _slow accepts, with the same result.
     if data.__class__ is not list:
         raise DecodeError("frame is not an array")
     out: list[Message] = []
     append = out.append
-    get = _DECODERS.get
+    dots = _DOTS
+    wholes = _WHOLES
+    scale = _SCALE
+    num = _NUM
+    new = _new
     try:
         for o in data:
-            # A message that is not an object, or has no T, fails right here with a raw
-            # TypeError or KeyError: cheaper than checking first, and _diagnose names it.
-            decoder = get(o["T"], _unknown)
-            append(decoder(o))
+            try:
+                T = o["T"]
+                if T == "o":
+                    t = o["t"]
+                    if t.__class__ is str:
+                        f = t[20:-1]
+                        if t[-1] != "Z" or not f.isdigit() or not f.isascii():
+                            raise TypeError
+                        # More than 9 digits: IndexError, so the careful path rejects it.
+                        ns = dots[t[:20]] + int(f) * scale[len(f)]
+                    elif t.__class__ is Timestamp:
+                        ns = t.to_unix_nano()
+                    else:
+                        raise TypeError
+                    if (
+                        o["S"].__class__ is str
+                        and (b := o["b"]).__class__ is list
+                        and (a := o["a"]).__class__ is list
+                    ):
+                        n = len(o)
+                        if n == 5:
+                            r = False
+                        elif n == 6 and (r := o["r"]).__class__ is bool:
+                            pass
+                        else:
+                            append(_slow(o))
+                            continue
+                        bids: list[Level] = []
+                        asks: list[Level] = []
+                        for e in b:
+                            p = e["p"]
+                            s = e["s"]
+                            if p.__class__ not in num or s.__class__ not in num:
+                                raise TypeError
+                            bids.append((p, s))
+                        for e in a:
+                            p = e["p"]
+                            s = e["s"]
+                            if p.__class__ not in num or s.__class__ not in num:
+                                raise TypeError
+                            asks.append((p, s))
+                        u: OrderBookUpdate = new(OrderBookUpdate)
+                        u.symbol = o["S"]
+                        u.timestamp = ns
+                        u.bids = bids
+                        u.asks = asks
+                        u.reset = r
+                        u.extra = None
+                        append(u)
+                        continue
+                elif T == "t":
+                    t = o["t"]
+                    if t.__class__ is str:
+                        f = t[20:-1]
+                        if t[-1] != "Z" or not f.isdigit() or not f.isascii():
+                            raise TypeError
+                        # More than 9 digits: IndexError, so the careful path rejects it.
+                        ns = dots[t[:20]] + int(f) * scale[len(f)]
+                    elif t.__class__ is Timestamp:
+                        ns = t.to_unix_nano()
+                    else:
+                        raise TypeError
+                    sym = o["S"]
+                    p = o["p"]
+                    s = o["s"]
+                    i = o["i"]
+                    if (
+                        len(o) == 7
+                        and sym.__class__ is str
+                        and p.__class__ in num
+                        and s.__class__ in num
+                        and i.__class__ is int
+                        and (tks := o["tks"]).__class__ is str
+                    ):
+                        x: Trade = new(Trade)
+                        x.symbol = sym
+                        x.price = p
+                        x.size = s
+                        x.timestamp = ns
+                        x.id = i
+                        x.taker_side = tks
+                        x.extra = None
+                        append(x)
+                        continue
+                elif T == "q":
+                    t = o["t"]
+                    if t.__class__ is str:
+                        f = t[20:-1]
+                        if t[-1] != "Z" or not f.isdigit() or not f.isascii():
+                            raise TypeError
+                        # More than 9 digits: IndexError, so the careful path rejects it.
+                        ns = dots[t[:20]] + int(f) * scale[len(f)]
+                    elif t.__class__ is Timestamp:
+                        ns = t.to_unix_nano()
+                    else:
+                        raise TypeError
+                    sym = o["S"]
+                    bp = o["bp"]
+                    bs = o["bs"]
+                    ap = o["ap"]
+                    as_ = o["as"]
+                    if (
+                        len(o) == 7
+                        and sym.__class__ is str
+                        and bp.__class__ in num
+                        and bs.__class__ in num
+                        and ap.__class__ in num
+                        and as_.__class__ in num
+                    ):
+                        q: Quote = new(Quote)
+                        q.symbol = sym
+                        q.bid_price = bp
+                        q.bid_size = bs
+                        q.ask_price = ap
+                        q.ask_size = as_
+                        q.timestamp = ns
+                        q.extra = None
+                        append(q)
+                        continue
+                elif T in BAR_KINDS:
+                    t = o["t"]
+                    sym = o["S"]
+                    op = o["o"]
+                    hi = o["h"]
+                    lo = o["l"]
+                    cl = o["c"]
+                    v = o["v"]
+                    nt = o["n"]
+                    vw = o["vw"]
+                    if (
+                        len(o) == 10
+                        and sym.__class__ is str
+                        and op.__class__ in num
+                        and hi.__class__ in num
+                        and lo.__class__ in num
+                        and cl.__class__ in num
+                        and v.__class__ in num
+                        and nt.__class__ is int
+                        and vw.__class__ in num
+                    ):
+                        if t.__class__ is Timestamp:
+                            ns = t.to_unix_nano()
+                        elif len(t) == 20:
+                            ns = wholes[t]
+                        elif t[-1] == "Z" and (f := t[20:-1]).isdigit() and f.isascii():
+                            ns = dots[t[:20]] + int(f) * scale[len(f)]
+                        else:
+                            raise TypeError
+                        append(Bar(BAR_KINDS[T], sym, op, hi, lo, cl, v, ns, nt, vw, None))
+                        continue
+            except (KeyError, TypeError, IndexError, AttributeError, ValueError):
+                # Not the usual shape (or not even an object): let the careful path judge it.
+                pass
+            append(_slow(o))
     except _Bad as exc:
         raise DecodeError(exc.reason, index=len(out), field=exc.field) from None
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
