@@ -16,6 +16,8 @@ Stable API (other modules rely on it)::
         .progress(message)         # one progress line on stderr (always, also with --json)
         .warn(message)             # "Warning: ..." on stderr
         .gateway() -> GatewayClient          # lazily built, cached, closed with the runtime
+        .bound_waits(timeout, budget)        # from now on: short reply waits, gateway calls
+                                             # within ``budget`` s in all (``run``'s teardown)
         .enter_context(cm) -> value          # tie any other client's lifetime to the runtime
         .close() / context manager
     open_runtime(options=None, *, json=False, verbose=0, environ=None, cwd=None,
@@ -139,6 +141,19 @@ class Runtime:
             )
             self._stack.callback(self._gateway.close)
         return self._gateway
+
+    def bound_waits(self, timeout: float, budget: float) -> None:
+        """From now on replies are awaited at most ``timeout`` s, and gateway calls take at
+        most ``timeout`` s each and ``budget`` s all together.
+
+        Why: ``run``'s teardown has to finish inside the ~7 s a CI runner leaves between
+        SIGINT and SIGKILL, however the platform (mis)behaves. Clients already handed out
+        keep their own limits.
+        """
+        import dataclasses
+
+        self.config = dataclasses.replace(self.config, timeout=min(self.config.timeout, timeout))
+        self._gateway = self.gateway().with_timeout(min(timeout, budget), budget=budget)
 
     def enter_context(self, cm: AbstractContextManager[T]) -> T:
         """Enter ``cm`` now and exit it when the runtime closes (LIFO)."""

@@ -52,7 +52,12 @@ if TYPE_CHECKING:
 EMBEDDED_WORKER_URL = "embedded://websocketmanagercontroller"
 """Code source the embedded WorkManager runs as its built-in controller port."""
 TEARDOWN_TIMEOUT = 3.0
-"""Reply timeout during teardown: disconnect + stop + delete must fit in ~7 s."""
+"""Reply timeout (and longest gateway call) during teardown."""
+TEARDOWN_BUDGET = 6.0
+"""Seconds all of teardown's gateway calls get together: it must fit in the ~7 s a CI runner
+leaves between SIGINT and SIGKILL, even when the gateway accepts and never answers."""
+STATUS_TIMEOUT = 2.0
+"""Longest gateway call of the header's status refresh: the stream loop waits for it."""
 
 
 @dataclass(slots=True)
@@ -462,7 +467,8 @@ class _Run:
 
     def _refresh_status(self) -> None:
         assert self.rt is not None
-        gateway = self.rt.gateway()
+        # Short: a gateway that stopped answering must not freeze the view (or Ctrl+C) for 35 s.
+        gateway = self.rt.gateway().with_timeout(STATUS_TIMEOUT)
         workers = {w.id: w for w in gateway.list_workers()}
         worker = workers.get(self.info.worker_id or "")
         self.info.worker_status = worker.status if worker else "GONE"
@@ -490,7 +496,6 @@ class _Run:
 
     def _teardown(self) -> AlpacaMdError | None:
         """Teardown exactly once, time-bounded; returns its first failure, if any."""
-        import dataclasses
 
         from alpaca_cli.errors import AlpacaMdError
 
@@ -520,7 +525,7 @@ class _Run:
             return None
         from alpaca_cli.commands.teardown import teardown
 
-        rt.config = dataclasses.replace(rt.config, timeout=min(rt.config.timeout, TEARDOWN_TIMEOUT))
+        rt.bound_waits(TEARDOWN_TIMEOUT, TEARDOWN_BUDGET)
         # Teardown's own waits must not end at once because a signal started it: they are
         # bounded by the short timeout instead (a second signal still skips them).
         rt.stop = threading.Event()

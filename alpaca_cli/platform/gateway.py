@@ -25,6 +25,7 @@ Parameters of :class:`GatewayClient`:
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -161,9 +162,33 @@ class GatewayClient:
         self._log = log
         self._topics_supported: bool | None = None
         self._schema_checked = False
+        self._deadline: float | None = None
+        self._budget = 0.0
 
     def __repr__(self) -> str:
         return f"GatewayClient({self.base_url!r})"
+
+    def with_timeout(self, timeout: float, *, budget: float | None = None) -> GatewayClient:
+        """The same gateway, HTTP connections and key, with shorter waits.
+
+        Why: the client's own timeout is sized for the gateway's 30 s backend deadline, so a
+        gateway that accepts and never answers holds each call that long; ``run``'s teardown
+        must finish within the ~7 s a CI runner leaves between SIGINT and SIGKILL. Each request
+        of the returned client waits at most ``timeout`` s; with ``budget``, all of them
+        together at most ``budget`` s from now: once it is spent a call fails at once with
+        :class:`GatewayUnreachable`, without sending. (httpx bounds each phase, not a whole
+        response: a gateway that trickles bytes can still stretch one call.)
+
+        The returned client never closes the shared HTTP client; close this one as before.
+        """
+        clone = GatewayClient(self.base_url, timeout=timeout, client=self._client, log=self._log)
+        clone._headers = self._headers
+        clone._topics_supported = self._topics_supported
+        clone._schema_checked = self._schema_checked
+        if budget is not None:
+            clone._budget = budget
+            clone._deadline = time.monotonic() + budget
+        return clone
 
     def close(self) -> None:
         """Close the HTTP client if this object created it."""
@@ -187,6 +212,18 @@ class GatewayClient:
         self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None
     ) -> httpx.Response:
         url = f"{self.base_url}{path}"
+        limit, http_timeout = self._timeout, self._http_timeout
+        if self._deadline is not None:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise GatewayUnreachable(
+                    f"No time left for {method} {path} at {self.base_url}: the "
+                    f"{self._budget:g} s allowed for these calls are spent.",
+                    url=self.base_url,
+                    hint=UP_HINT,
+                )
+            if remaining < limit:
+                limit, http_timeout = remaining, httpx.Timeout(remaining)
         if self._log is not None:
             # A package travels as base64 in the body: show its start, not megabytes.
             shown = "" if body is None else f" {_snippet(json.dumps(body), 400)}"
@@ -198,11 +235,11 @@ class GatewayClient:
                 json=body,
                 params=params,
                 headers=self._headers,
-                timeout=self._http_timeout,
+                timeout=http_timeout,
             )
         except httpx.TimeoutException as exc:
             raise GatewayUnreachable(
-                f"The gateway at {self.base_url} did not answer within {self._timeout:g} s "
+                f"The gateway at {self.base_url} did not answer within {limit:g} s "
                 f"({type(exc).__name__}).",
                 url=self.base_url,
                 hint=UP_HINT,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -280,3 +281,80 @@ def test_ctrl_c_during_a_reply_wait_tears_down_at_once(
     assert "✓ teardown" in proc.stderr
     assert "… stream" not in proc.stderr
     nothing_left(platform)
+
+
+class GatewayProxy:
+    """A loopback TCP proxy in front of the gateway that can turn into a black hole: once
+    :attr:`hang` is set it keeps accepting and reading requests but never forwards them, so
+    nothing is ever answered (a gateway that hangs, not one that is down)."""
+
+    def __init__(self, upstream_url: str) -> None:
+        host, port = upstream_url.removeprefix("http://").rsplit(":", 1)
+        self.upstream = (host, int(port))
+        self.hang = threading.Event()
+        self.held = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.upstream)
+            self.socks += [client, upstream]
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, requests: bool) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+                if not data:
+                    dst.shutdown(socket.SHUT_WR)
+                    return
+                if requests and self.hang.is_set():
+                    self.held += 1
+                    continue
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        for sock in self.socks:
+            sock.close()
+
+
+def test_teardown_against_a_hanging_gateway_is_bounded(
+    run_cli: Any, fresh_platform: Any, tmp_path: Path
+) -> None:
+    """The gateway client normally waits 35 s per call (its backend's 30 s deadline): three
+    hanging teardown calls would outlast CI's SIGKILL by far. Teardown gives them ~6 s in all,
+    then says what is left; `alpaca-md teardown` finishes the job once the gateway answers."""
+    platform = fresh_platform()
+    proxy = GatewayProxy(platform.env()["VIRTUFIN_API_URL"])
+    try:
+        env = {**platform.env(), "VIRTUFIN_API_URL": proxy.url}
+        proc = run_cli(platform_args("--duration", "600", "--timeout", "600"), env)
+        proc.wait_for_line("… stream:")
+        proxy.hang.set()
+        proc.send_signal(signal.SIGINT)
+        # A teardown waiting 35 s per gateway call would outlast this wait (and the test).
+        assert proc.wait() == 130, proc.stderr
+        assert proxy.held >= 1  # teardown did reach the hanging gateway
+        assert "✗ teardown" in proc.stderr and "Teardown incomplete" in proc.stderr
+        state = json.loads((tmp_path / ".alpaca-md" / "state.json").read_text())
+        assert state["worker"]["id"]  # kept for a later `alpaca-md teardown`
+    finally:
+        proxy.close()
+    cleanup = run_cli(["teardown"], platform.env())
+    assert cleanup.wait() == 0, cleanup.stderr
+    assert platform.workmanager.list_workers() == []
