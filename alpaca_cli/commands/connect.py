@@ -68,12 +68,17 @@ def require_connection(rt: Runtime) -> ConnectionRecord:
     return state.connection
 
 
-def connect_stream(rt: Runtime, *, auto_reconnect: bool = True) -> ConnectResult:
+def connect_stream(
+    rt: Runtime, *, auto_reconnect: bool = True, warn_deadline: bool = True
+) -> ConnectResult:
     """Open the upstream WebSocket through the controller and record it.
 
     A connection recorded earlier is replaced in the state file (with a warning: it may still
     be open on the platform). Publish topic, subscriptions and authentication belong to a
     connection, so they are reset.
+
+    ``warn_deadline`` tells a hand-operator that Alpaca's 10 s auth deadline is running; a
+    caller that authenticates at once itself (``run``) turns it off.
 
     Raises:
         SidecarUnreachable, CommandRefused, ReplyTimeout: from the controller RPC.
@@ -101,7 +106,8 @@ def connect_stream(rt: Runtime, *, auto_reconnect: bool = True) -> ConnectResult
             "(`alpaca-md list` shows it)"
         )
     rt.progress(f"Connected: {connection_id}")
-    rt.warn(AUTH_DEADLINE_WARNING)
+    if warn_deadline:
+        rt.warn(AUTH_DEADLINE_WARNING)
     return ConnectResult(connection_id, url, auto_reconnect, replaced)
 
 

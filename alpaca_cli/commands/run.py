@@ -350,7 +350,8 @@ class _Run:
             # Lifecycle events first, so no reconnect of the new connection goes unseen.
             self.lifecycle = runtime_pubsub(rt).subscribe(LIFECYCLE_TOPIC)
             rt.callback(self.lifecycle.close)
-            result = connect_stream(rt, auto_reconnect=True)
+            # No "hurry with auth" warning: run authenticates right after publish.
+            result = connect_stream(rt, auto_reconnect=True, warn_deadline=False)
             self.info.connection_id = result.connection_id
             self.info.connection_status = "CONNECTED"
             step.detail = f"connection {result.connection_id}"
@@ -605,17 +606,11 @@ class _Run:
 
 def _runtime_class() -> type[Runtime]:
     """A Runtime whose step chatter is ``-v`` only: ``run`` shows one ✓/✗ line per step."""
-    from alpaca_cli.commands.connect import AUTH_DEADLINE_WARNING
     from alpaca_cli.runtime import Runtime
 
     class RunRuntime(Runtime):
         def progress(self, message: str) -> None:
             self.log(message)
-
-        def warn(self, message: str) -> None:
-            # ``connect`` tells a hand-operator to hurry with ``auth``; ``run`` does it at once.
-            if message != AUTH_DEADLINE_WARNING:
-                super().warn(message)
 
     return RunRuntime
 

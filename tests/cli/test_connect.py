@@ -80,3 +80,25 @@ def test_sidecar_down_fails_fast_without_dapr_health_timeout(cli: Cli) -> None:
     env = {"DAPR_HTTP_PORT": str(free_port()), "DAPR_GRPC_PORT": str(free_port())}
     result = cli("connect", env=env)
     assert result.exit_code == 3
+
+
+def test_a_caller_that_authenticates_at_once_can_skip_the_deadline_warning(
+    deployed: Cli, embedded_with_feed: Any
+) -> None:
+    import io
+
+    from alpaca_cli.commands.connect import connect_stream
+    from alpaca_cli.config import ConfigOptions, load_config
+    from alpaca_cli.runtime import Runtime
+
+    config = load_config(
+        ConfigOptions(state=deployed.state_path), environ=embedded_with_feed.env(), cwd=deployed.cwd
+    )
+    stderr = io.StringIO()
+    with Runtime(config, stderr=stderr) as rt:
+        result = connect_stream(rt, warn_deadline=False)
+        assert "Warning" not in stderr.getvalue()
+        connect_stream(rt)  # the default still warns (and replaces the first connection)
+    assert "10 s" in stderr.getvalue() and "alpaca-md auth" in stderr.getvalue()
+    assert result.connection_id in {r.id for r in embedded_with_feed.wsm.list()}
+    deployed("teardown")
