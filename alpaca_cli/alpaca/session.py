@@ -227,9 +227,15 @@ class ClientSession:
         Calling it arms re-handshake detection: a ``connected`` welcome seen afterwards means a
         new socket. The returned bytes hold the secret: send them, never log them.
         """
+        self.mark_handshake_sent()
+        return [encode_auth(key, secret, self.fmt), *self.subscribe_messages()]
+
+    def mark_handshake_sent(self) -> None:
+        """Record that a handshake went out some other way (e.g. ``run``'s auth and subscribe
+        steps), arming re-handshake detection just as :meth:`handshake` does, without building
+        messages that hold the secret only to throw them away."""
         self._handshake_sent = True
         self._awaiting_data = True
-        return [encode_auth(key, secret, self.fmt), *self.subscribe_messages()]
 
     def connection_reset(self) -> list[Event]:
         """The platform reported a reconnect (lifecycle event) before any welcome showed it.

@@ -403,10 +403,8 @@ class _Run:
         key, secret = config.alpaca_key, config.alpaca_secret
         assert key is not None and secret is not None  # auth checked them
 
+        # The loop marks the handshake of the auth/subscribe steps as sent (no messages built).
         session = ClientSession(self.confirmed)
-        # The first handshake went out through the auth/subscribe steps; arming the session
-        # (the messages are discarded) makes any later welcome on the topic a reconnect.
-        session.handshake(key.get_secret_value(), secret.get_secret_value())
         controller = rt.enter_context(ControllerClient.from_runtime(rt))
         connection_id = self.info.connection_id
 

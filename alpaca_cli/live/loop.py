@@ -64,7 +64,9 @@ class StreamLoop:
     Parameters:
         stream: the topic consumer (opened before ``publish``, so nothing was missed).
         lifecycle: the WSM's lifecycle topic, or ``None``.
-        session: the Alpaca session as seen on the topic (armed: the handshake was sent).
+        session: the Alpaca session as seen on the topic. The first handshake went out before
+            the loop (``run``'s auth and subscribe steps), so the loop marks it sent: any
+            welcome from now on is a new socket.
         stats, info, view: the model, the header, and the view to tick.
         connection_id: our connection; frames and events of others are ignored.
         send: sends one payload upstream (controller ``send_raw``); may raise our errors.
@@ -100,6 +102,7 @@ class StreamLoop:
         self.stream = stream
         self.lifecycle = lifecycle
         self.session = session
+        session.mark_handshake_sent()
         self.stats = stats
         self.info = info
         self.view = view

@@ -95,6 +95,16 @@ def test_a_welcome_after_a_handshake_means_the_socket_was_replaced() -> None:
     assert session.reconnects == 2
 
 
+def test_a_handshake_sent_elsewhere_arms_reconnect_detection() -> None:
+    """``run`` sends the first handshake through its auth/subscribe steps, then only marks it."""
+    session = ClientSession(WANTED)
+    assert session.receive(CONNECTED) == [Welcome(reconnect=False)]
+    session.mark_handshake_sent()
+    assert session.receive(TRADE) == [DataResumed()]
+    assert session.receive(CONNECTED) == [Welcome(reconnect=True), RehandshakeNeeded(1)]
+    assert session.connection_reset() == [RehandshakeNeeded(2)]
+
+
 def test_an_empty_confirmed_set_falls_back_to_the_wanted_one() -> None:
     session = ClientSession(WANTED)
     session.handshake("k", "s")
