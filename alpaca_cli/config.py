@@ -641,6 +641,10 @@ def _dapr_settings(from_env: Any, sources: dict[str, str]) -> DaprSettings:
     if token_hit is not None:
         sources["dapr.api_token"] = token_hit[1]
     timeout_hit = from_env("DAPR_HEALTH_TIMEOUT")
+    if timeout_hit is not None:
+        # Set on purpose (even to the SDK's own 60): the pub/sub client then waits that long
+        # for the sidecar instead of its short default.
+        sources["dapr.health_timeout"] = timeout_hit[1]
     grpc_hit = from_env("DAPR_GRPC_ENDPOINT")
     http_hit = from_env("DAPR_HTTP_ENDPOINT")
     return DaprSettings(

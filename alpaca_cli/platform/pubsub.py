@@ -37,7 +37,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import logging
-import os
 import queue
 import sys
 import threading
@@ -85,7 +84,6 @@ QUEUE_SIZE: Final = 4096
 SOURCE: Final = "alpaca-md"
 """``source`` of the CloudEvents we publish."""
 
-_SDK_DEFAULT_HEALTH_TIMEOUT: Final = 60.0
 _PRINTING_MODULES: Final = (
     "dapr.clients.health",
     "dapr.common.pubsub.subscription",
@@ -163,8 +161,8 @@ class PubsubClient:
     Parameters:
         settings: where the sidecar is (ports, host, API token), already resolved.
         pubsub: the pub/sub component name (``--pubsub``).
-        health_timeout: seconds to wait for the sidecar; default
-            :data:`DEFAULT_HEALTH_TIMEOUT` unless ``settings`` carries a user-set value.
+        health_timeout: seconds to wait for the sidecar; default ``settings.health_timeout``
+            (:func:`open_pubsub` picks :data:`DEFAULT_HEALTH_TIMEOUT` unless the user set one).
         log: where SDK diagnostics and ``-vv`` lines go (never stdout); default: dropped.
     """
 
@@ -178,7 +176,9 @@ class PubsubClient:
     ) -> None:
         self.settings = settings
         self.pubsub = pubsub
-        self.health_timeout = health_timeout if health_timeout is not None else _health(settings)
+        self.health_timeout = (
+            health_timeout if health_timeout is not None else settings.health_timeout
+        )
         self._log = log
         self._client: Any = None
         self._lock = threading.Lock()
@@ -507,19 +507,6 @@ def _details(rpc: Any) -> str:
     return str(rpc)
 
 
-def _health(settings: DaprSettings) -> float:
-    """The user's ``DAPR_HEALTH_TIMEOUT`` when set, else :data:`DEFAULT_HEALTH_TIMEOUT`.
-
-    :class:`~alpaca_cli.config.DaprSettings` resolves an unset variable to the SDK default (60),
-    so that value also counts as "not set" unless the process environment names it.
-    """
-    if settings.health_timeout != _SDK_DEFAULT_HEALTH_TIMEOUT:
-        return settings.health_timeout
-    if os.environ.get("DAPR_HEALTH_TIMEOUT"):
-        return settings.health_timeout
-    return DEFAULT_HEALTH_TIMEOUT
-
-
 _configure_lock = threading.Lock()
 
 
@@ -572,8 +559,17 @@ def _redirect_sdk_prints(log: Log | None) -> None:
 
 
 def open_pubsub(config: Config, *, log: Log | None = None) -> PubsubClient:
-    """A :class:`PubsubClient` for a resolved configuration (not yet connected)."""
-    return PubsubClient(config.dapr, pubsub=config.pubsub, log=log)
+    """A :class:`PubsubClient` for a resolved configuration (not yet connected).
+
+    It waits :data:`DEFAULT_HEALTH_TIMEOUT` for the sidecar unless ``DAPR_HEALTH_TIMEOUT`` was
+    set in some layer (``config.sources`` says so; its value may well be the SDK's own 60).
+    """
+    health_timeout = (
+        config.dapr.health_timeout
+        if "dapr.health_timeout" in config.sources
+        else DEFAULT_HEALTH_TIMEOUT
+    )
+    return PubsubClient(config.dapr, pubsub=config.pubsub, health_timeout=health_timeout, log=log)
 
 
 _by_runtime: weakref.WeakKeyDictionary[Runtime, PubsubClient] = weakref.WeakKeyDictionary()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import orjson
 import pytest
 
-from alpaca_cli.config import DaprSettings, Secret
+from alpaca_cli.config import DaprSettings, Secret, load_config
 from alpaca_cli.errors import CredentialsRefused, ExitCode, SidecarUnreachable, UsageError
-from alpaca_cli.platform.pubsub import DEFAULT_HEALTH_TIMEOUT, PubsubClient
+from alpaca_cli.platform.pubsub import DEFAULT_HEALTH_TIMEOUT, PubsubClient, open_pubsub
 from tests.cli.conftest import free_port
 from tests.cli.pubsub_support import Sidecar, sidecar_fixture  # noqa: F401
 
@@ -121,8 +122,23 @@ def test_sdk_diagnostics_go_to_our_log_not_stdout(capsys: pytest.CaptureFixture[
     assert any("Health check" in line for line in lines)
 
 
-def test_health_wait_is_short_unless_the_user_set_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert PubsubClient(DaprSettings()).health_timeout == DEFAULT_HEALTH_TIMEOUT
+def test_health_wait_is_short_unless_the_user_set_it(tmp_path: Path) -> None:
+    def wait(environ: dict[str, str]) -> float:
+        return open_pubsub(load_config(environ=environ, cwd=tmp_path)).health_timeout
+
+    assert wait({}) == DEFAULT_HEALTH_TIMEOUT
+    assert wait({"DAPR_HEALTH_TIMEOUT": "7"}) == 7.0
+    # The SDK's own default, set on purpose, is no longer taken for "not set".
+    assert wait({"DAPR_HEALTH_TIMEOUT": "60"}) == 60.0
+
+
+def test_a_health_timeout_from_the_env_file_counts_too(tmp_path: Path) -> None:
+    """Only ``os.environ`` used to count when the value was 60: a ``.env`` was ignored."""
+    (tmp_path / ".env").write_text("DAPR_HEALTH_TIMEOUT=60\n")
+    config = load_config(environ={}, cwd=tmp_path)
+    assert config.sources["dapr.health_timeout"].startswith(".env file ")
+    assert open_pubsub(config).health_timeout == 60.0
+
+
+def test_a_client_built_from_bare_settings_takes_their_value() -> None:
     assert PubsubClient(DaprSettings(health_timeout=7.0)).health_timeout == 7.0
-    monkeypatch.setenv("DAPR_HEALTH_TIMEOUT", "60")
-    assert PubsubClient(DaprSettings(health_timeout=60.0)).health_timeout == 60.0
