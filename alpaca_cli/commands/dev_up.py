@@ -128,6 +128,8 @@ def command(
             dapr_api_token=_secret_from_env(dapr_api_token_env, "--dapr-api-token-env"),
             legacy=legacy,
             feed_options={k: v for k, v in feed.items() if v is not None},
+            # Its own process: the market's generation must not share the relay's GIL.
+            feed_process=True,
         )
         serve(config, write_env=write_env, exit_with_stdin=exit_with_stdin)
 
@@ -145,12 +147,10 @@ def _secret_from_env(var: str | None, option: str) -> str | None:
 
 
 def _configure_logging(verbose: int) -> None:
-    import logging
+    """Never frame dumps: ``websockets`` at DEBUG would log the auth message with the secret."""
+    from alpaca_cli.devstack.logs import configure_logging
 
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(verbose)
 
 
 def export_lines(env: dict[str, str]) -> list[str]:

@@ -45,6 +45,11 @@ class StackConfig:
     ``FeedConfig`` (``drop_after``, ``rate``, ``seed``, ``symbol_limit``, ``auth_timeout``,
     ``max_connections_per_key`` ...). ``feed=False`` starts no feed (the WSM can still reach
     any other Alpaca endpoint). ``reconnect_base_delay`` is the WSM's first reconnect delay.
+
+    ``feed_process=True`` runs the feed in a child process of its own
+    (:class:`~alpaca_cli.devstack.feed.process.FeedProcess`): ``dev up`` does, so generating
+    the market never competes with the WSM and the sidecar for one GIL. The default keeps it
+    on the platform's loop, where tests can reach the ``FeedServer`` (its ``stats``) directly.
     """
 
     host: str = "127.0.0.1"
@@ -60,6 +65,7 @@ class StackConfig:
     alpaca_key: str | None = None
     alpaca_secret: str | None = None
     reconnect_base_delay: float = 1.0
+    feed_process: bool = False
 
     @classmethod
     def ephemeral(cls, **overrides: Any) -> StackConfig:
@@ -121,7 +127,8 @@ class EmbeddedPlatform:
             dapr_healthy=lambda: self._sidecar_up,
         )
         self.feed: Any = None
-        """The feed's ``FeedServer`` once started (``None`` with ``feed=False``)."""
+        """The feed's ``FeedServer`` once started, or its ``FeedProcess`` with
+        ``feed_process=True`` (``None`` with ``feed=False``)."""
         self.loop_thread: LoopThread | None = None
         """Set by :func:`start_in_thread`: run coroutines on the platform's loop with it."""
         self._sidecar_up = False
@@ -151,9 +158,17 @@ class EmbeddedPlatform:
         options = dict(self.config.feed_options)
         options.setdefault("key", self.alpaca_key)
         options.setdefault("secret", self.alpaca_secret)
-        feed = FeedServer(FeedConfig(host=self.config.host, port=self.config.feed_port, **options))
-        await feed.start()
+        config = FeedConfig(host=self.config.host, port=self.config.feed_port, **options)
+        feed: Any
+        if self.config.feed_process:
+            from alpaca_cli.devstack.feed.process import FeedProcess
+
+            feed = FeedProcess(config)
+        else:
+            feed = FeedServer(config)
+        # Set before start(): a failed start is undone by stop(), which stops the feed too.
         self.feed = feed
+        await feed.start()
 
     async def stop(self) -> None:
         """Stop everything, newest first; safe to call twice or after a failed start."""

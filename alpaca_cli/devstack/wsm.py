@@ -42,6 +42,7 @@ __all__ = [
     "ConnectionStatus",
     "ReconnectPolicy",
     "WebSocketManager",
+    "is_loopback_url",
     "timestamp",
 ]
 
@@ -129,6 +130,19 @@ class _Connection:
         self.closing = False
         self.seq = 0
         self.received = 0
+
+
+def is_loopback_url(url: str) -> bool:
+    """True when ``url`` names this machine (``localhost``, 127.0.0.0/8 or ``::1``)."""
+    import ipaddress
+
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_url(url: str) -> None:
@@ -294,8 +308,16 @@ class WebSocketManager:
 
     async def _open(self, url: str) -> ClientConnection:
         # proxy=None: a loopback feed must never be routed through a proxy from the environment.
+        # No permessage-deflate on loopback: compressing and inflating every frame is pure CPU
+        # cost when no network is crossed (the local feed and the WSM share two cores). A
+        # remote Alpaca still gets the default offer, where it saves bandwidth.
         return await connect(
-            url, open_timeout=self._open_timeout, max_size=None, proxy=None, close_timeout=2
+            url,
+            open_timeout=self._open_timeout,
+            max_size=None,
+            proxy=None,
+            close_timeout=2,
+            compression=None if is_loopback_url(url) else "deflate",
         )
 
     async def _shut(self, conn: _Connection) -> None:

@@ -408,3 +408,85 @@ def test_dev_up_rejects_a_bad_alpaca_server_option() -> None:
     result = CliRunner().invoke(app, ["dev", "up", "--rate", "-1", "--gateway-port", "0"])
     assert result.exit_code == 2
     assert "rate" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- the feed in its own process ------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _wait_gone(pid: int) -> bool:
+    import time
+
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_feed_process_serves_the_platform_and_stops_with_it() -> None:
+    import asyncio
+
+    import orjson
+    from websockets.asyncio.client import connect
+
+    from alpaca_cli.devstack.feed.process import FeedProcess
+
+    config = StackConfig.ephemeral(feed_process=True, feed_options={"rate": 200.0})
+    with start_in_thread(config) as platform:
+        assert isinstance(platform.feed, FeedProcess)
+        pid = platform.feed.pid
+        assert pid is not None and pid in _children(os.getpid())
+        env = platform.env()
+
+        async def first_trade() -> dict[str, Any]:
+            async with connect(env["ALPACA_STREAM_URL"]) as ws:
+                await ws.recv()
+                auth = {
+                    "action": "auth",
+                    "key": env["ALPACA_API_KEY"],
+                    "secret": env["ALPACA_API_SECRET"],
+                }
+                await ws.send(orjson.dumps(auth).decode())
+                assert orjson.loads(await ws.recv())[0]["msg"] == "authenticated"
+                await ws.send(orjson.dumps({"action": "subscribe", "trades": ["*"]}).decode())
+                await ws.recv()
+                trade: dict[str, Any] = orjson.loads(await asyncio.wait_for(ws.recv(), WAIT))[0]
+                return trade
+
+        assert asyncio.run(first_trade())["T"] == "t"
+    assert not _alive(pid)
+
+
+def test_dev_up_runs_its_feed_in_a_child_that_dies_with_it() -> None:
+    with dev_up("--rate", "20") as proc:
+        wait_ready(proc)
+        children = _children(proc.pid)
+        assert len(children) == 1, children
+        [feed] = children
+        cmdline = Path(f"/proc/{feed}/cmdline").read_bytes()
+        assert b"alpaca_cli.devstack.feed.process" in cmdline
+        proc.kill()  # no clean-up in dev up at all: the child must still go
+        proc.wait()
+    assert _wait_gone(feed), "the feed process outlived dev up"

@@ -16,6 +16,7 @@ from alpaca_cli.devstack.wsm import (
     ConnectionStatus,
     ReconnectPolicy,
     WebSocketManager,
+    is_loopback_url,
 )
 
 from .conftest import ScriptedServer  # type: ignore[import-not-found]  # no package for mypy
@@ -240,3 +241,34 @@ def test_policy_delays_double_up_to_the_cap() -> None:
         30.0,
         30.0,
     ]
+
+
+@pytest.mark.parametrize(
+    ("url", "loopback"),
+    [
+        ("ws://127.0.0.1:8765/v1beta3/crypto/us", True),
+        ("ws://127.5.6.7/x", True),
+        ("ws://localhost:1/x", True),
+        ("ws://[::1]:9/x", True),
+        ("wss://stream.data.alpaca.markets/v1beta3/crypto/us", False),
+        ("ws://10.0.0.1/x", False),
+        ("ws://[2001:db8::1]/x", False),
+    ],
+)
+def test_loopback_urls_are_told_apart(url: str, loopback: bool) -> None:
+    assert is_loopback_url(url) is loopback
+
+
+def test_a_loopback_upstream_is_not_offered_compression(
+    loop_thread: LoopThread, broker: Broker, scripted_server: ScriptedServer
+) -> None:
+    async def scenario() -> None:
+        wsm = WebSocketManager(broker)
+        await wsm.connect(scripted_server.url)
+        await scripted_server.wait_connections(1)
+        [server_side] = scripted_server.connections
+        # The scripted server would accept permessage-deflate: the WSM did not ask for it.
+        assert "Sec-WebSocket-Extensions" not in server_side.request.headers
+        await wsm.close()
+
+    loop_thread.run(scenario())

@@ -57,6 +57,19 @@ def test_timestamps_increase_strictly_within_a_connection():
     assert stamps[0] > T0 and stamps[-1] <= T0 + 20 * TICK
 
 
+def test_a_batch_is_dated_when_it_is_generated_not_spread_back_over_the_tick():
+    market = Market(FeedConfig(symbols=SYMBOLS))
+    tg = targets(quotes=SYMBOLS, trades=SYMBOLS)
+    market.generate(10, tg, T0)
+    batch = market.generate(50, tg, T0 + TICK)
+    stamps = [m.timestamp for m in batch]
+    # One nanosecond apart, ending at the generation time: no pacing delay is baked into t.
+    assert stamps == list(range(T0 + TICK - 49, T0 + TICK + 1))
+    # A batch asked for "earlier" than the last stamp still moves strictly forwards.
+    again = market.generate(5, tg, T0)
+    assert [m.timestamp for m in again] == list(range(T0 + TICK + 1, T0 + TICK + 6))
+
+
 def test_trades_have_consecutive_int64_ids_a_taker_side_and_hit_the_touch():
     market = Market(FeedConfig(symbols=SYMBOLS))
     for s in SYMBOLS:

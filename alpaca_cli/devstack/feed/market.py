@@ -385,25 +385,28 @@ class Market:
             instrument.forget()
 
     def generate(self, count: int, targets: Targets, now_ns: int) -> list[Message]:
-        """``count`` messages spread evenly over the subscribed (channel, symbol) pairs."""
+        """``count`` messages spread evenly over the subscribed (channel, symbol) pairs.
+
+        All are stamped at ``now_ns`` (the moment the caller is about to send them): the last
+        one exactly, those before it one nanosecond apart each, so ``t`` still increases
+        strictly per connection (later if the previous batch ran ahead). Spreading them
+        over the time since the previous batch instead would date them up to one send
+        interval in the past, and that pacing would show up as latency downstream.
+        """
         streams = self._streams_of(targets)
         if not streams or count <= 0:
             self._last_ns = max(self._last_ns, now_ns)
             return []
         rng = self._rng
         n = len(streams)
-        start = self._last_ns if self._last_ns else now_ns
-        span = max(0, now_ns - start)
         out: list[Message] = []
         append = out.append
-        last = self._last_ns
-        for k in range(count):
+        last = max(self._last_ns, now_ns - count)
+        for _ in range(count):
             kind, instrument = streams[int(rng.random() * n)]
             instrument.step(rng)
-            t = start + span * (k + 1) // count
-            if t <= last:  # strictly increasing, as in _stamp()
-                t = last + 1
-            last = t
+            last += 1
+            t = last
             if kind == "t":
                 append(instrument.trade(rng, t, self.next_trade_id()))
             elif kind == "q":
