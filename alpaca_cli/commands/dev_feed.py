@@ -145,8 +145,12 @@ def _configure_logging() -> Callable[[], None]:
     feed_log.addHandler(handler)
     feed_log.setLevel(logging.INFO)
     feed_log.propagate = False
-    # websockets' own INFO lines duplicate ours; keep its warnings and errors.
+    # websockets' own INFO lines duplicate ours; keep its warnings and errors. Its DEBUG frame
+    # dumps would show clients' auth messages (secrets): pin every websockets.* logger too.
     ws_log.setLevel(logging.WARNING)
+    from alpaca_cli.devstack.logs import pin_wire_loggers
+
+    pin_wire_loggers()
 
     def undo() -> None:
         feed_log.removeHandler(handler)
