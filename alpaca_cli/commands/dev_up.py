@@ -3,7 +3,9 @@
 It prints the environment a second shell needs (``export KEY=value`` lines on stdout; status on
 stderr), optionally writes the same ``KEY=value`` lines to a file once everything serves, and
 runs until Ctrl+C, SIGTERM or (with the hidden ``--exit-with-stdin``) the end of its stdin, so a
-parent that launched it and died never leaves it running.
+parent that launched it and died never leaves it running. The Alpaca stream server runs in a
+child process of its own (it dies with this one), so a busy synthetic market never slows the
+WebSocketManager and the sidecar down.
 
 Heavy imports (aiohttp, grpc, websockets, the devstack) happen inside :func:`command`.
 """
@@ -24,6 +26,7 @@ from alpaca_cli.commands._common import VerboseOption, reported_errors
 from alpaca_cli.errors import UsageError
 
 if TYPE_CHECKING:
+    from alpaca_cli.devstack.sidecar import StreamMode
     from alpaca_cli.devstack.stack import EmbeddedPlatform, StackConfig
 
 SECRET_NAMES = frozenset({"VIRTUFIN_API_KEY", "DAPR_API_TOKEN"})
@@ -86,6 +89,15 @@ def command(
         bool,
         typer.Option(help="Behave like an older platform: CreateWorker takes 'topic'."),
     ] = False,
+    dapr_streams: Annotated[
+        str,
+        typer.Option(
+            metavar="copy|split|single",
+            help="Several streaming subscriptions on one topic: each gets every message (copy), "
+            "they share them as one app id (split, Dapr 1.16+), or the second is refused "
+            "(single, Dapr 1.14/1.15).",
+        ),
+    ] = "copy",
     write_env: Annotated[
         Path | None,
         typer.Option(
@@ -106,6 +118,7 @@ def command(
     Example: alpaca-md dev up --gateway-port 0 --write-env .devstack.env
     """
     with reported_errors():
+        streams = _stream_mode(dapr_streams)
         feed: dict[str, Any] = {
             "drop_after": drop_after,
             "rate": rate,
@@ -130,8 +143,20 @@ def command(
             feed_options={k: v for k, v in feed.items() if v is not None},
             # Its own process: the market's generation must not share the relay's GIL.
             feed_process=True,
+            dapr_streams=streams,
         )
         serve(config, write_env=write_env, exit_with_stdin=exit_with_stdin)
+
+
+def _stream_mode(value: str) -> StreamMode:
+    from alpaca_cli.devstack.sidecar import STREAM_MODES
+
+    for mode in STREAM_MODES:
+        if value == mode:
+            return mode
+    raise UsageError(
+        f"--dapr-streams {value}: give one of {', '.join(STREAM_MODES)}.",
+    )
 
 
 def _secret_from_env(var: str | None, option: str) -> str | None:

@@ -1,7 +1,9 @@
 """The whole embedded platform in one event loop: broker, sidecar, WSM, WorkManager, gateway, feed.
 
-``alpaca-md dev up`` runs it in the foreground; tests and ``run --embedded`` start it in a
-background thread with :func:`start_in_thread`. Everything shares one
+``alpaca-md dev up`` runs it in the foreground, with the Alpaca feed in a child process
+(``StackConfig.feed_process``) so generating the market does not share the relay's GIL; tests
+and ``run --embedded`` start it in a background thread with :func:`start_in_thread`, the feed
+on the same loop unless asked otherwise. Everything shares one
 :class:`~alpaca_cli.devstack.broker.Broker`, so a command published through the sidecar reaches
 the controller worker, and the frames the WSM publishes reach the sidecar's streams.
 
@@ -21,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from alpaca_cli.devstack.broker import Broker
 from alpaca_cli.devstack.gateway import Gateway
-from alpaca_cli.devstack.sidecar import DaprSidecar
+from alpaca_cli.devstack.sidecar import DaprSidecar, StreamMode
 from alpaca_cli.devstack.workmanager import WorkManager
 from alpaca_cli.devstack.wsm import ReconnectPolicy, WebSocketManager
 
@@ -50,6 +52,9 @@ class StackConfig:
     (:class:`~alpaca_cli.devstack.feed.process.FeedProcess`): ``dev up`` does, so generating
     the market never competes with the WSM and the sidecar for one GIL. The default keeps it
     on the platform's loop, where tests can reach the ``FeedServer`` (its ``stats``) directly.
+
+    ``dapr_streams`` is the sidecar's ``streams_per_topic``: ``"split"`` / ``"single"`` make
+    several streams of one client on one topic compete or fail, as beside a real sidecar.
     """
 
     host: str = "127.0.0.1"
@@ -66,6 +71,7 @@ class StackConfig:
     alpaca_secret: str | None = None
     reconnect_base_delay: float = 1.0
     feed_process: bool = False
+    dapr_streams: StreamMode = "copy"
 
     @classmethod
     def ephemeral(cls, **overrides: Any) -> StackConfig:
@@ -116,6 +122,7 @@ class EmbeddedPlatform:
             http_port=self.config.dapr_http_port,
             grpc_port=self.config.dapr_grpc_port,
             api_token=self.config.dapr_api_token,
+            streams_per_topic=self.config.dapr_streams,
         )
         self.gateway = Gateway(
             self.workmanager,
@@ -211,6 +218,7 @@ class EmbeddedPlatform:
             http_port=old.http_port,
             grpc_port=old.grpc_port,
             api_token=self.config.dapr_api_token,
+            streams_per_topic=self.config.dapr_streams,
         )
         await self.sidecar.start()
         self._sidecar_up = True

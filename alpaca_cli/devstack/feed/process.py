@@ -15,8 +15,10 @@ Protocol with the child (``python -m alpaca_cli.devstack.feed.process``):
 * after that, stdin staying open is the child's lifeline: end of file (the parent closed it, or
   died, which closes it too) stops the server cleanly and exits. On Linux the child also asks
   the kernel for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``), in case a grandchild
-  inherited the pipe. It ignores SIGINT: Ctrl+C reaches the whole process group, and the
-  parent decides when the feed stops.
+  inherited the pipe. (That signal follows the parent *thread* that started the child: start
+  it from a thread that outlives the feed, as the platform's loop thread does.) The child
+  ignores SIGINT: Ctrl+C reaches the whole process group, and the parent decides when the
+  feed stops.
 """
 
 from __future__ import annotations
