@@ -8,9 +8,18 @@
 * gRPC ``dapr.proto.runtime.v1.Dapr/PublishEvent`` and the bidirectional
   ``SubscribeTopicEventsAlpha1``. Every other method answers UNIMPLEMENTED.
 
-Every streaming subscription is a consumer of its own: it receives every message published on
-its topic after it opened (the behaviour the embedded platform promises; a real sidecar would
-split messages between the streams of one app id).
+Several streaming subscriptions on one pub/sub topic (``streams_per_topic``):
+
+* ``"copy"`` (default): every stream is a consumer of its own and receives every message
+  published on its topic after it opened. Convenient, but no real sidecar does this.
+* ``"split"``: the streams of this sidecar form one consumer group (its app id), as on Dapr
+  1.16+: each message goes to only one of them.
+* ``"single"``: a second concurrent stream on the same pub/sub and topic is refused with the
+  runtime's own error (``streamer already subscribed to pubsub "p" topic "t"``, gRPC UNKNOWN),
+  as on Dapr 1.14/1.15.
+
+The last two exist so that a client holding two subscriptions on one topic fails here as it
+would beside a real sidecar, instead of working only against this stand-in.
 
 Flow control: a stream pulls from its broker subscription only as fast as gRPC accepts writes
 (HTTP/2 flow control), and holds at most ``max_in_flight`` unacknowledged events. A slow
@@ -32,7 +41,7 @@ import asyncio
 import errno
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 import grpc
 from aiohttp import web
@@ -49,12 +58,16 @@ from alpaca_cli.devstack.broker import (
 )
 from alpaca_cli.devstack.cloudevents import CloudEventError, data_survives, event_from_publish
 
-__all__ = ["API_TOKEN_HEADER", "DaprSidecar"]
+__all__ = ["API_TOKEN_HEADER", "STREAM_MODES", "DaprSidecar", "StreamMode"]
 
 logger = logging.getLogger(__name__)
 
 API_TOKEN_HEADER = "dapr-api-token"
 """gRPC metadata key / HTTP header carrying ``DAPR_API_TOKEN``."""
+
+StreamMode: TypeAlias = Literal["copy", "split", "single"]
+"""How a sidecar serves several streaming subscriptions on one pub/sub topic (module doc)."""
+STREAM_MODES: tuple[StreamMode, ...] = get_args(StreamMode)
 
 _TOKEN_MISMATCH = "authentication error: api token mismatch"
 _SUCCESS = appcallback_pb2.TopicEventResponse.SUCCESS
@@ -91,6 +104,9 @@ class DaprSidecar:
     * ``pubsub_names`` - the pub/sub components that exist; others fail with INVALID_ARGUMENT
       ``pubsub X is not found``.
     * ``max_in_flight`` - unacknowledged events one stream may hold before it waits for acks.
+    * ``streams_per_topic`` - ``"copy"``, ``"split"`` or ``"single"`` (module doc): whether
+      concurrent streams on one topic each get every message, compete for them as one app id,
+      or are refused after the first.
     """
 
     def __init__(
@@ -104,8 +120,15 @@ class DaprSidecar:
         api_token: str | None = None,
         pubsub_names: Iterable[str] = ("pubsub",),
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        streams_per_topic: StreamMode = "copy",
     ) -> None:
+        if streams_per_topic not in STREAM_MODES:
+            raise ValueError(
+                f"streams_per_topic must be one of {', '.join(STREAM_MODES)}, "
+                f"not {streams_per_topic!r}"
+            )
         self.broker = broker
+        self.streams_per_topic: StreamMode = streams_per_topic
         self.host = host
         self.app_id = app_id
         self._api_token = api_token
@@ -117,7 +140,8 @@ class DaprSidecar:
         self._grpc_port: int | None = None
         self._grpc: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
-        self._streams: set[BrokerSubscription] = set()
+        self._streams: dict[BrokerSubscription, tuple[str, str]] = {}
+        """Open streams -> their (pubsub, topic)."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -251,18 +275,34 @@ class DaprSidecar:
         return event
 
     def _open_stream(self, pubsub: str, topic: str, dead_letter: str) -> BrokerSubscription:
+        """A broker subscription for a new stream, by :attr:`streams_per_topic`.
+
+        Raises:
+            PubsubRequestError: bad names; or ``"single"`` and a stream on this topic is open
+                (the runtime's error, which reaches the client as gRPC UNKNOWN).
+        """
         self.check_pubsub(pubsub, topic)
+        key = (pubsub, topic)
+        mode = self.streams_per_topic
+        if mode == "single" and key in self._streams.values():
+            # Dapr 1.14/1.15 (pkg/runtime/compstore): the error the gRPC handler returns as is.
+            raise PubsubRequestError(
+                grpc.StatusCode.UNKNOWN,
+                f'streamer already subscribed to pubsub "{pubsub}" topic "{topic}"',
+            )
         sub = self.broker.subscribe(
             topic,
+            # A real sidecar consumes as its app id's consumer group: its streams compete.
+            group=f"dapr-app:{self.app_id}" if mode == "split" else None,
             pubsub=pubsub,
             dead_letter_topic=dead_letter or None,
             max_in_flight=self.max_in_flight,
         )
-        self._streams.add(sub)
+        self._streams[sub] = key
         return sub
 
     def _close_stream(self, sub: BrokerSubscription) -> None:
-        self._streams.discard(sub)
+        self._streams.pop(sub, None)
         sub.close()
 
     # -- HTTP -------------------------------------------------------------------------------------

@@ -435,3 +435,125 @@ def test_a_taken_port_fails_to_start_with_address_in_use(
         with pytest.raises(OSError) as caught:
             loop_thread.run(sidecar.start())
     assert caught.value.errno == errno.EADDRINUSE
+
+
+# -- several streams on one topic: what a real sidecar does (streams_per_topic) -------------------
+
+
+def publish_numbers(client: DaprClient, topic: str, count: int) -> None:
+    for n in range(count):
+        client.publish_event("pubsub", topic, json_event(n), data_content_type="text/plain")
+
+
+def test_single_refuses_a_second_stream_on_the_topic_with_the_runtimes_error(
+    start_sidecar: Callable[..., RunningSidecar],
+) -> None:
+    start_sidecar(streams_per_topic="single")
+    with DaprClient() as c:
+        first = c.subscribe("pubsub", "ticks")
+        try:
+            with pytest.raises(Exception) as caught:
+                c.subscribe("pubsub", "ticks")
+            cause = caught.value.__cause__
+            assert isinstance(cause, grpc.RpcError)
+            assert cause.code() == grpc.StatusCode.UNKNOWN
+            assert cause.details() == 'streamer already subscribed to pubsub "pubsub" topic "ticks"'
+            # The first stream is untouched and still gets every message.
+            c.publish_event("pubsub", "ticks", "still mine")
+            msg = next(first)
+            first.respond_success(msg)
+            assert msg.data() == "still mine"
+            other = c.subscribe("pubsub", "other-topic")  # another topic is another streamer
+            other.close()
+            time.sleep(ACK_FLUSH)
+        finally:
+            first.close()
+
+
+def test_single_accepts_a_new_stream_once_the_first_closed(
+    start_sidecar: Callable[..., RunningSidecar],
+) -> None:
+    running = start_sidecar(streams_per_topic="single")
+    with DaprClient() as c:
+        c.subscribe("pubsub", "ticks").close()
+        assert wait_until(lambda: running.sidecar.stream_count == 0)
+        again = c.subscribe("pubsub", "ticks")
+        try:
+            c.publish_event("pubsub", "ticks", "after")
+            msg = next(again)
+            again.respond_success(msg)
+            assert msg.data() == "after"
+            time.sleep(ACK_FLUSH)
+        finally:
+            again.close()
+
+
+def test_split_streams_share_the_messages_each_goes_to_one(
+    start_sidecar: Callable[..., RunningSidecar],
+) -> None:
+    running = start_sidecar(streams_per_topic="split")
+    with DaprClient() as c:
+        first = c.subscribe("pubsub", "shared")
+        second = c.subscribe("pubsub", "shared")
+        got: dict[str, list[str]] = {"first": [], "second": []}
+        readers = []
+        try:
+            import threading
+
+            def read(name: str, sub: Any) -> None:
+                try:
+                    for msg in sub:
+                        sub.respond_success(msg)
+                        got[name].append(msg.data())
+                except Exception:  # StreamInactiveError once closed: the end of this reader
+                    return
+
+            for name, sub in (("first", first), ("second", second)):
+                thread = threading.Thread(target=read, args=(name, sub), daemon=True)
+                thread.start()
+                readers.append(thread)
+            publish_numbers(c, "shared", 40)
+            assert wait_until(lambda: len(got["first"]) + len(got["second"]) >= 40)
+            time.sleep(ACK_FLUSH)
+        finally:
+            first.close()
+            second.close()
+            for thread in readers:
+                thread.join(timeout=5)
+        both = got["first"] + got["second"]
+        assert sorted(both, key=int) == [str(n) for n in range(40)]  # none twice, none lost
+        assert got["first"] and got["second"], got  # they competed: neither got everything
+        assert running.sidecar.streams_per_topic == "split"
+
+
+def test_split_groups_by_app_id_so_another_sidecars_stream_gets_every_message(
+    start_sidecar: Callable[..., RunningSidecar], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tail_side = start_sidecar(streams_per_topic="split", app_id="alpaca-md-tail")
+    tail_env = tail_side.env
+    start_sidecar(streams_per_topic="split", app_id="alpaca-md")  # the SDK env points here now
+    with DaprClient() as ours:
+        mine = ours.subscribe("pubsub", "ticks")
+        for name, value in tail_env.items():
+            monkeypatch.setenv(name, value)
+        with DaprClient() as other:
+            tail = other.subscribe("pubsub", "ticks")
+            try:
+                publish_numbers(ours, "ticks", 5)
+                for sub in (mine, tail):
+                    got = []
+                    for _ in range(5):
+                        msg = next(sub)
+                        sub.respond_success(msg)
+                        got.append(msg.data())
+                    assert got == ["0", "1", "2", "3", "4"]
+                time.sleep(ACK_FLUSH)
+            finally:
+                tail.close()
+                mine.close()
+
+
+def test_copy_is_the_default_and_unknown_modes_are_refused(dapr_sidecar: RunningSidecar) -> None:
+    assert dapr_sidecar.sidecar.streams_per_topic == "copy"
+    with pytest.raises(ValueError, match="streams_per_topic"):
+        DaprSidecar(dapr_sidecar.broker, streams_per_topic="both")  # type: ignore[arg-type]
