@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
@@ -78,6 +79,10 @@ class TopicStream:
         books: the books to update (shared with a caller such as ``run``); new ones by default.
         stop: set it (from any thread) to end iteration within :data:`POLL_INTERVAL`.
         linger: seconds :meth:`close` waits for the last acknowledgements to reach the sidecar.
+        replay_waited: keep the items :meth:`wait_for` consumed and hand them out again, in
+            order, from :meth:`next` (before newer ones). For a caller such as ``run`` that
+            reads the stream after the ``auth``/``subscribe`` steps waited on it: the welcome,
+            the answers and any early data then still reach its statistics and session.
     """
 
     def __init__(
@@ -88,6 +93,7 @@ class TopicStream:
         books: Books | None = None,
         stop: threading.Event | None = None,
         linger: float = 0.0,
+        replay_waited: bool = False,
     ) -> None:
         self.pubsub = pubsub
         self.topic = topic
@@ -95,6 +101,9 @@ class TopicStream:
         self.stop = stop if stop is not None else threading.Event()
         self.stats = StreamStats()
         self.linger = linger
+        self.replay_waited = replay_waited
+        self._waited: deque[StreamItem] = deque()
+        """Items :meth:`wait_for` consumed, not yet handed out by :meth:`next`."""
         self._sub: Subscription | None = None
 
     def __repr__(self) -> str:
@@ -130,15 +139,22 @@ class TopicStream:
 
     def pending(self) -> bool:
         """True when another item is already waiting (the inbound queue is not drained)."""
-        return self._sub is not None and self._sub.pending()
+        return bool(self._waited) or (self._sub is not None and self._sub.pending())
 
     def next(self, timeout: float | None = POLL_INTERVAL) -> StreamItem | None:
-        """The next item, or ``None`` after ``timeout`` seconds without one.
+        """The next item (a replayed one first, see ``replay_waited``), or ``None`` after
+        ``timeout`` seconds without one.
 
         Raises:
             EOFError: the subscription ended (closed).
             SidecarUnreachable, CredentialsRefused, UsageError: the stream failed.
         """
+        if self._waited:
+            return self._waited.popleft()
+        return self._next_new(timeout)
+
+    def _next_new(self, timeout: float | None) -> StreamItem | None:
+        """The next item off the subscription, never a replayed one."""
         sub = self.open()._sub
         assert sub is not None
         event = sub.get(timeout=timeout)
@@ -204,7 +220,9 @@ class TopicStream:
         """The first message that satisfies ``predicate`` within ``timeout`` s, else ``None``.
 
         For commands that send something upstream and read Alpaca's answer off the topic
-        (``auth``, ``subscribe``); every item seen is also handed to ``on_item``.
+        (``auth``, ``subscribe``); every item seen is also handed to ``on_item`` (and kept for
+        :meth:`next` with ``replay_waited``). Only items that arrive during the wait are
+        tested, never replayed ones: an answer to an earlier step cannot answer this one.
         ``interrupt`` is the invocation's stop event (``Runtime.stop``): once set, the wait
         ends within :data:`POLL_INTERVAL` instead of sitting out ``timeout``.
 
@@ -221,11 +239,13 @@ class TopicStream:
             if remaining <= 0:
                 return None
             try:
-                item = self.next(min(remaining, POLL_INTERVAL))
+                item = self._next_new(min(remaining, POLL_INTERVAL))
             except EOFError:
                 return None
             if item is None:
                 continue
+            if self.replay_waited:
+                self._waited.append(item)
             if on_item is not None:
                 on_item(item)
             for msg in item.messages:
@@ -239,7 +259,9 @@ _by_runtime: weakref.WeakKeyDictionary[Runtime, dict[str, TopicStream]] = (
 )
 
 
-def runtime_stream(rt: Runtime, topic: str, *, books: Books | None = None) -> TopicStream:
+def runtime_stream(
+    rt: Runtime, topic: str, *, books: Books | None = None, replay_waited: bool = False
+) -> TopicStream:
     """The invocation's one open stream on ``topic``: made and opened on first use, closed with
     the runtime.
 
@@ -248,14 +270,17 @@ def runtime_stream(rt: Runtime, topic: str, *, books: Books | None = None) -> To
     subscribed"). ``run`` opens the stream before ``publish``; ``auth`` and ``subscribe`` then
     read Alpaca's answers from that same stream instead of opening their own.
 
-    ``books`` is used only when the stream is made here.
+    ``books`` and ``replay_waited`` (see :class:`TopicStream`) are used only when the stream
+    is made here: ``run`` makes it first, with both.
     """
     from alpaca_cli.platform.pubsub import runtime_pubsub
 
     streams = _by_runtime.setdefault(rt, {})
     stream = streams.get(topic)
     if stream is None:
-        stream = TopicStream(runtime_pubsub(rt), topic, books=books)
+        stream = TopicStream(
+            runtime_pubsub(rt), topic, books=books, replay_waited=replay_waited
+        )
         stream.open()
         streams[topic] = stream
 

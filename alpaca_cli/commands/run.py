@@ -358,15 +358,20 @@ class _Run:
 
     def _publish(self) -> None:
         from alpaca_cli.commands.publish import start_publishing
-        from alpaca_cli.platform.pubsub import runtime_pubsub
-        from alpaca_cli.stream import TopicStream
+        from alpaca_cli.stream import runtime_stream
 
         rt = self.rt
         assert rt is not None
         with self.steps.step("publish", f"publishing to topic {rt.config.topic}") as step:
             # Subscribed before publishing: the answers to auth and subscribe are on the topic.
-            self.stream = TopicStream(runtime_pubsub(rt), rt.config.topic, books=self.stats.books)
-            self.stream.open()
+            # The invocation's one stream on it: auth and subscribe wait on this same stream
+            # (a second subscription of one app id would split the topic's messages with it,
+            # or be refused, beside a real sidecar), and it replays what they consumed, so the
+            # welcome, their answers and any early data still reach the stream loop.
+            self.stream = runtime_stream(
+                rt, rt.config.topic, books=self.stats.books, replay_waited=True
+            )
+            self.stats.books = self.stream.books
             result = start_publishing(rt)
             step.detail = f"topic {result.topic}"
 

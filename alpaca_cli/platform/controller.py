@@ -12,8 +12,12 @@ RPC, so this module makes it one:
 4. ``success: false`` -> :class:`~alpaca_cli.errors.CommandRefused` with the controller's
    message; nothing within ``timeout`` -> :class:`~alpaca_cli.errors.ReplyTimeout`.
 
-The reply subscription is opened on the first command and reused until :meth:`close`, so a
-``run`` that sends many commands pays for one stream.
+The reply subscription is opened on the first command and shared by every
+:class:`ControllerClient` of the same pub/sub client (so by every step of one invocation, e.g.
+``run``'s connect, publish, auth, subscribe, stream and teardown): beside a real sidecar, two
+streaming subscriptions of one app id on the reply topic would split the replies between them
+(Dapr 1.16+) or the second would be refused (1.14/1.15). The clients take turns (one command in
+flight at a time) and the last one closed closes the subscription.
 
 Example::
 
@@ -28,6 +32,7 @@ import base64
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -117,6 +122,24 @@ def parse_connection(doc: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+class _ReplyChannel:
+    """The one reply-topic subscription of a pub/sub client, and who may read it now."""
+
+    __slots__ = ("lock", "sub", "users")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        """Held for a whole command: replies are read by the client that is waiting for one."""
+        self.sub: Subscription | None = None
+        self.users = 0
+
+
+_channels: weakref.WeakKeyDictionary[PubsubClient, dict[str, _ReplyChannel]] = (
+    weakref.WeakKeyDictionary()
+)
+_channels_lock = threading.Lock()
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
     """A successful reply: the controller's JSON object."""
@@ -157,7 +180,7 @@ class ControllerClient:
         self.reply_topic = reply_topic
         self.timeout = timeout
         self.interrupt = interrupt if interrupt is not None else threading.Event()
-        self._replies: Subscription | None = None
+        self._channel: _ReplyChannel | None = None
 
     def __repr__(self) -> str:
         return f"ControllerClient(command_topic={self.command_topic!r})"
@@ -178,10 +201,33 @@ class ControllerClient:
         )
 
     def close(self) -> None:
-        """Close the reply subscription (the pub/sub client stays open)."""
-        if self._replies is not None:
-            self._replies.close()
-            self._replies = None
+        """Leave the shared reply subscription; the last client to leave closes it (the pub/sub
+        client stays open). Idempotent."""
+        channel, self._channel = self._channel, None
+        if channel is None:
+            return
+        with _channels_lock:
+            channel.users -= 1
+            if channel.users > 0:
+                return
+            topics = _channels.get(self.pubsub)
+            if topics is not None and topics.get(self.reply_topic) is channel:
+                del topics[self.reply_topic]
+        with channel.lock:
+            sub, channel.sub = channel.sub, None
+        if sub is not None:
+            sub.close()
+
+    def _join(self) -> _ReplyChannel:
+        if self._channel is None:
+            with _channels_lock:
+                topics = _channels.setdefault(self.pubsub, {})
+                channel = topics.get(self.reply_topic)
+                if channel is None:
+                    channel = topics[self.reply_topic] = _ReplyChannel()
+                channel.users += 1
+            self._channel = channel
+        return self._channel
 
     def __enter__(self) -> ControllerClient:
         return self
@@ -207,9 +253,19 @@ class ControllerClient:
             SidecarUnreachable, CredentialsRefused, UsageError: from the pub/sub client.
         """
         self._check_stop(command)
-        if self._replies is None:
-            self._replies = self.pubsub.subscribe(self.reply_topic)
-        replies = self._replies
+        channel = self._join()
+        while not channel.lock.acquire(timeout=POLL):  # another client's command is in flight
+            self._check_stop(command)
+        try:
+            if channel.sub is None:
+                channel.sub = self.pubsub.subscribe(self.reply_topic)
+            return self._call(channel, command, arguments)
+        finally:
+            channel.lock.release()
+
+    def _call(self, channel: _ReplyChannel, command: str, arguments: dict[str, Any]) -> Reply:
+        replies = channel.sub
+        assert replies is not None
         correlation_id = uuid.uuid4().hex
         body = {"command": command, **arguments}
         self.pubsub.publish(
@@ -241,7 +297,7 @@ class ControllerClient:
             try:
                 event = replies.get(timeout=min(remaining, POLL))
             except EOFError:
-                self._replies = None
+                channel.sub = None
                 raise
             if event is None:
                 continue

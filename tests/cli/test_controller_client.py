@@ -244,3 +244,62 @@ def test_parse_connection_defaults_missing_keys() -> None:
         "created_at": "",
         "tags": {},
     }
+
+
+def _wait_until(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_clients_of_one_pubsub_client_share_one_reply_subscription(sidecar: Sidecar) -> None:
+    """One invocation (``run``) makes a client per step: beside a real sidecar a second
+    subscription on the reply topic would split the replies or be refused."""
+    with PubsubClient(sidecar.settings) as worker_side, PubsubClient(sidecar.settings) as ours:
+        worker = ScriptedWorker(worker_side)
+        first = ControllerClient(ours, command_topic=COMMANDS, reply_topic=REPLIES, timeout=10)
+        second = ControllerClient(ours, command_topic=COMMANDS, reply_topic=REPLIES, timeout=10)
+        try:
+            assert first.create("ws://a") == "conn-9"
+            assert second.create("ws://b") == "conn-9"
+            assert sidecar.broker.subscriber_count(REPLIES) == 1
+            first.close()
+            first.close()  # idempotent: must not take the other client's share
+            assert second.create("ws://c") == "conn-9"  # the subscription outlived the first
+        finally:
+            second.close()
+            first.close()
+        assert _wait_until(lambda: sidecar.broker.subscriber_count(REPLIES) == 0)
+        worker.close()
+
+
+def test_clients_sharing_the_reply_subscription_take_turns(sidecar: Sidecar) -> None:
+    with PubsubClient(sidecar.settings) as worker_side, PubsubClient(sidecar.settings) as ours:
+        worker = ScriptedWorker(worker_side)
+        clients = [
+            ControllerClient(ours, command_topic=COMMANDS, reply_topic=REPLIES, timeout=10)
+            for _ in range(3)
+        ]
+        answers: list[str] = []
+        failures: list[BaseException] = []
+
+        def use(ctl: ControllerClient) -> None:
+            try:
+                for n in range(4):
+                    answers.append(ctl.create(f"ws://{id(ctl)}/{n}"))
+            except BaseException as exc:  # reported by the assertion below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=use, args=(ctl,)) for ctl in clients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+        for ctl in clients:
+            ctl.close()
+        worker.close()
+    assert failures == []
+    assert answers == ["conn-9"] * 12
