@@ -278,9 +278,7 @@ def runtime_stream(
     streams = _by_runtime.setdefault(rt, {})
     stream = streams.get(topic)
     if stream is None:
-        stream = TopicStream(
-            runtime_pubsub(rt), topic, books=books, replay_waited=replay_waited
-        )
+        stream = TopicStream(runtime_pubsub(rt), topic, books=books, replay_waited=replay_waited)
         stream.open()
         streams[topic] = stream
 
