@@ -121,6 +121,10 @@ class StreamLoop:
         self._handshake_at: float | None = None
         self._send_failures = 0
         self._lifecycle_reset_at: float | None = None
+        self._welcome_reconnect_at: float | None = None
+        """When the last re-handshake triggered by a welcome on the topic was scheduled: the WSM's
+        ``connected`` lifecycle event for that same reconnect may arrive after the welcome, and
+        must not arm the fallback (that would send a second auth: Alpaca's 403)."""
         self._stalled = False
         self._quiet_since = 0.0
         self._next_status = 0.0
@@ -202,6 +206,7 @@ class StreamLoop:
         for event in events:
             if isinstance(event, RehandshakeNeeded):
                 self._lifecycle_reset_at = None
+                self._welcome_reconnect_at = now
                 self.stats.note_reconnect()
                 self.info.phase = "re-handshake"
                 self._warn(
@@ -297,7 +302,9 @@ class StreamLoop:
             self.stats.books.invalidate()
             self.info.phase = kind
         elif kind == "connected" and doc.get("attempt"):
-            self._lifecycle_reset_at = now + LIFECYCLE_FALLBACK
+            handled = self._welcome_reconnect_at
+            if handled is None or now - handled > LIFECYCLE_FALLBACK:
+                self._lifecycle_reset_at = now + LIFECYCLE_FALLBACK
 
     def _check_stall(self, now: float) -> None:
         if self.stall_limit <= 0 or self._stalled:

@@ -205,6 +205,24 @@ def test_the_lifecycle_event_is_the_fallback_when_no_welcome_shows() -> None:
     assert loop.info.connection_status == "CONNECTED"
 
 
+def test_a_lifecycle_event_after_the_welcome_does_not_handshake_twice() -> None:
+    """The welcome and the WSM's ``connected`` event race; either order is one reconnect."""
+    lifecycle = Lifecycle()
+
+    class Event:
+        type = "com.virtufin.websocketmanager.lifecycle.connected"
+        data = orjson.dumps({"connection_id": CONN, "attempt": 1})
+
+    lifecycle.events.append(Event())
+    loop, sent, _ = make_loop(
+        [WELCOME, 0.1, AUTHED, SUBSCRIBED, [book(True)], 1.0, 1.5, 0.1], lifecycle=lifecycle
+    )
+    loop.run()
+    assert sent == ["auth", "subscribe"]
+    assert loop.stats.reconnects == 1
+    assert loop.stats.errors == 0
+
+
 def test_a_silent_stream_is_reported_once_as_stalled() -> None:
     loop, _, _ = make_loop([[book(True)], 6.0, 6.0, 6.0, [book()], 0.1])
     loop.run()
