@@ -9,6 +9,7 @@ sidecar.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -49,6 +50,11 @@ def test_the_commands_work_with_one_stream_per_topic(
         assert connection_id in listed.stdout
     finally:
         ok(cli("teardown"))
+    # The sidecar drops a stream when it sees the client's cancellation, which may land just
+    # after the last command returned: wait for it (bounded) rather than race it.
+    deadline = time.monotonic() + 10.0
+    while single.sidecar.stream_count and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert single.sidecar.stream_count == 0
 
 
