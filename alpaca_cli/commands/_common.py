@@ -19,16 +19,17 @@ Stable API::
                  reply_topic=None, topic=None, channel=None, stream_url=None, symbols=None,
                  project=None) -> Runtime     # imports config/runtime lazily
     fail(exc) -> NoReturn; reported_errors() context manager
+    run_step(rt, step, show, *, to_json=None) -> result   # the step commands' common ending
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
@@ -37,7 +38,11 @@ from alpaca_cli.errors import AlpacaMdError, ExitCode
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from _typeshed import DataclassInstance
+
     from alpaca_cli.runtime import Runtime
+
+R = TypeVar("R", bound="DataclassInstance")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Write the result to stdout as JSON.")]
 VerboseOption = Annotated[
@@ -229,3 +234,36 @@ def open_runtime(
         project=project,
     )
     return _open(config_options, json=opts.json, verbose=opts.verbose)
+
+
+def run_step(
+    rt: Runtime,
+    step: Callable[[Runtime], R],
+    show: Callable[[R], object],
+    *,
+    to_json: Callable[[R], object] | None = None,
+) -> R:
+    """Run a command's step inside its runtime, then print the result the way ``--json`` asks.
+
+    Every step command ends this way, so the choice between JSON and text (and closing the
+    runtime before anything is printed) is made here once. Call it inside
+    :func:`reported_errors` with the runtime :func:`open_runtime` returned.
+
+    Args:
+        rt: The invocation's runtime; closed when the step returns or raises.
+        step: The command's plain step function.
+        show: Prints the result as text (only without ``--json``).
+        to_json: The result's JSON form [default ``dataclasses.asdict``].
+
+    Returns:
+        The step's result, for whatever the command does after printing it.
+    """
+    with rt:
+        result = step(rt)
+    if rt.json:
+        from alpaca_cli.output import write_json
+
+        write_json(to_json(result) if to_json is not None else asdict(result))
+    else:
+        show(result)
+    return result

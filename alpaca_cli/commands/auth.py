@@ -13,7 +13,7 @@ logged; no result or state field carries it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import typer
@@ -30,6 +30,7 @@ from alpaca_cli.commands._common import (
     VerboseOption,
     open_runtime,
     reported_errors,
+    run_step,
 )
 
 if TYPE_CHECKING:
@@ -219,11 +220,4 @@ def command(
             reply_topic=reply_topic,
             timeout=timeout,
         )
-        with rt:
-            result = authenticate(rt)
-        if rt.json:
-            from alpaca_cli.output import write_json
-
-            write_json(asdict(result))
-        else:
-            sys.stdout.write(f"{result.message}\n")
+        run_step(rt, authenticate, lambda r: sys.stdout.write(f"{r.message}\n"))

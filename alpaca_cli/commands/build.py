@@ -7,7 +7,7 @@ sha256 in the state file so that ``deploy`` can send exactly what was built.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,6 +22,7 @@ from alpaca_cli.commands._common import (
     VerboseOption,
     open_runtime,
     reported_errors,
+    run_step,
 )
 
 if TYPE_CHECKING:
@@ -182,11 +183,8 @@ def command(
             env_file=env_file,
             project=project,
         )
-        with rt:
-            result = build_worker(rt, project=project, output_dir=output)
-        if rt.json:
-            from alpaca_cli.output import write_json
-
-            write_json(asdict(result))
-        else:
-            sys.stdout.write(f"{result.package_path}\t{result.package_sha256}\n")
+        run_step(
+            rt,
+            lambda rt: build_worker(rt, project=project, output_dir=output),
+            lambda r: sys.stdout.write(f"{r.package_path}\t{r.package_sha256}\n"),
+        )

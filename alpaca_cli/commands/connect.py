@@ -10,7 +10,7 @@ to run ``auth`` promptly (``run`` does it for them).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
@@ -28,6 +28,7 @@ from alpaca_cli.commands._common import (
     VerboseOption,
     open_runtime,
     reported_errors,
+    run_step,
 )
 
 if TYPE_CHECKING:
@@ -154,11 +155,8 @@ def command(
             timeout=timeout,
             stream_url=url,
         )
-        with rt:
-            result = connect_stream(rt, auto_reconnect=not no_reconnect)
-        if rt.json:
-            from alpaca_cli.output import write_json
-
-            write_json(asdict(result))
-        else:
-            sys.stdout.write(f"{result.connection_id}\n")
+        run_step(
+            rt,
+            lambda rt: connect_stream(rt, auto_reconnect=not no_reconnect),
+            lambda r: sys.stdout.write(f"{r.connection_id}\n"),
+        )

@@ -10,7 +10,7 @@ orphan is left behind; if even that fails, it is recorded in the state for ``tea
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final
 
@@ -26,6 +26,7 @@ from alpaca_cli.commands._common import (
     VerboseOption,
     open_runtime,
     reported_errors,
+    run_step,
 )
 
 if TYPE_CHECKING:
@@ -272,11 +273,8 @@ def command(
             api_url=api_url,
             command_topic=command_topic,
         )
-        with rt:
-            result = deploy_worker(rt, package=package, url=url, replace=replace)
-        if rt.json:
-            from alpaca_cli.output import write_json
-
-            write_json(asdict(result))
-        else:
-            sys.stdout.write(f"{result.worker_id}\n")
+        run_step(
+            rt,
+            lambda rt: deploy_worker(rt, package=package, url=url, replace=replace),
+            lambda r: sys.stdout.write(f"{r.worker_id}\n"),
+        )

@@ -27,6 +27,7 @@ from alpaca_cli.commands._common import (
     VerboseOption,
     open_runtime,
     reported_errors,
+    run_step,
 )
 
 if TYPE_CHECKING:
@@ -219,16 +220,14 @@ def command(
             command_topic=command_topic,
             reply_topic=reply_topic,
         )
-        with rt:
-            result = list_platform(
+        run_step(
+            rt,
+            lambda rt: list_platform(
                 rt,
                 workers=not connections_only,
                 connections=not workers_only,
                 via=via,  # type: ignore[arg-type]  # checked above
-            )
-        if rt.json:
-            from alpaca_cli.output import write_json
-
-            write_json(result.to_json())
-        else:
-            render(result)
+            ),
+            render,
+            to_json=ListResult.to_json,
+        )

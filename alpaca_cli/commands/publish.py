@@ -7,7 +7,7 @@ state names, with the settings' topic (``--topic``), and records the topic: ``au
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import typer
@@ -25,6 +25,7 @@ from alpaca_cli.commands._common import (
     VerboseOption,
     open_runtime,
     reported_errors,
+    run_step,
 )
 
 if TYPE_CHECKING:
@@ -98,11 +99,4 @@ def command(
             timeout=timeout,
             topic=topic,
         )
-        with rt:
-            result = start_publishing(rt)
-        if rt.json:
-            from alpaca_cli.output import write_json
-
-            write_json(asdict(result))
-        else:
-            sys.stdout.write(f"{result.topic}\n")
+        run_step(rt, start_publishing, lambda r: sys.stdout.write(f"{r.topic}\n"))

@@ -11,7 +11,7 @@ as refusals (exit 5).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -29,6 +29,7 @@ from alpaca_cli.commands._common import (
     VerboseOption,
     open_runtime,
     reported_errors,
+    run_step,
 )
 
 if TYPE_CHECKING:
@@ -146,6 +147,17 @@ def _hint(code: int) -> str | None:
     }.get(code)
 
 
+def _show(result: SubscribeResult) -> None:
+    """What Alpaca confirmed, one ``channel<TAB>symbols`` line per channel."""
+    import sys
+
+    if result.confirmed:
+        for ch, syms in result.confirmed.items():
+            sys.stdout.write(f"{ch}\t{','.join(syms)}\n")
+    else:
+        sys.stdout.write(f"{result.channel}\t{','.join(result.symbols)}\n")
+
+
 def command(
     ctx: typer.Context,
     symbols: Annotated[
@@ -173,8 +185,6 @@ def command(
 
     Example: alpaca-md subscribe --channel trades BTC/USD ETH/USD
     """
-    import sys
-
     with reported_errors():
         rt = open_runtime(
             ctx,
@@ -190,14 +200,4 @@ def command(
             channel=channel,
             symbols=symbols or None,
         )
-        with rt:
-            result = subscribe_symbols(rt)
-        if rt.json:
-            from alpaca_cli.output import write_json
-
-            write_json(asdict(result))
-        elif result.confirmed:
-            for ch, syms in result.confirmed.items():
-                sys.stdout.write(f"{ch}\t{','.join(syms)}\n")
-        else:
-            sys.stdout.write(f"{result.channel}\t{','.join(result.symbols)}\n")
+        run_step(rt, subscribe_symbols, _show)

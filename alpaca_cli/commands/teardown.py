@@ -34,6 +34,7 @@ from alpaca_cli.commands._common import (
     fail,
     open_runtime,
     reported_errors,
+    run_step,
 )
 
 if TYPE_CHECKING:
@@ -292,13 +293,8 @@ def command(
             command_topic=command_topic,
             reply_topic=reply_topic,
         )
-        with rt:
-            result = teardown(rt, orphans=orphans, yes=yes)
-        if rt.json:
-            from alpaca_cli.output import write_json
 
-            write_json(result.to_json())
-        else:
+        def show(result: TeardownResult) -> None:
             for orphan in result.orphans:
                 removed = "removed" if orphan.id in result.orphans_removed else "orphan"
                 sys.stdout.write(f"{orphan.id}\t{orphan.status}\t{removed}\n")
@@ -312,5 +308,12 @@ def command(
                     f"{result.other_hosts} worker(s) made by alpaca-md on other hosts were "
                     "left alone."
                 )
+
+        result = run_step(
+            rt,
+            lambda rt: teardown(rt, orphans=orphans, yes=yes),
+            show,
+            to_json=TeardownResult.to_json,
+        )
         if result.failures:
             fail(result.failures[0])
