@@ -30,9 +30,9 @@ import sys
 import threading
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
+from alpaca_cli.closing import Closing
 from alpaca_cli.config import Config, ConfigOptions, load_config
 from alpaca_cli.redact import Redactor
 
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-class Runtime:
+class Runtime(Closing):
     """Config + state + lazily built clients for one invocation.
 
     Parameters:
@@ -166,17 +166,6 @@ class Runtime:
     def close(self) -> None:
         """Close every client this runtime created."""
         self._stack.close()
-
-    def __enter__(self) -> Runtime:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def open_runtime(

@@ -30,11 +30,10 @@ from typing import TYPE_CHECKING, Final
 from alpaca_cli.alpaca.book import Books
 from alpaca_cli.alpaca.codec import DecodeError, decode
 from alpaca_cli.alpaca.messages import Message, OrderBookUpdate
+from alpaca_cli.closing import Closing
 from alpaca_cli.platform.frames import FrameError, FrameMeta, decode_frame
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from alpaca_cli.platform.pubsub import PubsubClient, Subscription
     from alpaca_cli.runtime import Runtime
 
@@ -70,7 +69,7 @@ class StreamStats:
     by_kind: dict[str, int] = field(default_factory=dict)
 
 
-class TopicStream:
+class TopicStream(Closing):
     """A topic's frames, decoded, with an L2 book per symbol kept current.
 
     Parameters:
@@ -126,14 +125,6 @@ class TopicStream:
 
     def __enter__(self) -> TopicStream:
         return self.open()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- reading ----------------------------------------------------------------------------------
 

@@ -39,11 +39,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from alpaca_cli.closing import Closing
 from alpaca_cli.errors import CommandRefused, Interrupted, ReplyTimeout
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from alpaca_cli.platform.pubsub import PubsubClient, Subscription
     from alpaca_cli.runtime import Runtime
 
@@ -152,7 +151,7 @@ class Reply:
         return str(self.data.get("message") or "")
 
 
-class ControllerClient:
+class ControllerClient(Closing):
     """Commands to the WebSocketManagerController worker, each one awaited like a call.
 
     Parameters:
@@ -228,17 +227,6 @@ class ControllerClient:
                 channel.users += 1
             self._channel = channel
         return self._channel
-
-    def __enter__(self) -> ControllerClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- the RPC ----------------------------------------------------------------------------------
 

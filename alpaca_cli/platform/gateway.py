@@ -28,11 +28,11 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Final
 
 import httpx
 
+from alpaca_cli.closing import Closing
 from alpaca_cli.errors import CommandRefused, GatewayUnauthorized, GatewayUnreachable
 
 DOTNET_MIME: Final = "application/x-dotnet-dll"
@@ -140,7 +140,7 @@ def parse_worker(data: Mapping[str, Any]) -> WorkerInfo:
     )
 
 
-class GatewayClient:
+class GatewayClient(Closing):
     """Client of one gateway; see the module docstring for parameters and error mapping."""
 
     def __init__(
@@ -194,17 +194,6 @@ class GatewayClient:
         """Close the HTTP client if this object created it."""
         if self._owns_client:
             self._client.close()
-
-    def __enter__(self) -> GatewayClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- transport ------------------------------------------------------------------------------
 

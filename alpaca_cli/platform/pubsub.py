@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from alpaca_cli.closing import Closing
 from alpaca_cli.errors import (
     AlpacaMdError,
     CredentialsRefused,
@@ -57,8 +58,6 @@ from alpaca_cli.errors import (
 )
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from alpaca_cli.config import Config, DaprSettings
     from alpaca_cli.runtime import Runtime
 
@@ -152,7 +151,7 @@ def _grpc_error_of(exc: BaseException) -> Any | None:
     return None
 
 
-class PubsubClient:
+class PubsubClient(Closing):
     """A connection to one Dapr sidecar and one pub/sub component.
 
     Call order: :meth:`connect` (or let the first publish/subscribe do it), any number of
@@ -231,17 +230,6 @@ class PubsubClient:
         if client is not None:
             with contextlib.suppress(Exception):
                 client.close()
-
-    def __enter__(self) -> PubsubClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _sdk(self) -> Any:
         self.connect()
@@ -363,7 +351,7 @@ class _Failure:
 _CLOSED: Final = object()
 
 
-class Subscription:
+class Subscription(Closing):
     """A topic being consumed; events come out of :meth:`get` or iteration, in order.
 
     Thread use: one consumer thread calls :meth:`get`; :meth:`close` may be called from any
@@ -483,17 +471,6 @@ class Subscription:
         self._offer(_CLOSED)
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=2.0)
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _details(rpc: Any) -> str:
