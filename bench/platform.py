@@ -20,6 +20,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alpaca_cli.live.embedded import dev_up_command, read_env_file
+
 __all__ = [
     "CONTROLLER_URL",
     "PROFILE_ENV",
@@ -117,16 +119,6 @@ class DevUp:
             self.cli("teardown", timeout=20)
 
 
-def _read_env(path: Path) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip().removeprefix("export ")
-        if "=" in line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            env[key.strip()] = value.strip().strip("'\"")
-    return env
-
-
 @contextlib.contextmanager
 def dev_up(
     *, rate: float | None = None, extra: Sequence[str] = (), ready_timeout: float = 40.0
@@ -135,37 +127,24 @@ def dev_up(
     with tempfile.TemporaryDirectory(prefix="bench-devup-") as tmp:
         workdir = Path(tmp)
         env_file = workdir / "devstack.env"
-        argv = [
-            *profiled("dev-up", rate),
-            "dev",
-            "up",
-            "--gateway-port",
-            "0",
-            "--dapr-http-port",
-            "0",
-            "--dapr-grpc-port",
-            "0",
-            "--feed-port",
-            "0",
-            "--write-env",
-            str(env_file),
-            "--exit-with-stdin",
-            *(["--rate", str(rate)] if rate is not None else []),
-            *extra,
-        ]
+        argv = dev_up_command(
+            env_file,
+            [*(["--rate", str(rate)] if rate is not None else []), *extra],
+            program=profiled("dev-up", rate),
+        )
         log = (workdir / "dev-up.log").open("wb")
         proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, cwd=workdir
         )
         try:
             deadline = time.monotonic() + ready_timeout
-            while not env_file.exists() or not env_file.read_text().strip():
+            while (env := read_env_file(env_file)) is None:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     log.flush()
                     text = (workdir / "dev-up.log").read_text(errors="replace")[-600:]
                     raise CliError(f"alpaca-md dev up did not become ready: {text}")
                 time.sleep(0.05)
-            up = DevUp(proc, _read_env(env_file), workdir)
+            up = DevUp(proc, env, workdir)
             try:
                 yield up
             finally:

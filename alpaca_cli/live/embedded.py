@@ -25,7 +25,7 @@ from pathlib import Path
 
 from alpaca_cli.errors import PlatformUnreachable
 
-__all__ = ["REQUIRED_KEYS", "EmbeddedProcess", "dev_up_command", "parse_env"]
+__all__ = ["REQUIRED_KEYS", "EmbeddedProcess", "dev_up_command", "parse_env", "read_env_file"]
 
 REQUIRED_KEYS = ("VIRTUFIN_API_URL", "DAPR_GRPC_PORT", "DAPR_HTTP_PORT")
 """The env file is complete when these are in it."""
@@ -46,12 +46,26 @@ def parse_env(text: str) -> dict[str, str]:
     return env
 
 
-def dev_up_command(env_file: Path, extra: Sequence[str] = ()) -> list[str]:
-    """The child's command line: ``alpaca-md dev up`` on free ports, writing ``env_file``."""
+def read_env_file(path: Path) -> dict[str, str] | None:
+    """The environment ``dev up --write-env`` wrote, or ``None`` while it is missing or partial."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+    env = parse_env(text)
+    return env if all(key in env for key in REQUIRED_KEYS) else None
+
+
+def dev_up_command(
+    env_file: Path, extra: Sequence[str] = (), *, program: Sequence[str] = ()
+) -> list[str]:
+    """The child's command line: ``alpaca-md dev up`` on free ports, writing ``env_file``.
+
+    ``program`` replaces the default ``python -m alpaca_cli`` (the benchmarks run it under
+    cProfile).
+    """
     return [
-        sys.executable,
-        "-m",
-        "alpaca_cli",
+        *(program or (sys.executable, "-m", "alpaca_cli")),
         "dev",
         "up",
         "--gateway-port",
@@ -123,7 +137,7 @@ class EmbeddedProcess:
             )
         deadline = self._clock() + timeout
         while True:
-            env = self._read_env()
+            env = read_env_file(self.env_path)
             if env is not None:
                 self.env = env
                 return env
@@ -146,14 +160,6 @@ class EmbeddedProcess:
                     "interrupted while the embedded platform started", url="embedded"
                 )
             self._sleep(0.05)
-
-    def _read_env(self) -> dict[str, str] | None:
-        try:
-            text = self.env_path.read_text(encoding="utf-8")
-        except OSError:
-            return None
-        env = parse_env(text)
-        return env if all(key in env for key in REQUIRED_KEYS) else None
 
     def _log_tail(self, lines: int = 8) -> str:
         try:
