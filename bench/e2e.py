@@ -12,9 +12,10 @@ where loss and latency are counted:
   frames mix kinds). A rate counts as sustained when, over a 10 s window after warm-up, no id
   is missing, the consumer received at least 90% of R, and it was not falling behind (p99
   latency under 1 s).
-- **Latency**: consumer arrival time minus the message's own ``t``. The feed stamps ``t`` when
-  it generates a batch (spread over its 10 ms tick), on the same machine clock, so this is the
-  whole path's added latency plus up to one feed tick.
+- **Latency**: consumer arrival time minus the message's own ``t``. The feed stamps a batch
+  when it is about to send it (the last message at the send time, those before it 1 ns apart),
+  on the same machine clock, so this is the whole path's added latency: the feed's pacing
+  (its 10 ms tick) is not counted in it.
 - **Ceiling**: a plain ``websockets`` client reading the same Alpaca server (``dev feed``) at
   rising offered rates, counting messages; the best rate it received is what the server and one
   WebSocket can push at all on this machine.
@@ -443,8 +444,8 @@ def run(
             "warmup_seconds": warmup,
             "sustained_means": "no trade id missing, >= 90% of the offered rate received, "
             "p99 latency < 1 s",
-            "latency": "consumer arrival minus the message's own t (feed stamps at generation, "
-            "within its 10 ms tick)",
+            "latency": "consumer arrival minus the message's own t (the feed stamps a batch when "
+            "it sends it: last message = send time, earlier ones 1 ns apart)",
         },
         "steps": steps,
         "max_sustained_rate": best,
