@@ -35,6 +35,7 @@ from alpaca_cli.commands._common import (
 
 if TYPE_CHECKING:
     from alpaca_cli.alpaca.messages import Message
+    from alpaca_cli.config import Config
     from alpaca_cli.runtime import Runtime
     from alpaca_cli.stream import StreamItem, TopicStream
 
@@ -51,6 +52,19 @@ class AuthResult:
     """True when Alpaca's ``authenticated`` was seen on the publish topic."""
     message: str
     topic: str | None = None
+
+
+def missing_keys(config: Config) -> list[str]:
+    """The Alpaca key variables that are not set: ``auth`` and ``run`` refuse to start without
+    both, each before it sends or creates anything."""
+    return [
+        name
+        for name, value in (
+            ("ALPACA_API_KEY", config.alpaca_key),
+            ("ALPACA_API_SECRET", config.alpaca_secret),
+        )
+        if not value
+    ]
 
 
 def listen(rt: Runtime, connection_id: str) -> TopicStream | None:
@@ -104,15 +118,7 @@ def authenticate(rt: Runtime) -> AuthResult:
     from alpaca_cli.commands.connect import require_connection
     from alpaca_cli.errors import UsageError
 
-    config = rt.config
-    missing = [
-        name
-        for name, value in (
-            ("ALPACA_API_KEY", config.alpaca_key),
-            ("ALPACA_API_SECRET", config.alpaca_secret),
-        )
-        if not value
-    ]
+    missing = missing_keys(rt.config)
     if missing:
         raise UsageError(
             f"{' and '.join(missing)} not set; nothing was sent.",

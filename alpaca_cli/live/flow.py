@@ -250,18 +250,11 @@ class _Run:
 
     def _require_keys(self) -> None:
         """Missing Alpaca keys fail before anything is created (``auth`` would fail later)."""
+        from alpaca_cli.commands.auth import missing_keys
         from alpaca_cli.errors import UsageError
 
         assert self.rt is not None
-        config = self.rt.config
-        missing = [
-            name
-            for name, value in (
-                ("ALPACA_API_KEY", config.alpaca_key),
-                ("ALPACA_API_SECRET", config.alpaca_secret),
-            )
-            if not value
-        ]
+        missing = missing_keys(self.rt.config)
         if missing:
             raise UsageError(
                 f"{' and '.join(missing)} not set; nothing was deployed.",
