@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from alpaca_cli.live.stats import RunInfo, StreamStats
     from alpaca_cli.live.steps import StepRunner
     from alpaca_cli.runtime import Runtime
+    from alpaca_cli.state import State
 
 EMBEDDED_WORKER_URL = "embedded://websocketmanagercontroller"
 """Code source the embedded WorkManager runs as its built-in controller port."""
@@ -222,11 +223,7 @@ class _Run:
         rt.log_sources()
         self.steps = self._rebind_steps(rt)
         before = rt.store.read()
-        if before is not None:
-            self.prior_ids = {
-                f"worker {before.worker.id}" if before.worker else "",
-                f"connection {before.connection.id}" if before.connection else "",
-            } - {""}
+        self.prior_ids = set(_named(before))
         self.info.gateway = rt.config.api_url
         self.info.topic = rt.config.topic
 
@@ -492,12 +489,9 @@ class _Run:
         except AlpacaMdError as exc:
             self._say(f"Cannot read the state file for teardown: {exc}")
             return exc
-        if state is None or (state.worker is None and state.connection is None):
+        named = set(_named(state))
+        if not named:
             return None
-        named = {
-            f"worker {state.worker.id}" if state.worker else "",
-            f"connection {state.connection.id}" if state.connection else "",
-        } - {""}
         if named <= self.prior_ids:
             # Only what was there before this run (e.g. deploy refused to replace it).
             self._say(
@@ -559,10 +553,7 @@ class _Run:
                 state = self.rt.store.read()
             except Exception:
                 state = None
-            if state is not None and state.worker is not None:
-                left.append(f"worker {state.worker.id}")
-            if state is not None and state.connection is not None:
-                left.append(f"connection {state.connection.id}")
+            left = _named(state)
         if not left:
             left += [f"worker {self.info.worker_id}"] if self.info.worker_id else []
             left += [f"connection {self.info.connection_id}"] if self.info.connection_id else []
@@ -583,6 +574,15 @@ class _Run:
             )
         else:
             self._say("Skipped cleanup; nothing had been created on the platform.")
+
+
+def _named(state: State | None) -> list[str]:
+    """What a state file names (``worker <id>``, ``connection <id>``): the words of every
+    message about what this run created, found, or left behind."""
+    if state is None:
+        return []
+    named = [f"worker {state.worker.id}"] if state.worker else []
+    return named + ([f"connection {state.connection.id}"] if state.connection else [])
 
 
 def _runtime_class() -> type[Runtime]:
