@@ -176,8 +176,17 @@ class StateStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            # A user error (read-only directory, a file where the directory should be), found
+            # before any platform call, so nothing is left half done.
+            raise StateError(
+                f"{self.path}: cannot create the state file's directory or lock "
+                f"({exc.strerror}: {exc.filename}).",
+                hint="Check the directory's permissions, or point --state at a writable path.",
+            ) from exc
         try:
             deadline = time.monotonic() + self.lock_timeout
             while True:
@@ -253,7 +262,16 @@ class StateStore:
         """Replace the file atomically: temp file in the same dir, fsync, rename, fsync dir."""
         data = (state.model_dump_json(indent=2) + "\n").encode()
         directory = self.path.parent
-        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            fd, tmp_name = tempfile.mkstemp(
+                dir=directory, prefix=f".{self.path.name}.", suffix=".tmp"
+            )
+        except OSError as exc:
+            raise StateError(
+                f"{self.path}: cannot write the state file ({exc.strerror}); "
+                "the previous version is intact.",
+                hint="Check free space and permissions.",
+            ) from exc
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as handle:

@@ -100,6 +100,19 @@ def test_nothing_to_deploy(platform_cli: Cli) -> None:
     assert "Nothing to deploy" in result.stderr and "alpaca-md build" in result.stderr
 
 
+def test_an_unwritable_state_path_exits_2_before_any_worker_is_created(
+    platform_cli: Cli, embedded: Any
+) -> None:
+    (platform_cli.cwd / "afile").write_text("not a directory")
+    before = set(workers_of(embedded))
+    result = platform_cli("deploy", "--url", EMBEDDED_URL, "--state", "afile/state.json")
+    assert result.exit_code == 2, result.stderr
+    assert "cannot create the state file's directory or lock" in result.stderr
+    assert "--state" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert set(workers_of(embedded)) == before
+
+
 def test_package_and_url_together_are_rejected(platform_cli: Cli) -> None:
     result = platform_cli("deploy", "--url", EMBEDDED_URL, "--package", "x.zip")
     assert result.exit_code == 2

@@ -109,6 +109,14 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(
     assert sorted(p.name for p in store.path.parent.iterdir()) == ["state.json", "state.json.lock"]
 
 
+def test_a_state_path_that_cannot_be_created_is_a_state_error(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("not a directory")
+    store = StateStore(tmp_path / "afile" / "state.json", lock_timeout=1)
+    match = "cannot create the state file's directory or lock"
+    with pytest.raises(StateError, match=match), store.transaction() as state:
+        state.publish_topic = "never"
+
+
 def test_a_process_killed_mid_write_leaves_the_old_file_intact(store: StateStore) -> None:
     with store.transaction() as state:
         state.publish_topic = "old"
