@@ -11,6 +11,7 @@ The module imports only typer and the standard library at import time, so that
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -153,6 +154,13 @@ def command(
     if package is not None and url is not None:
         sys.stderr.write(f"Error: {UsageError('Give either --package or --url, not both.')}\n")
         raise typer.Exit(2)
+    if report is not None and (problem := _unwritable(report)) is not None:
+        # Found now, not after a whole run whose report would then be lost.
+        sys.stderr.write(
+            f"Error: --report {report}: {problem}; fix: point it at a file in a writable "
+            "directory.\n"
+        )
+        raise typer.Exit(2)
     if not embedded and any(v is not None for v in (drop_after, rate, symbol_limit)):
         sys.stderr.write(
             "Error: --drop-after, --rate and --symbol-limit apply to the embedded Alpaca server: "
@@ -195,3 +203,17 @@ def command(
         else f"run: {outcome.exit_reason}\n"
     )
     raise typer.Exit(outcome.exit_code)
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot be written as a file (``None`` when it can), without creating it."""
+    if path.is_dir():
+        return "is a directory"
+    ancestor = path.parent.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is not a directory"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        return f"cannot write in {ancestor}"
+    return None
