@@ -191,8 +191,8 @@ class Config:
                 shown = "" if value is None else str(value)
             rows.append((name, shown, self.sources.get(name, "default")))
         dapr = self.dapr
-        rows.append(("dapr.grpc_address", dapr.grpc_address, self.sources.get("dapr", "default")))
-        rows.append(("dapr.http_url", dapr.http_url, self.sources.get("dapr", "default")))
+        for name, shown in (("grpc_address", dapr.grpc_address), ("http_url", dapr.http_url)):
+            rows.append((f"dapr.{name}", shown, self.sources.get(f"dapr.{name}", "default")))
         rows.append(
             (
                 "dapr.api_token",
@@ -619,11 +619,16 @@ def load_config(
 
 
 def _dapr_settings(from_env: Any, sources: dict[str, str]) -> DaprSettings:
-    def port(name: str, default: int) -> int:
+    # Each address names the variables it was built from: one shared key labelled the HTTP URL
+    # with DAPR_GRPC_PORT (whichever variable was read last) under -v.
+    def note(key: str, source: str) -> None:
+        sources[key] = f"{sources[key]}, {source}" if key in sources else source
+
+    def port(name: str, default: int, key: str) -> int:
         hit = from_env(name)
         if hit is None:
             return default
-        sources["dapr"] = hit[1]
+        note(key, hit[1])
         try:
             number = int(hit[0])
         except ValueError:
@@ -636,7 +641,8 @@ def _dapr_settings(from_env: Any, sources: dict[str, str]) -> DaprSettings:
 
     host_hit = from_env("DAPR_RUNTIME_HOST")
     if host_hit is not None:
-        sources["dapr"] = host_hit[1]
+        note("dapr.grpc_address", host_hit[1])
+        note("dapr.http_url", host_hit[1])
     token_hit = from_env("DAPR_API_TOKEN")
     if token_hit is not None:
         sources["dapr.api_token"] = token_hit[1]
@@ -645,12 +651,18 @@ def _dapr_settings(from_env: Any, sources: dict[str, str]) -> DaprSettings:
         # Set on purpose (even to the SDK's own 60): the pub/sub client then waits that long
         # for the sidecar instead of its short default.
         sources["dapr.health_timeout"] = timeout_hit[1]
+    http_port = port("DAPR_HTTP_PORT", 3500, "dapr.http_url")
+    grpc_port = port("DAPR_GRPC_PORT", 50001, "dapr.grpc_address")
     grpc_hit = from_env("DAPR_GRPC_ENDPOINT")
+    if grpc_hit is not None:  # wins over host:port, as in the SDK
+        sources["dapr.grpc_address"] = grpc_hit[1]
     http_hit = from_env("DAPR_HTTP_ENDPOINT")
+    if http_hit is not None:
+        sources["dapr.http_url"] = http_hit[1]
     return DaprSettings(
         runtime_host=host_hit[0] if host_hit else "127.0.0.1",
-        http_port=port("DAPR_HTTP_PORT", 3500),
-        grpc_port=port("DAPR_GRPC_PORT", 50001),
+        http_port=http_port,
+        grpc_port=grpc_port,
         api_token=Secret(token_hit[0]) if token_hit else None,
         health_timeout=(
             _validate_timeout(timeout_hit[0], timeout_hit[1], "DAPR_HEALTH_TIMEOUT")

@@ -170,6 +170,13 @@ def test_dapr_variables_resolve_through_the_layers(tmp_path: Path) -> None:
     assert config.dapr.grpc_address == "10.0.0.5:50123"
     assert config.dapr.http_url == "http://10.0.0.5:3600"
     assert config.dapr.health_timeout == 60.0
+    rows = {name: source for name, _, source in config.describe()}
+    env_file = f".env file {tmp_path / '.env'}"
+    assert rows["dapr.grpc_address"] == f"env DAPR_RUNTIME_HOST, {env_file} (DAPR_GRPC_PORT)"
+    assert rows["dapr.http_url"] == f"env DAPR_RUNTIME_HOST, {env_file} (DAPR_HTTP_PORT)"
+    endpoint = load_config(environ={"DAPR_HTTP_ENDPOINT": "http://h:1"}, cwd=tmp_path)
+    rows = {name: source for name, _, source in endpoint.describe()}
+    assert rows["dapr.http_url"] == "env DAPR_HTTP_ENDPOINT"
 
 
 def test_state_path_from_env_and_option(tmp_path: Path) -> None:
