@@ -469,14 +469,34 @@ def load_settings_file(path: Path) -> dict[str, Any]:
 
 
 def _read_env_file(path: Path) -> dict[str, str]:
+    """The file's values; a line dotenv cannot parse is an error naming its number.
+
+    dotenv itself only logs an anonymous warning and drops the line, which can silently drop a
+    key (then reported as "not set"); a non-UTF-8 file made it raise a traceback. The line's
+    text is never shown: it may hold a secret.
+    """
+    import io
+
     from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
 
     try:
-        values = dotenv_values(path)
-    except OSError as exc:  # pragma: no cover - dotenv opens the file itself
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SettingsError(
+            f"{path}: the .env file is not UTF-8 text; fix: save it as UTF-8."
+        ) from None
+    except OSError as exc:
         raise SettingsError(
             f"{path}: cannot read the .env file ({exc.strerror}); fix: pass a readable --env-file."
         ) from exc
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            raise SettingsError(
+                f"{path}: line {binding.original.line} is not KEY=value; "
+                "fix: correct or remove that line."
+            )
+    values = dotenv_values(stream=io.StringIO(text))
     return {k: v for k, v in values.items() if v is not None}
 
 

@@ -76,6 +76,23 @@ def test_explicit_env_file_and_missing_one(tmp_path: Path) -> None:
         load_config(ConfigOptions(env_file=tmp_path / "missing.env"), environ={}, cwd=tmp_path)
 
 
+def test_an_unparsable_env_line_is_an_error_naming_file_and_line_not_its_text(
+    tmp_path: Path,
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text('VIRTUFIN_API_URL=http://h:1\nALPACA_API_SECRET="hunter2\n')
+    with pytest.raises(SettingsError) as caught:
+        load_config(environ={}, cwd=tmp_path)
+    assert f"{env_file}: line 2 is not KEY=value" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_a_non_utf8_env_file_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"\xff\xfe=1\n")
+    with pytest.raises(SettingsError, match="not UTF-8 text"):
+        load_config(environ={}, cwd=tmp_path)
+
+
 def test_stream_url_env_overrides_settings_url(tmp_path: Path) -> None:
     config = load_config(environ={"ALPACA_STREAM_URL": "ws://127.0.0.1:9/x"}, cwd=tmp_path)
     assert config.stream_url == "ws://127.0.0.1:9/x"
