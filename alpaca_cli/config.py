@@ -438,6 +438,10 @@ def load_settings_file(path: Path) -> dict[str, Any]:
 
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SettingsError(
+            f"{path}: the settings file is not UTF-8 text; fix: save it as UTF-8 JSON."
+        ) from None
     except OSError as exc:
         raise SettingsError(
             f"{path}: cannot read the settings file ({exc.strerror}); "

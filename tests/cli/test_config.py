@@ -93,6 +93,13 @@ def test_a_non_utf8_env_file_is_an_error_not_a_traceback(tmp_path: Path) -> None
         load_config(environ={}, cwd=tmp_path)
 
 
+def test_a_non_utf8_settings_file_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    settings = tmp_path / "bin.json"
+    settings.write_bytes(b"\xff{")
+    with pytest.raises(SettingsError, match=f"{settings}: the settings file is not UTF-8"):
+        load_config(ConfigOptions(settings=settings), environ={}, cwd=tmp_path)
+
+
 def test_stream_url_env_overrides_settings_url(tmp_path: Path) -> None:
     config = load_config(environ={"ALPACA_STREAM_URL": "ws://127.0.0.1:9/x"}, cwd=tmp_path)
     assert config.stream_url == "ws://127.0.0.1:9/x"
