@@ -295,7 +295,12 @@ def tail_topic(
     if duration is not None and not duration > 0:
         raise UsageError(f"--duration {duration:g}: give a positive number of seconds.")
     kept_types = parse_types(types)
-    kept_symbols = frozenset(symbols) or None
+    if symbols:
+        # A typo would otherwise filter out everything and the tail would look dead.
+        from alpaca_cli.config import validate_symbols
+
+        validate_symbols(symbols, "--symbol", "symbol")
+    kept_symbols = None if "*" in symbols else frozenset(symbols) or None
     target = resolve_topic(rt, topic)
     sink = out if out is not None else sys.stdout
     stream = TopicStream(runtime_pubsub(rt), target, stop=stop, linger=0.2)

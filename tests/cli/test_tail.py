@@ -103,6 +103,12 @@ def test_unknown_type_is_a_usage_error(cli: Cli) -> None:
     assert "candles" in result.stderr
 
 
+def test_a_malformed_symbol_filter_is_a_usage_error(cli: Cli) -> None:
+    result = cli("tail", "--symbol", "BTCUSD", env={"DAPR_HTTP_PORT": str(free_port())})
+    assert result.exit_code == 2
+    assert "--symbol: field 'symbol': 'BTCUSD' is not a BASE/QUOTE symbol" in result.stderr
+
+
 def test_json_output_is_ndjson_with_frame_metadata(flowing: tuple[Cli, str]) -> None:
     cli, connection_id = flowing
     result = ok(cli("tail", "--count", "15", "--output", "json"))
