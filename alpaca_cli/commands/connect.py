@@ -74,9 +74,9 @@ def connect_stream(
 ) -> ConnectResult:
     """Open the upstream WebSocket through the controller and record it.
 
-    A connection recorded earlier is replaced in the state file (with a warning: it may still
-    be open on the platform). Publish topic, subscriptions and authentication belong to a
-    connection, so they are reset.
+    A connection recorded earlier is replaced in the state file and closed once the new one is
+    open (a warning if that fails: it may still be open on the platform). Publish topic,
+    subscriptions and authentication belong to a connection, so they are reset.
 
     ``warn_deadline`` tells a hand-operator that Alpaca's 10 s auth deadline is running; a
     caller that authenticates at once itself (``run``) turns it off.
@@ -85,6 +85,7 @@ def connect_stream(
         SidecarUnreachable, CommandRefused, ReplyTimeout: from the controller RPC.
         StateError: the state file is corrupt or locked.
     """
+    from alpaca_cli.errors import CommandRefused
     from alpaca_cli.platform.controller import ControllerClient
     from alpaca_cli.state import ConnectionRecord
 
@@ -102,10 +103,19 @@ def connect_stream(
         state.channel = None
         state.authenticated_at = None
     if replaced is not None:
-        rt.warn(
-            f"the state file named connection {replaced}; it may still be open on the platform "
-            "(`alpaca-md list` shows it)"
-        )
+        # Once the state forgets it, no command (teardown included) can close it any more:
+        # close it now rather than leave an orphan streaming on the platform.
+        from alpaca_cli.errors import AlpacaMdError
+
+        try:
+            controller.disconnect(replaced)
+            rt.progress(f"Closed connection {replaced}, which the state file named before")
+        except AlpacaMdError as exc:
+            if not (isinstance(exc, CommandRefused) and "not found" in exc.message.lower()):
+                rt.warn(
+                    f"the state file named connection {replaced} and closing it failed "
+                    f"({exc}); it may still be open on the platform (`alpaca-md list` shows it)"
+                )
     rt.progress(f"Connected: {connection_id}")
     if warn_deadline:
         rt.warn(AUTH_DEADLINE_WARNING)

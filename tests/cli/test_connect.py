@@ -37,14 +37,21 @@ def test_url_option_wins_and_no_reconnect_is_passed_on(
     assert record.auto_reconnect is False
 
 
-def test_a_second_connect_replaces_the_recorded_connection_with_a_warning(deployed: Cli) -> None:
+def test_a_second_connect_replaces_and_closes_the_recorded_connection(
+    deployed: Cli, embedded_with_feed: Any
+) -> None:
     first = ok(deployed("connect")).stdout.strip()
     second = ok(deployed("connect"))
-    assert first in second.stderr
+    assert f"Closed connection {first}" in second.stderr
     state = StateStore(deployed.state_path).read()
     assert state is not None and state.connection is not None
     assert state.connection.id == second.stdout.strip() != first
-    deployed("teardown")  # closes the second; the first is closed by the platform at module end
+    ok(deployed("teardown"))
+    # Nothing left behind: the state no longer knew the first, so only connect could close it.
+    open_ids = {
+        r.id for r in embedded_with_feed.wsm.list() if r.status.value.upper() == "CONNECTED"
+    }
+    assert first not in open_ids and second.stdout.strip() not in open_ids
 
 
 def test_bad_url_is_a_usage_error(feed_cli: Cli) -> None:
@@ -98,7 +105,7 @@ def test_a_caller_that_authenticates_at_once_can_skip_the_deadline_warning(
     with Runtime(config, stderr=stderr) as rt:
         result = connect_stream(rt, warn_deadline=False)
         assert "Warning" not in stderr.getvalue()
+        assert result.connection_id in {r.id for r in embedded_with_feed.wsm.list()}
         connect_stream(rt)  # the default still warns (and replaces the first connection)
     assert "10 s" in stderr.getvalue() and "alpaca-md auth" in stderr.getvalue()
-    assert result.connection_id in {r.id for r in embedded_with_feed.wsm.list()}
     deployed("teardown")
