@@ -123,6 +123,7 @@ def deploy_worker(
     gateway = rt.gateway()
     topics = [rt.config.command_topic]
     failure: AlpacaMdError | None = None
+    interrupted = False
     with rt.store.transaction() as state:
         content: bytes | None = None
         digest: str | None = None
@@ -187,6 +188,11 @@ def deploy_worker(
         state.gateway_url = rt.config.api_url
         try:
             gateway.start_worker(created.id)
+        except KeyboardInterrupt:
+            # Ctrl+C/SIGTERM after CreateWorker: an exception would discard the transaction and
+            # forget a worker that exists; record it (teardown removes it) and re-raise below.
+            state.worker = record
+            interrupted = True
         except AlpacaMdError as exc:
             failure = exc
             try:
@@ -208,6 +214,8 @@ def deploy_worker(
         else:
             state.worker = record
         run_id = state.run_id
+    if interrupted:
+        raise KeyboardInterrupt
     if failure is not None:
         raise failure
     rt.progress(f"Worker {created.id} is running on topic {topics[0]}")

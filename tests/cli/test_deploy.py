@@ -228,6 +228,24 @@ def test_a_worker_that_will_not_start_nor_delete_is_recorded(tmp_path: Path) -> 
     assert state is not None and state.worker is not None and state.worker.id == "w-new"
 
 
+def test_an_interrupt_during_start_worker_still_records_the_created_worker(
+    tmp_path: Path,
+) -> None:
+    handler, calls = _fake_workmanager("INTERNAL", None)
+
+    def interrupted(request: httpx.Request) -> httpx.Response:
+        if b"StartWorker" in request.content:
+            calls.append("StartWorker")
+            raise KeyboardInterrupt
+        return handler(request)  # type: ignore[no-any-return]
+
+    with _runtime(tmp_path, interrupted) as rt, pytest.raises(KeyboardInterrupt):
+        deploy_worker(rt, url="https://example.test/worker.zip")
+    assert calls == ["CreateWorker", "StartWorker"]
+    state = StateStore(tmp_path / "state.json").read()
+    assert state is not None and state.worker is not None and state.worker.id == "w-new"
+
+
 def test_verbose_says_where_each_setting_came_from_without_secrets(
     platform_cli: Cli, embedded: Any
 ) -> None:
