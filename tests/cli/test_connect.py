@@ -109,3 +109,13 @@ def test_a_caller_that_authenticates_at_once_can_skip_the_deadline_warning(
         connect_stream(rt)  # the default still warns (and replaces the first connection)
     assert "10 s" in stderr.getvalue() and "alpaca-md auth" in stderr.getvalue()
     deployed("teardown")
+
+
+def test_reply_topic_option_gets_the_reply_on_that_topic(
+    deployed: Cli, embedded_with_feed: Any
+) -> None:
+    result = ok(deployed("connect", "--reply-topic", "replies.alpaca-md-test", "-vv"))
+    assert "subscribed to pubsub/replies.alpaca-md-test" in result.stderr
+    assert "response.websocketmanagercontroller" not in result.stderr
+    assert result.stdout.strip() in {r.id for r in embedded_with_feed.wsm.list()}
+    ok(deployed("teardown"))
