@@ -146,9 +146,14 @@ def is_loopback_url(url: str) -> bool:
 
 
 def _check_url(url: str) -> None:
-    parts = urlsplit(url)
+    invalid = RpcError(Status.INVALID_ARGUMENT, f"Invalid WebSocket URL: {url!r} (ws:// or wss://)")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # urllib checks the port only when asked; ValueError when out of range
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket: bad input, not a server fault
+        raise invalid from exc
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise RpcError(Status.INVALID_ARGUMENT, f"Invalid WebSocket URL: {url!r} (ws:// or wss://)")
+        raise invalid
 
 
 class WebSocketManager:

@@ -248,6 +248,9 @@ def test_websocketmanager_methods_against_a_live_upstream(
         ("StopPublish", {"id": "nope"}, "NOT_FOUND", "Connection not found"),
         ("SendRaw", {"id": "nope", "message": "e30="}, "NOT_FOUND", "Connection not found"),
         ("Connect", {"url": "http://x"}, "INVALID_ARGUMENT", "Invalid WebSocket URL"),
+        # URLs that urllib cannot even split must not surface as INTERNAL
+        ("Connect", {"url": "ws://[::1"}, "INVALID_ARGUMENT", "Invalid WebSocket URL"),
+        ("Connect", {"url": "ws://127.0.0.1:99999/"}, "INVALID_ARGUMENT", "Invalid WebSocket URL"),
         ("Connect", {"url": "ws://127.0.0.1:9/"}, "UNAVAILABLE", "Failed to connect"),
         ("Connect", {"auto_reconnect": "yes"}, "INVALID_ARGUMENT", "true or false"),
     ],
