@@ -171,7 +171,8 @@ async def _serve(config: FeedConfig) -> None:
     try:
         await server.start()
     except ReplayError as exc:
-        raise UsageError(str(exc), hint="Check the --replay file.") from exc
+        # ReplayError texts have no full stop; the hint is a sentence of its own.
+        raise UsageError(f"{str(exc).rstrip('.')}.", hint="Check the --replay file.") from exc
     except OSError as exc:
         raise UsageError(
             f"dev feed cannot listen on {config.host}:{config.port}: {exc.strerror}.",

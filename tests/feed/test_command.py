@@ -118,6 +118,8 @@ def test_a_bad_recording_is_a_usage_error_naming_the_line(tmp_path: Path):
     result = runner.invoke(app, ["dev", "feed", "--port", "0", "--replay", str(path)])
     assert result.exit_code == 2
     assert "bad.ndjson:1" in result.stderr
+    # two sentences, not "...: missing field 'p' Check the --replay file."
+    assert ". Check the --replay file." in result.stderr
 
 
 def test_a_busy_port_is_a_usage_error_with_a_hint():
