@@ -428,6 +428,18 @@ def packaged_settings_path() -> Path:
     return package_dir.parent / "settings" / "alpaca.json"
 
 
+def _read_utf8(path: Path, what: str, *, encoding_fix: str, missing_fix: str) -> str:
+    """A configuration file's text, or a one-line SettingsError naming the file and the fix."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path}: {what} is not UTF-8 text; fix: {encoding_fix}.") from None
+    except OSError as exc:
+        raise SettingsError(
+            f"{path}: cannot read {what} ({exc.strerror}); fix: {missing_fix}."
+        ) from exc
+
+
 def load_settings_file(path: Path) -> dict[str, Any]:
     """Read and validate one settings file; returns only the keys it sets.
 
@@ -436,17 +448,12 @@ def load_settings_file(path: Path) -> dict[str, Any]:
     """
     from pydantic import ValidationError
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise SettingsError(
-            f"{path}: the settings file is not UTF-8 text; fix: save it as UTF-8 JSON."
-        ) from None
-    except OSError as exc:
-        raise SettingsError(
-            f"{path}: cannot read the settings file ({exc.strerror}); "
-            "fix: pass an existing file with --settings."
-        ) from exc
+    text = _read_utf8(
+        path,
+        "the settings file",
+        encoding_fix="save it as UTF-8 JSON",
+        missing_fix="pass an existing file with --settings",
+    )
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -484,16 +491,12 @@ def _read_env_file(path: Path) -> dict[str, str]:
     from dotenv import dotenv_values
     from dotenv.parser import parse_stream
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise SettingsError(
-            f"{path}: the .env file is not UTF-8 text; fix: save it as UTF-8."
-        ) from None
-    except OSError as exc:
-        raise SettingsError(
-            f"{path}: cannot read the .env file ({exc.strerror}); fix: pass a readable --env-file."
-        ) from exc
+    text = _read_utf8(
+        path,
+        "the .env file",
+        encoding_fix="save it as UTF-8",
+        missing_fix="pass a readable --env-file",
+    )
     for binding in parse_stream(io.StringIO(text)):
         if binding.error:
             raise SettingsError(
