@@ -92,6 +92,8 @@ class DecodeError(ValueError):
 # --------------------------------------------------------------------------- server frames
 
 _NUM: frozenset[Any] = frozenset({int, float})
+_TICK_KINDS: frozenset[str] = frozenset({"o", "t", "q"})
+"""Message types whose ``t`` the hot loop parses before dispatching on the type."""
 _new = object.__new__
 
 
@@ -455,7 +457,8 @@ def _messages(data: Any) -> list[Message]:
         for o in data:
             try:
                 T = o["T"]
-                if T == "o":
+                if T in _TICK_KINDS:
+                    # Books, trades and quotes share the timestamp rules: parse it once.
                     t = o["t"]
                     if t.__class__ is str:
                         f = t[20:-1]
@@ -468,6 +471,7 @@ def _messages(data: Any) -> list[Message]:
                         ns = t.seconds * 1_000_000_000 + t.nanoseconds  # type: ignore[attr-defined]
                     else:
                         raise TypeError
+                if T == "o":
                     if (
                         o["S"].__class__ is str
                         and (b := o["b"]).__class__ is list
@@ -505,17 +509,6 @@ def _messages(data: Any) -> list[Message]:
                         append(u)
                         continue
                 elif T == "t":
-                    t = o["t"]
-                    if t.__class__ is str:
-                        f = t[20:-1]
-                        if t[-1] != "Z" or not f.isdigit() or not f.isascii():
-                            raise TypeError
-                        # More than 9 digits: IndexError, so the careful path rejects it.
-                        ns = dots[t[:20]] + int(f) * scale[len(f)]
-                    elif t.__class__ is Timestamp:
-                        ns = t.seconds * 1_000_000_000 + t.nanoseconds  # type: ignore[attr-defined]
-                    else:
-                        raise TypeError
                     sym = o["S"]
                     p = o["p"]
                     s = o["s"]
@@ -539,17 +532,6 @@ def _messages(data: Any) -> list[Message]:
                         append(x)
                         continue
                 elif T == "q":
-                    t = o["t"]
-                    if t.__class__ is str:
-                        f = t[20:-1]
-                        if t[-1] != "Z" or not f.isdigit() or not f.isascii():
-                            raise TypeError
-                        # More than 9 digits: IndexError, so the careful path rejects it.
-                        ns = dots[t[:20]] + int(f) * scale[len(f)]
-                    elif t.__class__ is Timestamp:
-                        ns = t.seconds * 1_000_000_000 + t.nanoseconds  # type: ignore[attr-defined]
-                    else:
-                        raise TypeError
                     sym = o["S"]
                     bp = o["bp"]
                     bs = o["bs"]
