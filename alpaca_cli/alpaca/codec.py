@@ -38,7 +38,6 @@ from .messages import (
 )
 from .timestamps import _SCALE, format_rfc3339, parse_rfc3339, to_msgpack_timestamp
 from .timestamps import _dot_cache as _DOTS
-from .timestamps import _prefix_cache as _SECONDS
 from .timestamps import _whole_cache as _WHOLES
 
 __all__ = [
@@ -106,18 +105,8 @@ class _Bad(Exception):
 
 
 def _ts(value: Any) -> int:
-    # The fast path of timestamps.parse_rfc3339, repeated here to save a call per message:
-    # this is the hottest function of the decoder.
+    # The careful path only: the usual shapes have their timestamps parsed inline in _messages.
     if value.__class__ is str:
-        base = _SECONDS.get(value[:19])
-        # A cached prefix means len(value) >= 19 and value[18] is a digit, so with a final
-        # "Z" value[19] exists. isdigit() rejects signs, spaces and "_" that int() would
-        # take, and isascii() the digits of other scripts.
-        if base is not None and value[-1] == "Z" and value[19] == ".":
-            frac = value[20:-1]
-            n = len(frac)
-            if n <= 9 and frac.isdigit() and frac.isascii():
-                return base + int(frac) * _SCALE[n]
         try:
             return parse_rfc3339(value)
         except (ValueError, IndexError):
@@ -180,18 +169,7 @@ def _trade(o: dict[str, Any]) -> Trade:
         raise _Bad("tks", "wrong type")
     n = 6 if tks is None else 7
     extra = None if len(o) == n else _extra(o, _TRADE_KEYS)
-    # _ts's fast path, inlined: one call less per message on the hottest line of the decoder.
-    base = _SECONDS.get(t[:19]) if t.__class__ is str else None
-    ns = (
-        base + int(f) * _SCALE[len(f)]
-        if base is not None
-        and t[-1] == "Z"
-        and t[19] == "."
-        and (f := t[20:-1]).isdigit()
-        and f.isascii()
-        and len(f) <= 9
-        else _ts(t)
-    )
+    ns = _ts(t)
     return Trade(sym, p, s, ns, i, tks, extra)
 
 
@@ -226,18 +204,7 @@ def _quote(o: dict[str, Any]) -> Quote:
     ):
         _check(o, _QUOTE_SPEC)
     extra = None if len(o) == 7 else _extra(o, _QUOTE_KEYS)
-    # _ts's fast path, inlined: one call less per message on the hottest line of the decoder.
-    base = _SECONDS.get(t[:19]) if t.__class__ is str else None
-    ns = (
-        base + int(f) * _SCALE[len(f)]
-        if base is not None
-        and t[-1] == "Z"
-        and t[19] == "."
-        and (f := t[20:-1]).isdigit()
-        and f.isascii()
-        and len(f) <= 9
-        else _ts(t)
-    )
+    ns = _ts(t)
     return Quote(sym, bp, bs, ap, as_, ns, extra)
 
 
@@ -340,18 +307,7 @@ def _book(o: dict[str, Any]) -> OrderBookUpdate:
         _levels(o.get("a"), "a")
         raise
     extra = None if _BOOK_KEYS.issuperset(o) else _extra(o, _BOOK_KEYS)
-    # _ts's fast path, inlined: one call less per message on the hottest line of the decoder.
-    base = _SECONDS.get(t[:19]) if t.__class__ is str else None
-    ns = (
-        base + int(f) * _SCALE[len(f)]
-        if base is not None
-        and t[-1] == "Z"
-        and t[19] == "."
-        and (f := t[20:-1]).isdigit()
-        and f.isascii()
-        and len(f) <= 9
-        else _ts(t)
-    )
+    ns = _ts(t)
     return OrderBookUpdate(sym, ns, bids, asks, r, extra)
 
 
