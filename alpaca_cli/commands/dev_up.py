@@ -224,8 +224,8 @@ def serve(config: StackConfig, *, write_env: Path | None, exit_with_stdin: bool)
 async def _serve(config: StackConfig, *, write_env: Path | None, exit_with_stdin: bool) -> None:
     import asyncio
     import signal
-    import threading
 
+    from alpaca_cli.devstack.parent import stop_on_stdin_eof
     from alpaca_cli.devstack.stack import EmbeddedPlatform
 
     loop = asyncio.get_running_loop()
@@ -234,15 +234,7 @@ async def _serve(config: StackConfig, *, write_env: Path | None, exit_with_stdin
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     if exit_with_stdin:
-
-        def watch_stdin() -> None:
-            with contextlib.suppress(Exception):
-                while sys.stdin.buffer.read(65536):
-                    pass
-            with contextlib.suppress(RuntimeError):  # loop already closed
-                loop.call_soon_threadsafe(stop.set)
-
-        threading.Thread(target=watch_stdin, name="dev-up-stdin", daemon=True).start()
+        stop_on_stdin_eof(loop, stop, name="dev-up-stdin")
 
     platform = EmbeddedPlatform(config)
     try:

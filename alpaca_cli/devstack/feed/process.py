@@ -31,11 +31,11 @@ import logging
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 from alpaca_cli.devstack.feed.config import FeedConfig
+from alpaca_cli.devstack.parent import stop_on_stdin_eof
 
 __all__ = ["FeedProcess", "config_from_json", "config_to_json", "main"]
 
@@ -227,13 +227,6 @@ async def _serve(config: FeedConfig) -> None:
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
 
-    def watch_stdin() -> None:
-        with contextlib.suppress(Exception):
-            while sys.stdin.buffer.read(65536):
-                pass
-        with contextlib.suppress(RuntimeError):  # loop already closed
-            loop.call_soon_threadsafe(stop.set)
-
     server = FeedServer(config)
     try:
         await server.start()
@@ -245,7 +238,7 @@ async def _serve(config: FeedConfig) -> None:
         return
     try:
         _report({"url": server.url, "port": server.port})
-        threading.Thread(target=watch_stdin, name="feed-stdin", daemon=True).start()
+        stop_on_stdin_eof(loop, stop, name="feed-stdin")
         await stop.wait()
     finally:
         await server.stop()
