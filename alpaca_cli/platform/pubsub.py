@@ -44,7 +44,6 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -56,6 +55,7 @@ from alpaca_cli.errors import (
     SidecarUnreachable,
     UsageError,
 )
+from alpaca_cli.platform.bus import QUEUE_SIZE, SOURCE, Event
 
 if TYPE_CHECKING:
     from alpaca_cli.config import Config, DaprSettings
@@ -77,12 +77,6 @@ DEFAULT_HEALTH_TIMEOUT: Final = 3.0
 enough for ``dapr run`` to bring up a sidecar started together with us, short enough for a
 clear error when there is none."""
 
-QUEUE_SIZE: Final = 4096
-"""Events one subscription buffers between the gRPC reader thread and the consumer."""
-
-SOURCE: Final = "alpaca-md"
-"""``source`` of the CloudEvents we publish."""
-
 _PRINTING_MODULES: Final = (
     "dapr.clients.health",
     "dapr.common.pubsub.subscription",
@@ -91,32 +85,6 @@ _PRINTING_MODULES: Final = (
 )
 
 Log = Callable[[str], None]
-
-
-@dataclass(slots=True)
-class Event:
-    """One CloudEvent received from a topic.
-
-    ``received_ns`` is the wall-clock time (``time.time_ns()``) at which the reader thread took
-    it off the stream, for latency figures.
-    """
-
-    id: str
-    source: str
-    type: str
-    topic: str
-    data_content_type: str
-    data: bytes
-    extensions: dict[str, Any] = field(default_factory=dict)
-    received_ns: int = 0
-
-    def json(self) -> Any:
-        """``data`` parsed as JSON.
-
-        Raises:
-            orjson.JSONDecodeError: it is not JSON.
-        """
-        return orjson.loads(self.data)
 
 
 def _sidecar_hint() -> str:
@@ -164,6 +132,8 @@ class PubsubClient(Closing):
             (:func:`open_pubsub` picks :data:`DEFAULT_HEALTH_TIMEOUT` unless the user set one).
         log: where SDK diagnostics and ``-vv`` lines go (never stdout); default: dropped.
     """
+
+    name = "dapr"
 
     def __init__(
         self,
