@@ -27,6 +27,7 @@ Messages never contain secrets: callers pass already-redacted text.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Final
 
 
 class ExitCode(IntEnum):
@@ -163,3 +164,46 @@ __all__ = [
     "StateError",
     "UsageError",
 ]
+
+
+GRPC_STATUS_EXIT: Final[dict[str, ExitCode]] = {
+    "OK": ExitCode.INTERNAL,  # never an error: a client that raises it has a bug
+    "CANCELLED": ExitCode.UNREACHABLE,
+    "UNKNOWN": ExitCode.REFUSED,
+    "INVALID_ARGUMENT": ExitCode.USAGE,
+    "DEADLINE_EXCEEDED": ExitCode.UNREACHABLE,
+    "NOT_FOUND": ExitCode.REFUSED,
+    "ALREADY_EXISTS": ExitCode.REFUSED,
+    "PERMISSION_DENIED": ExitCode.CREDENTIALS,
+    "RESOURCE_EXHAUSTED": ExitCode.REFUSED,
+    "FAILED_PRECONDITION": ExitCode.REFUSED,
+    "ABORTED": ExitCode.UNREACHABLE,
+    "OUT_OF_RANGE": ExitCode.USAGE,
+    "UNIMPLEMENTED": ExitCode.REFUSED,
+    "INTERNAL": ExitCode.REFUSED,
+    "UNAVAILABLE": ExitCode.UNREACHABLE,
+    "DATA_LOSS": ExitCode.REFUSED,
+    "UNAUTHENTICATED": ExitCode.CREDENTIALS,
+}
+"""The exit code of every gRPC status a bus (Dapr sidecar or gateway) can answer with.
+
+Why a table: an unmapped status used to exit 1, the "please report a bug" code, for what is a
+failure in the world. A transport-level failure (the peer went away, timed out, or cancelled)
+is "unreachable" (3); a status the server chose is "refused" (5) unless it names bad input (2)
+or credentials (4). ``tests/cli/test_errors.py`` checks that every ``grpc.StatusCode`` is here.
+"""
+
+_REFUSED_BY_EXIT: Final[dict[ExitCode, type[AlpacaMdError]]] = {
+    ExitCode.USAGE: UsageError,
+    ExitCode.CREDENTIALS: CredentialsRefused,
+    ExitCode.REFUSED: CommandRefused,
+    ExitCode.INTERNAL: AlpacaMdError,
+}
+
+
+def grpc_status_error(status: str, message: str, *, hint: str | None = None) -> AlpacaMdError:
+    """Our error for a gRPC ``status`` name that is not "unreachable" (the caller builds those:
+    they need the address). Unknown names (a newer gRPC) count as refusals."""
+    code = GRPC_STATUS_EXIT.get(status, ExitCode.REFUSED)
+    cls = _REFUSED_BY_EXIT.get(code, CommandRefused)
+    return cls(message, hint=hint)

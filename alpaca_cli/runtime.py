@@ -1,34 +1,35 @@
-"""The objects one invocation shares: resolved config, state store, clients, diagnostics.
+"""The objects one invocation shares: resolved config, state store, every client, diagnostics.
 
-A command's Typer wrapper builds one :class:`Runtime` (through
-:func:`alpaca_cli.commands._common.open_runtime`) and hands it to the plain step function; ``run``
-builds one and passes it to every step. Clients are created on first use and closed with the
-runtime, so a command that never talks to the gateway never imports httpx.
+Like an ``httpx.Client``, one :class:`Runtime` creates and owns every client of an invocation and
+hands them to the steps (:mod:`alpaca_cli.steps`) that need them; nothing is looked up in a
+module-level cache. Each client is built on first use and closed (LIFO) with the runtime, so a
+command that never talks to the gateway never imports httpx, and one that needs no pub/sub never
+opens a bus.
 
-Stable API (other modules rely on it)::
+What it owns::
 
-    Runtime(config, *, json=False, verbose=0, http_client=None, stderr=None, stop=None)
-        .config: Config            .json: bool            .verbose: int
-        .stop: threading.Event     # set by Ctrl+C/SIGTERM (``run``): reply waits end early
-        .check_stop()              # raises Interrupted once stop is set
-        .store: StateStore         .redactor: Redactor
-        .log(message, level=1)     # -v diagnostics on stderr, redacted
-        .progress(message)         # one progress line on stderr (always, also with --json)
-        .warn(message)             # "Warning: ..." on stderr
-        .gateway() -> GatewayClient          # lazily built, cached, closed with the runtime
-        .bound_waits(timeout, budget)        # from now on: short reply waits, gateway calls
-                                             # within ``budget`` s in all (``run``'s teardown)
-        .enter_context(cm) -> value          # tie any other client's lifetime to the runtime
-        .close() / context manager
-    open_runtime(options=None, *, json=False, verbose=0, environ=None, cwd=None,
-                 http_client=None) -> Runtime
+    rt.gateway()          GatewayClient (httpx) for config.api_url
+    rt.bus()              the bus (platform/bus.py): the Dapr sidecar today
+    rt.controller()       the controller RPC on that bus (one reply subscription)
+    rt.stream(topic)      the one decoded consumer of a topic (TopicStream), opened on first use
+    rt.subscription(t)    the one raw subscription of a topic (lifecycle events)
+
+Why one consumer per topic: beside a real sidecar, two streaming subscriptions of one app id on
+one topic split its messages (Dapr 1.16+) or the second is refused (1.14/1.15). ``run`` opens the
+topic's stream before ``publish``; ``auth`` and ``subscribe`` then read Alpaca's answers from
+that same stream, which replays what they consumed to the stream loop.
+
+:class:`Invocation` is what a command was given (its config options and ``--json``/``-v``);
+:meth:`Invocation.open` is the one place a runtime is built from options.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
@@ -41,8 +42,11 @@ if TYPE_CHECKING:
 
     import httpx
 
+    from alpaca_cli.platform.bus import Bus, BusSubscription
+    from alpaca_cli.platform.controller import ControllerClient
     from alpaca_cli.platform.gateway import GatewayClient
     from alpaca_cli.state import StateStore
+    from alpaca_cli.stream import TopicStream
 
 T = TypeVar("T")
 
@@ -84,6 +88,10 @@ class Runtime(Closing):
         self._http_client = http_client
         self._stderr = stderr
         self._gateway: GatewayClient | None = None
+        self._bus: Bus | None = None
+        self._controller: ControllerClient | None = None
+        self._streams: dict[str, TopicStream] = {}
+        self._subscriptions: dict[str, BusSubscription] = {}
         self._stack = ExitStack()
         self.stop = stop if stop is not None else threading.Event()
 
@@ -142,18 +150,91 @@ class Runtime(Closing):
             self._stack.callback(self._gateway.close)
         return self._gateway
 
+    def bus(self) -> Bus:
+        """The invocation's bus (created once, closed with the runtime; ``-vv`` shows its
+        diagnostics, redacted)."""
+        if self._bus is None:
+            from alpaca_cli.platform.pubsub import open_pubsub
+
+            bus = open_pubsub(self.config, log=lambda message: self.log(message, level=2))
+            self._stack.callback(bus.close)
+            self._bus = bus
+        return self._bus
+
+    def controller(self) -> ControllerClient:
+        """The controller RPC on :meth:`bus`: the config's topics and timeout, and :attr:`stop`
+        as its interrupt (a Ctrl+C ends a reply wait without raising into gRPC code)."""
+        if self._controller is None:
+            from alpaca_cli.platform.controller import ControllerClient
+
+            bus = self.bus()
+            controller = ControllerClient(
+                bus,
+                command_topic=self.config.command_topic,
+                reply_topic=self.config.reply_topic,
+                timeout=self.config.timeout,
+                interrupt=self.stop,
+            )
+            self._stack.callback(controller.close)
+            self._controller = controller
+        return self._controller
+
+    def stream(self, topic: str) -> TopicStream:
+        """The invocation's one decoded consumer of ``topic``, subscribed now on first use.
+
+        It keeps what :meth:`~alpaca_cli.stream.TopicStream.wait_for` consumed and hands it out
+        again from ``next()``, so the answers ``auth``/``subscribe`` waited for still reach
+        ``run``'s statistics and session.
+        """
+        stream = self._streams.get(topic)
+        if stream is None:
+            from alpaca_cli.stream import TopicStream
+
+            # linger: the last acknowledgements must reach the sidecar before the stream closes,
+            # or a real one redelivers them to the next consumer of this app id.
+            stream = TopicStream(self.bus(), topic, stop=self.stop, linger=0.2, replay_waited=True)
+            stream.open()
+            self._streams[topic] = stream
+
+            def forget() -> None:
+                self._streams.pop(topic, None)
+                stream.close()
+
+            self._stack.callback(forget)
+        return stream
+
+    def subscription(self, topic: str) -> BusSubscription:
+        """The invocation's one raw subscription to ``topic`` (lifecycle events: not decoded)."""
+        sub = self._subscriptions.get(topic)
+        if sub is None:
+            sub = self.bus().subscribe(topic)
+            self._subscriptions[topic] = sub
+
+            def forget() -> None:
+                self._subscriptions.pop(topic, None)
+                sub.close()
+
+            self._stack.callback(forget)
+        return sub
+
     def bound_waits(self, timeout: float, budget: float) -> None:
         """From now on replies are awaited at most ``timeout`` s, and gateway calls take at
         most ``timeout`` s each and ``budget`` s all together.
 
         Why: ``run``'s teardown has to finish inside the ~7 s a CI runner leaves between
-        SIGINT and SIGKILL, however the platform (mis)behaves. Clients already handed out
-        keep their own limits.
+        SIGINT and SIGKILL, however the platform (mis)behaves.
         """
-        import dataclasses
-
         self.config = dataclasses.replace(self.config, timeout=min(self.config.timeout, timeout))
         self._gateway = self.gateway().with_timeout(min(timeout, budget), budget=budget)
+        if self._controller is not None:
+            self._controller.timeout = self.config.timeout
+
+    def rearm_stop(self) -> None:
+        """A fresh :attr:`stop` event, for the controller too: ``run``'s teardown waits must
+        not end at once because a signal started it (its short timeouts bound them instead)."""
+        self.stop = threading.Event()
+        if self._controller is not None:
+            self._controller.interrupt = self.stop
 
     def enter_context(self, cm: AbstractContextManager[T]) -> T:
         """Enter ``cm`` now and exit it when the runtime closes (LIFO)."""
@@ -168,24 +249,41 @@ class Runtime(Closing):
         self._stack.close()
 
 
-def open_runtime(
-    options: ConfigOptions | None = None,
-    *,
-    json: bool = False,
-    verbose: int = 0,
-    environ: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-    http_client: httpx.Client | None = None,
-) -> Runtime:
-    """Resolve the configuration and build a :class:`Runtime`.
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """What a command was given: its configuration options and the output flags.
 
-    Raises:
-        SettingsError: see :func:`alpaca_cli.config.load_config`.
+    ``commands/`` gathers it once per command (``commands/_common.py``); ``run`` hands it down
+    to its flow, which opens the runtime once the embedded platform (if any) is up.
     """
-    config = load_config(options, environ=environ, cwd=cwd)
-    runtime = Runtime(config, json=json, verbose=verbose, http_client=http_client)
-    runtime.log_sources()
-    return runtime
+
+    options: ConfigOptions = field(default_factory=ConfigOptions)
+    json: bool = False
+    verbose: int = 0
+
+    def open(
+        self,
+        *,
+        environ: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        http_client: httpx.Client | None = None,
+        stop: threading.Event | None = None,
+        runtime_class: type[Runtime] | None = None,
+        **overrides: Any,
+    ) -> Runtime:
+        """Resolve the configuration (``overrides`` replace options) and build the runtime.
+
+        Raises:
+            SettingsError: see :func:`alpaca_cli.config.load_config`.
+        """
+        options = dataclasses.replace(self.options, **overrides) if overrides else self.options
+        config = load_config(options, environ=environ, cwd=cwd)
+        cls = runtime_class or Runtime
+        runtime = cls(
+            config, json=self.json, verbose=self.verbose, http_client=http_client, stop=stop
+        )
+        runtime.log_sources()
+        return runtime
 
 
-__all__ = ["Runtime", "open_runtime"]
+__all__ = ["Invocation", "Runtime"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,10 +33,9 @@ from alpaca_cli.closing import Closing
 from alpaca_cli.platform.frames import FrameError, FrameMeta, decode_frame
 
 if TYPE_CHECKING:
-    from alpaca_cli.platform.pubsub import PubsubClient, Subscription
-    from alpaca_cli.runtime import Runtime
+    from alpaca_cli.platform.bus import Bus, BusSubscription
 
-__all__ = ["POLL_INTERVAL", "StreamItem", "StreamStats", "TopicStream", "runtime_stream"]
+__all__ = ["POLL_INTERVAL", "StreamItem", "StreamStats", "TopicStream"]
 
 POLL_INTERVAL: Final = 0.1
 """Longest time :meth:`TopicStream.__iter__` blocks before it looks at the stop event."""
@@ -86,7 +84,7 @@ class TopicStream(Closing):
 
     def __init__(
         self,
-        pubsub: PubsubClient,
+        pubsub: Bus,
         topic: str,
         *,
         books: Books | None = None,
@@ -103,7 +101,7 @@ class TopicStream(Closing):
         self.replay_waited = replay_waited
         self._waited: deque[StreamItem] = deque()
         """Items :meth:`wait_for` consumed, not yet handed out by :meth:`next`."""
-        self._sub: Subscription | None = None
+        self._sub: BusSubscription | None = None
 
     def __repr__(self) -> str:
         return f"TopicStream(topic={self.topic!r})"
@@ -243,39 +241,3 @@ class TopicStream(Closing):
                 if predicate(msg):
                     return msg
         return None
-
-
-_by_runtime: weakref.WeakKeyDictionary[Runtime, dict[str, TopicStream]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def runtime_stream(
-    rt: Runtime, topic: str, *, books: Books | None = None, replay_waited: bool = False
-) -> TopicStream:
-    """The invocation's one open stream on ``topic``: made and opened on first use, closed with
-    the runtime.
-
-    Why share: beside a real sidecar, two streaming subscriptions of one app id on one topic
-    split its messages (Dapr 1.16+) or the second is refused (1.14/1.15: "streamer already
-    subscribed"). ``run`` opens the stream before ``publish``; ``auth`` and ``subscribe`` then
-    read Alpaca's answers from that same stream instead of opening their own.
-
-    ``books`` and ``replay_waited`` (see :class:`TopicStream`) are used only when the stream
-    is made here: ``run`` makes it first, with both.
-    """
-    from alpaca_cli.platform.pubsub import runtime_pubsub
-
-    streams = _by_runtime.setdefault(rt, {})
-    stream = streams.get(topic)
-    if stream is None:
-        stream = TopicStream(runtime_pubsub(rt), topic, books=books, replay_waited=replay_waited)
-        stream.open()
-        streams[topic] = stream
-
-        def forget() -> None:
-            streams.pop(topic, None)
-            stream.close()
-
-        rt.callback(forget)
-    return stream

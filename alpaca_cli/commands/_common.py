@@ -1,48 +1,38 @@
-"""Options and plumbing shared by every subcommand.
+"""Options and plumbing shared by every subcommand: declared once, gathered once.
 
-Options are declared once as ``Annotated`` aliases so every command spells and documents them the
-same way. Root options (``alpaca-md --json list``) and per-command options (``alpaca-md list
---json``) both work: :func:`merged` combines them.
+sqlite-utils gives every command the same output options with one decorator; :func:`takes` is
+ours. A command names the configuration options it accepts (``@takes("state", "timeout")``);
+the decorator adds them (and ``--json``/``-v``) to the command's Typer signature, gathers what
+was given into one :class:`~alpaca_cli.runtime.Invocation` (root ``--json``/``-v`` merged in, so
+``alpaca-md --json list`` and ``alpaca-md list --json`` both work), runs the command with it, and
+turns our error tree into one ``Error:`` line and its exit code. No command forwards options
+by hand.
 
 Configuration options default to ``None`` ("not given") and carry no ``envvar=``: the
 environment, ``.env`` and settings layers are resolved by :mod:`alpaca_cli.config`, which also
 records where each value came from (``-v``).
 
-Stable API::
-
-    JsonOption, VerboseOption, StateOption, SettingsOption, EnvFileOption, ApiUrlOption,
-    TimeoutOption, PubsubOption, CommandTopicOption, ReplyTopicOption, TopicOption,
-    ChannelOption, StreamUrlOption, ProjectOption
-    GlobalOptions(json, verbose); merged(ctx, json_output, verbose) -> GlobalOptions
-    open_runtime(ctx, *, json_output, verbose, state=None, settings=None, env_file=None,
-                 api_url=None, timeout=None, pubsub=None, command_topic=None,
-                 reply_topic=None, topic=None, channel=None, stream_url=None, symbols=None,
-                 project=None) -> Runtime     # imports config/runtime lazily
-    fail(exc) -> NoReturn; reported_errors() context manager
-    run_step(rt, step, show, *, to_json=None) -> result   # the step commands' common ending
+Only typer and the standard library load at import time: ``alpaca-md --help`` stays light.
 """
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TypeVar
 
 import typer
 
 from alpaca_cli.errors import AlpacaMdError, ExitCode
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from alpaca_cli.runtime import Invocation
 
-    from _typeshed import DataclassInstance
-
-    from alpaca_cli.runtime import Runtime
-
-R = TypeVar("R", bound="DataclassInstance")
+F = TypeVar("F", bound=Callable[..., Any])
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Write the result to stdout as JSON.")]
 VerboseOption = Annotated[
@@ -154,18 +144,30 @@ ProjectOption = Annotated[
 ]
 
 
+SHARED: dict[str, Any] = {
+    "stream_url": StreamUrlOption,
+    "project": ProjectOption,
+    "channel": ChannelOption,
+    "topic": TopicOption,
+    "api_url": ApiUrlOption,
+    "pubsub": PubsubOption,
+    "command_topic": CommandTopicOption,
+    "reply_topic": ReplyTopicOption,
+    "timeout": TimeoutOption,
+    "state": StateOption,
+    "settings": SettingsOption,
+    "env_file": EnvFileOption,
+}
+"""The configuration options a command may take, by their :class:`~alpaca_cli.config.ConfigOptions`
+field, in the order ``--help`` lists them (after the command's own options)."""
+
+
 @dataclass(frozen=True, slots=True)
 class GlobalOptions:
     """Options given before the subcommand name."""
 
     json: bool = False
     verbose: int = 0
-
-
-def merged(ctx: typer.Context, json_output: bool, verbose: int) -> GlobalOptions:
-    """Combine root-level and command-level ``--json`` / ``-v``."""
-    root = ctx.find_object(GlobalOptions) or GlobalOptions()
-    return GlobalOptions(json=root.json or json_output, verbose=max(root.verbose, verbose))
 
 
 def fail(exc: AlpacaMdError) -> NoReturn:
@@ -186,84 +188,87 @@ def reported_errors() -> Iterator[None]:
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
 
-def open_runtime(
-    ctx: typer.Context | None,
-    *,
-    json_output: bool = False,
-    verbose: int = 0,
-    state: Path | None = None,
-    settings: Path | None = None,
-    env_file: Path | None = None,
-    api_url: str | None = None,
-    timeout: float | None = None,
-    pubsub: str | None = None,
-    command_topic: str | None = None,
-    reply_topic: str | None = None,
-    topic: str | None = None,
-    channel: str | None = None,
-    stream_url: str | None = None,
-    symbols: Sequence[str] | None = None,
-    project: str | None = None,
-) -> Runtime:
-    """Resolve the configuration from the given options and build the invocation's runtime.
+_CTX = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+_OUTPUT = (
+    inspect.Parameter(
+        "json_output", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOption
+    ),
+    inspect.Parameter(
+        "verbose", inspect.Parameter.KEYWORD_ONLY, default=0, annotation=VerboseOption
+    ),
+)
 
-    Call it inside :func:`reported_errors` (it raises ``SettingsError``); close the runtime
-    (``with``) when done. Root ``--json``/``-v`` are merged in when ``ctx`` is given.
+
+def takes(*names: str) -> Callable[[F], F]:
+    """Declare that a command takes these configuration options (keys of :data:`SHARED`).
+
+    The decorated function's first parameter receives the :class:`Invocation`; its other
+    parameters are its own Typer options and arguments. Errors of our tree raised inside it
+    become one ``Error:`` line and the error's exit code.
     """
-    from alpaca_cli.config import ConfigOptions
-    from alpaca_cli.runtime import open_runtime as _open
+    unknown = [name for name in names if name not in SHARED]
+    if unknown:  # a programming error, caught by the import of the command module
+        raise ValueError(f"unknown shared options: {unknown}")
 
-    opts = (
-        merged(ctx, json_output, verbose)
-        if ctx is not None
-        else GlobalOptions(json=json_output, verbose=verbose)
-    )
-    config_options = ConfigOptions(
-        api_url=api_url,
-        settings=settings,
-        env_file=env_file,
-        state=state,
-        pubsub=pubsub,
-        command_topic=command_topic,
-        reply_topic=reply_topic,
-        timeout=timeout,
-        stream_url=stream_url,
-        channel=channel,
-        symbols=list(symbols) if symbols else None,
-        topic=topic,
-        project=project,
-    )
-    return _open(config_options, json=opts.json, verbose=opts.verbose)
+    def decorate(fn: F) -> F:
+        # The first parameter (the Invocation) is annotated for type checkers only; the others
+        # are the command's own Typer options, whose string annotations Typer needs evaluated.
+        own = [
+            p.replace(annotation=eval(p.annotation, fn.__globals__))
+            if isinstance(p.annotation, str)
+            else p
+            for p in list(inspect.signature(fn).parameters.values())[1:]
+        ]
+        shared = [
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=SHARED[name]
+            )
+            for name in SHARED
+            if name in names
+        ]
+
+        def command(ctx: typer.Context, **kwargs: Any) -> Any:
+            from alpaca_cli.config import ConfigOptions
+            from alpaca_cli.runtime import Invocation
+
+            root = ctx.find_object(GlobalOptions) or GlobalOptions()
+            json_output = bool(kwargs.pop("json_output")) or root.json
+            verbose = max(int(kwargs.pop("verbose")), root.verbose)
+            given = {name: kwargs.pop(name) for name in names}
+            with reported_errors():
+                invocation = Invocation(ConfigOptions(**given), json=json_output, verbose=verbose)
+                return fn(invocation, **kwargs)
+
+        command.__name__ = fn.__name__
+        command.__qualname__ = fn.__qualname__
+        command.__module__ = fn.__module__
+        command.__doc__ = fn.__doc__
+        command.__signature__ = inspect.Signature([_CTX, *own, *shared, *_OUTPUT])  # type: ignore[attr-defined]
+        return command  # type: ignore[return-value]
+
+    return decorate
 
 
-def run_step(
-    rt: Runtime,
-    step: Callable[[Runtime], R],
-    show: Callable[[R], object],
+def render(
+    invocation: Invocation,
+    result: Any,
+    show: Callable[[Any], object],
     *,
-    to_json: Callable[[R], object] | None = None,
-) -> R:
-    """Run a command's step inside its runtime, then print the result the way ``--json`` asks.
+    to_json: Callable[[Any], object] | None = None,
+) -> None:
+    """Print a step's result the way ``--json`` asks: JSON on stdout, or ``show(result)``.
 
-    Every step command ends this way, so the choice between JSON and text (and closing the
-    runtime before anything is printed) is made here once. Call it inside
-    :func:`reported_errors` with the runtime :func:`open_runtime` returned.
-
-    Args:
-        rt: The invocation's runtime; closed when the step returns or raises.
-        step: The command's plain step function.
-        show: Prints the result as text (only without ``--json``).
-        to_json: The result's JSON form [default ``dataclasses.asdict``].
-
-    Returns:
-        The step's result, for whatever the command does after printing it.
+    Every step command ends this way, so the choice between JSON and text is made here once.
     """
-    with rt:
-        result = step(rt)
-    if rt.json:
+    if invocation.json:
         from alpaca_cli.output import write_json
 
         write_json(to_json(result) if to_json is not None else asdict(result))
     else:
         show(result)
-    return result
+
+
+CONTROLLER: Final = ("pubsub", "command_topic", "reply_topic", "timeout")
+"""The options of every command that talks to the controller worker over the bus."""
+FILES: Final = ("state", "settings", "env_file")
+"""The options every command takes: where its state, settings and ``.env`` are."""

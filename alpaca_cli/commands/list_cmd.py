@@ -9,128 +9,59 @@ alpaca-md made (by their tags).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from alpaca_cli.commands._common import (
-    ApiUrlOption,
-    CommandTopicOption,
-    EnvFileOption,
-    JsonOption,
-    PubsubOption,
-    ReplyTopicOption,
-    SettingsOption,
-    StateOption,
-    TimeoutOption,
-    VerboseOption,
-    open_runtime,
-    reported_errors,
-    run_step,
-)
+from alpaca_cli.commands._common import CONTROLLER, FILES, render, takes
 
 if TYPE_CHECKING:
-    from alpaca_cli.platform.gateway import ConnectionInfo, WorkerInfo
-    from alpaca_cli.runtime import Runtime
-
-Via = Literal["auto", "controller", "gateway"]
+    from alpaca_cli.runtime import Invocation
+    from alpaca_cli.steps.listing import ListResult
 
 
-@dataclass(slots=True)
-class ListResult:
-    """Workers and connections, and which of them the state file names."""
+@takes("api_url", *CONTROLLER, *FILES)
+def command(
+    invocation: Invocation,
+    via: Annotated[
+        str,
+        typer.Option(
+            "--via",
+            help="Where to list connections from: auto (the controller when the state names "
+            "one, else the gateway), controller, gateway.",
+        ),
+    ] = "auto",
+    workers_only: Annotated[bool, typer.Option("--workers", help="Only workers.")] = False,
+    connections_only: Annotated[
+        bool, typer.Option("--connections", help="Only connections.")
+    ] = False,
+) -> None:
+    """List the platform's WebSocket connections and workers.
 
-    workers: list[WorkerInfo] = field(default_factory=list)
-    connections: list[ConnectionInfo] = field(default_factory=list)
-    connections_via: str = "gateway"
-    state_worker_id: str | None = None
-    state_connection_id: str | None = None
+    On a terminal: tables; piped: tab-separated lines, each starting with `connections` or
+    `workers`; with --json: one JSON document. Rows the state file names are marked `state`.
 
-    def to_json(self) -> dict[str, Any]:
-        """The ``--json`` document: stable keys, camelCase-free."""
-        from alpaca_cli.commands.deploy import is_ours
-
-        return {
-            "connections": [
-                {
-                    "id": c.id,
-                    "url": c.url,
-                    "status": c.status,
-                    "topic": c.topic,
-                    "instance_id": c.instance_id,
-                    "created_at": c.created_at,
-                    "in_state": c.id == self.state_connection_id,
-                }
-                for c in self.connections
-            ],
-            "workers": [
-                {
-                    "id": w.id,
-                    "status": w.status,
-                    "mime_type": w.mime_type,
-                    "topics": list(w.topics),
-                    "created_at": w.created_at,
-                    "tags": dict(w.tags),
-                    "made_by_alpaca_md": is_ours(dict(w.tags)),
-                    "in_state": w.id == self.state_worker_id,
-                }
-                for w in self.workers
-            ],
-            "connections_via": self.connections_via,
-        }
-
-
-def controller_list(rt: Runtime) -> list[ConnectionInfo]:
-    """The controller worker's ``list`` command (through pub/sub), as connection records."""
-    from alpaca_cli.platform.controller import ControllerClient
-    from alpaca_cli.platform.gateway import parse_connection
-
-    controller = rt.enter_context(ControllerClient.from_runtime(rt))
-    return [parse_connection(record) for record in controller.list()]
-
-
-def list_platform(
-    rt: Runtime, *, workers: bool = True, connections: bool = True, via: Via = "auto"
-) -> ListResult:
-    """Ask the platform for its workers and connections.
-
-    Raises:
-        GatewayUnreachable / GatewayUnauthorized / CommandRefused: from the gateway.
-        SidecarUnreachable / ReplyTimeout: ``--via controller`` and the controller did not answer.
-        StateError: the state file is corrupt.
+    Example: alpaca-md list --json
     """
-    from alpaca_cli.errors import ReplyTimeout, SidecarUnreachable
+    from alpaca_cli.errors import UsageError
+    from alpaca_cli.steps.listing import ListResult, list_platform
 
-    state = rt.store.read()
-    result = ListResult(
-        state_worker_id=state.worker.id if state and state.worker else None,
-        state_connection_id=state.connection.id if state and state.connection else None,
-    )
-    gateway = rt.gateway()
-    if workers:
-        result.workers = gateway.list_workers()
-    if connections:
-        use_controller = via == "controller" or (via == "auto" and result.state_worker_id)
-        if use_controller:
-            try:
-                result.connections = controller_list(rt)
-                result.connections_via = "controller"
-            except (ReplyTimeout, SidecarUnreachable) as exc:
-                if via == "controller":
-                    raise
-                rt.warn(f"the controller did not answer ({exc}); asking the gateway instead")
-                use_controller = False
-        if not use_controller:
-            result.connections = gateway.list_connections()
-            result.connections_via = "gateway"
-    return result
+    if via not in ("auto", "controller", "gateway"):
+        raise UsageError(f"--via {via!r}: use auto, controller or gateway.")
+    with invocation.open() as rt:
+        result = list_platform(
+            rt,
+            workers=not connections_only,
+            connections=not workers_only,
+            via=via,  # type: ignore[arg-type]  # checked above
+        )
+    render(invocation, result, show, to_json=ListResult.to_json)
 
 
-def render(result: ListResult) -> None:
+def show(result: ListResult) -> None:
     """Tables on a terminal, tab-separated lines otherwise."""
-    from alpaca_cli.commands.deploy import is_ours
     from alpaca_cli.output import Table, write_tables
+    from alpaca_cli.steps.deploy import is_ours
 
     def mark(in_state: bool, ours: bool = False) -> str:
         return "state" if in_state else ("alpaca-md" if ours else "")
@@ -168,66 +99,3 @@ def render(result: ListResult) -> None:
         ),
     ]
     write_tables(tables)
-
-
-def command(
-    ctx: typer.Context,
-    via: Annotated[
-        str,
-        typer.Option(
-            "--via",
-            help="Where to list connections from: auto (the controller when the state names "
-            "one, else the gateway), controller, gateway.",
-        ),
-    ] = "auto",
-    workers_only: Annotated[bool, typer.Option("--workers", help="Only workers.")] = False,
-    connections_only: Annotated[
-        bool, typer.Option("--connections", help="Only connections.")
-    ] = False,
-    json_output: JsonOption = False,
-    verbose: VerboseOption = 0,
-    state: StateOption = None,
-    settings: SettingsOption = None,
-    env_file: EnvFileOption = None,
-    api_url: ApiUrlOption = None,
-    timeout: TimeoutOption = None,
-    pubsub: PubsubOption = None,
-    command_topic: CommandTopicOption = None,
-    reply_topic: ReplyTopicOption = None,
-) -> None:
-    """List the platform's WebSocket connections and workers.
-
-    On a terminal: tables; piped: tab-separated lines, each starting with `connections` or
-    `workers`; with --json: one JSON document. Rows the state file names are marked `state`.
-
-    Example: alpaca-md list --json
-    """
-    from alpaca_cli.errors import UsageError
-
-    with reported_errors():
-        if via not in ("auto", "controller", "gateway"):
-            raise UsageError(f"--via {via!r}: use auto, controller or gateway.")
-        rt = open_runtime(
-            ctx,
-            json_output=json_output,
-            verbose=verbose,
-            state=state,
-            settings=settings,
-            env_file=env_file,
-            api_url=api_url,
-            timeout=timeout,
-            pubsub=pubsub,
-            command_topic=command_topic,
-            reply_topic=reply_topic,
-        )
-        run_step(
-            rt,
-            lambda rt: list_platform(
-                rt,
-                workers=not connections_only,
-                connections=not workers_only,
-                via=via,  # type: ignore[arg-type]  # checked above
-            ),
-            render,
-            to_json=ListResult.to_json,
-        )

@@ -1,9 +1,10 @@
 """``alpaca-md run``: the whole flow, watched live, torn down at the end whatever happens.
 
 A thin Typer wrapper: it checks the flag combinations, gathers the options into a
-:class:`~alpaca_cli.live.flow.RunOptions` and turns the :class:`~alpaca_cli.live.flow.Outcome`
-of :func:`~alpaca_cli.live.flow.execute` into the exit code. The flow itself (steps, stream,
-teardown, force-quit) is :mod:`alpaca_cli.live.flow`.
+:class:`~alpaca_cli.steps.run.RunOptions` (which holds the shared options as one
+:class:`~alpaca_cli.runtime.Invocation`) and turns the :class:`~alpaca_cli.steps.run.Outcome`
+of :func:`~alpaca_cli.steps.run.execute` into the exit code. The flow itself (steps, stream,
+teardown, force-quit) is :mod:`alpaca_cli.steps.run`.
 
 The module imports only typer and the standard library at import time, so that
 ``alpaca-md --help`` stays fast; the flow loads when the command runs.
@@ -14,30 +15,19 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from alpaca_cli.commands._common import (
-    ApiUrlOption,
-    ChannelOption,
-    CommandTopicOption,
-    EnvFileOption,
-    JsonOption,
-    ProjectOption,
-    PubsubOption,
-    ReplyTopicOption,
-    SettingsOption,
-    StateOption,
-    TimeoutOption,
-    TopicOption,
-    VerboseOption,
-    merged,
-)
+from alpaca_cli.commands._common import CONTROLLER, FILES, takes
+
+if TYPE_CHECKING:
+    from alpaca_cli.runtime import Invocation
 
 
+@takes("channel", "topic", "project", "api_url", *CONTROLLER, *FILES)
 def command(
-    ctx: typer.Context,
+    invocation: Invocation,
     symbols: Annotated[
         list[str] | None,
         typer.Argument(
@@ -99,7 +89,6 @@ def command(
             "--url", help="Deploy from this code-source URL (skips build).", show_default=False
         ),
     ] = None,
-    project: ProjectOption = None,
     replace: Annotated[
         bool,
         typer.Option("--replace", help="Remove a worker the state file still names first."),
@@ -126,18 +115,6 @@ def command(
             show_default=False,
         ),
     ] = None,
-    channel: ChannelOption = None,
-    topic: TopicOption = None,
-    json_output: JsonOption = False,
-    verbose: VerboseOption = 0,
-    state: StateOption = None,
-    settings: SettingsOption = None,
-    env_file: EnvFileOption = None,
-    api_url: ApiUrlOption = None,
-    timeout: TimeoutOption = None,
-    pubsub: PubsubOption = None,
-    command_topic: CommandTopicOption = None,
-    reply_topic: ReplyTopicOption = None,
 ) -> None:
     """Deploy, connect, authenticate, subscribe and watch the stream live; then tear it all down.
 
@@ -148,26 +125,22 @@ def command(
     Example: alpaca-md run --embedded --duration 30
     """
     from alpaca_cli.errors import UsageError
-    from alpaca_cli.live.flow import RunOptions, execute
+    from alpaca_cli.steps.run import RunOptions, execute
 
-    globals_ = merged(ctx, json_output, verbose)
     if package is not None and url is not None:
-        sys.stderr.write(f"Error: {UsageError('Give either --package or --url, not both.')}\n")
-        raise typer.Exit(2)
+        raise UsageError("Give either --package or --url, not both.")
     if report is not None and (problem := _unwritable(report)) is not None:
         # Found now, not after a whole run whose report would then be lost.
-        sys.stderr.write(
-            f"Error: --report {report}: {problem}; fix: point it at a file in a writable "
-            "directory.\n"
+        raise UsageError(
+            f"--report {report}: {problem}; fix: point it at a file in a writable directory."
         )
-        raise typer.Exit(2)
     if not embedded and any(v is not None for v in (drop_after, rate, symbol_limit)):
-        sys.stderr.write(
-            "Error: --drop-after, --rate and --symbol-limit apply to the embedded Alpaca server: "
-            "add --embedded.\n"
+        raise UsageError(
+            "--drop-after, --rate and --symbol-limit apply to the embedded Alpaca server: "
+            "add --embedded."
         )
-        raise typer.Exit(2)
     opts = RunOptions(
+        invocation=invocation,
         symbols=list(symbols or []),
         embedded=embedded,
         alpaca_url=alpaca_url,
@@ -178,23 +151,10 @@ def command(
         no_build=no_build,
         package=package,
         url=url,
-        project=project,
         replace=replace,
         drop_after=drop_after,
         rate=rate,
         symbol_limit=symbol_limit,
-        json=globals_.json,
-        verbose=globals_.verbose,
-        state=state,
-        settings=settings,
-        env_file=env_file,
-        api_url=api_url,
-        timeout=timeout,
-        pubsub=pubsub,
-        command_topic=command_topic,
-        reply_topic=reply_topic,
-        topic=topic,
-        channel=channel,
     )
     outcome = execute(opts)
     sys.stderr.write(

@@ -10,156 +10,21 @@ as refusals (exit 5).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from alpaca_cli.commands._common import (
-    ChannelOption,
-    CommandTopicOption,
-    EnvFileOption,
-    JsonOption,
-    PubsubOption,
-    ReplyTopicOption,
-    SettingsOption,
-    StateOption,
-    TimeoutOption,
-    VerboseOption,
-    open_runtime,
-    reported_errors,
-    run_step,
-)
+from alpaca_cli.commands._common import CONTROLLER, FILES, render, takes
 
 if TYPE_CHECKING:
-    from alpaca_cli.alpaca.messages import Message
-    from alpaca_cli.runtime import Runtime
+    from alpaca_cli.runtime import Invocation
+    from alpaca_cli.steps.subscribe import SubscribeResult
 
 
-@dataclass(frozen=True, slots=True)
-class SubscribeResult:
-    """What was asked for and, when the topic could be seen, what Alpaca confirmed."""
-
-    connection_id: str
-    channel: str
-    symbols: list[str]
-    verified: bool
-    confirmed: dict[str, list[str]] = field(default_factory=dict)
-    """Alpaca's whole current subscription set (channel -> symbols), non-empty channels only."""
-
-
-def check_symbols(symbols: Sequence[str]) -> list[str]:
-    """Symbols as Alpaca accepts them (``BTC/USD`` upper case, or ``*``), de-duplicated.
-
-    Raises:
-        UsageError: none given, or one is malformed (nothing is sent).
-    """
-    from alpaca_cli.alpaca.codec import is_valid_symbol
-    from alpaca_cli.errors import UsageError
-
-    result = list(dict.fromkeys(symbols))
-    if not result:
-        raise UsageError("No symbols to subscribe to.", hint="Give some, e.g. BTC/USD ETH/USD.")
-    bad = [s for s in result if not is_valid_symbol(s)]
-    if bad:
-        raise UsageError(
-            f"Not a crypto symbol: {', '.join(repr(s) for s in bad)}; nothing was sent.",
-            hint="Write symbols as BASE/QUOTE in upper case, e.g. BTC/USD, or * for all.",
-        )
-    return result
-
-
-def subscribe_symbols(rt: Runtime) -> SubscribeResult:
-    """Subscribe the recorded connection to ``rt.config.channel`` x ``rt.config.symbols``.
-
-    Raises:
-        UsageError: bad symbols or no connection recorded (nothing sent).
-        CommandRefused: Alpaca answered 405 (symbol limit), 410 (channel not available),
-            401 (not authenticated) or another error; or the controller refused ``send_raw``.
-        ReplyTimeout: no reply from the controller, or no confirmation on the topic in time.
-        SidecarUnreachable: from the pub/sub client.
-    """
-    from alpaca_cli.alpaca.codec import encode_subscribe
-    from alpaca_cli.alpaca.messages import Error, Subscription
-    from alpaca_cli.commands.auth import _Matcher, listen
-    from alpaca_cli.commands.connect import require_connection
-    from alpaca_cli.errors import CommandRefused, ReplyTimeout
-    from alpaca_cli.platform.controller import ControllerClient
-
-    config = rt.config
-    channel = config.channel
-    symbols = check_symbols(config.symbols)
-    connection = require_connection(rt)
-    stream = listen(rt, connection.id)
-    controller = rt.enter_context(ControllerClient.from_runtime(rt))
-    rt.progress(f"Subscribing connection {connection.id} to {channel}: {', '.join(symbols)}")
-    for message in encode_subscribe({channel: symbols}):
-        controller.send_raw(connection.id, message)
-    if stream is None:
-        rt.progress(
-            "Sent. The connection does not publish, so Alpaca's confirmation cannot be seen: "
-            "run `alpaca-md publish` first to verify it."
-        )
-        return SubscribeResult(connection.id, channel, symbols, verified=False)
-
-    match = _Matcher(connection.id, (Subscription, Error))
-    wanted = set(symbols)
-
-    def answer(msg: Message) -> bool:
-        if not match(msg):
-            return False
-        if isinstance(msg, Error):
-            return True
-        assert isinstance(msg, Subscription)
-        have = set(msg.channels().get(channel, ()))
-        return "*" in have or wanted <= have
-
-    found = stream.wait_for(answer, config.timeout, on_item=match.see, interrupt=rt.stop)
-    if found is None:
-        raise ReplyTimeout(
-            f"no subscription confirmation from Alpaca on topic {stream.topic!r} within "
-            f"{config.timeout:g} s.",
-            hint="Is the connection authenticated (`alpaca-md auth`) and still open "
-            "(`alpaca-md list`)?",
-        )
-    if isinstance(found, Error):
-        raise CommandRefused(
-            f"Alpaca refused the subscription: {found.code} {found.msg}.",
-            alpaca_code=found.code,
-            hint=_hint(found.code),
-        )
-    assert isinstance(found, Subscription)
-    confirmed = {ch: list(syms) for ch, syms in found.channels().items() if syms}
-    with rt.store.transaction() as state:
-        state.channel = channel
-        state.subscriptions = confirmed
-    rt.progress("Confirmed: " + "; ".join(f"{ch}: {','.join(s)}" for ch, s in confirmed.items()))
-    return SubscribeResult(connection.id, channel, symbols, verified=True, confirmed=confirmed)
-
-
-def _hint(code: int) -> str | None:
-    return {
-        405: "Your Alpaca plan allows fewer symbols: subscribe to fewer.",
-        410: "This endpoint does not serve that channel: pick another --channel.",
-        401: "Authenticate first: `alpaca-md auth`.",
-        400: "Check the symbols (BASE/QUOTE, upper case).",
-    }.get(code)
-
-
-def _show(result: SubscribeResult) -> None:
-    """What Alpaca confirmed, one ``channel<TAB>symbols`` line per channel."""
-    import sys
-
-    if result.confirmed:
-        for ch, syms in result.confirmed.items():
-            sys.stdout.write(f"{ch}\t{','.join(syms)}\n")
-    else:
-        sys.stdout.write(f"{result.channel}\t{','.join(result.symbols)}\n")
-
-
+@takes("channel", *CONTROLLER, *FILES)
 def command(
-    ctx: typer.Context,
+    invocation: Invocation,
     symbols: Annotated[
         list[str] | None,
         typer.Argument(
@@ -167,16 +32,6 @@ def command(
             show_default=False,
         ),
     ] = None,
-    channel: ChannelOption = None,
-    json_output: JsonOption = False,
-    verbose: VerboseOption = 0,
-    state: StateOption = None,
-    settings: SettingsOption = None,
-    env_file: EnvFileOption = None,
-    pubsub: PubsubOption = None,
-    command_topic: CommandTopicOption = None,
-    reply_topic: ReplyTopicOption = None,
-    timeout: TimeoutOption = None,
 ) -> None:
     """Subscribe the recorded connection to a channel's symbols (additive).
 
@@ -185,19 +40,17 @@ def command(
 
     Example: alpaca-md subscribe --channel trades BTC/USD ETH/USD
     """
-    with reported_errors():
-        rt = open_runtime(
-            ctx,
-            json_output=json_output,
-            verbose=verbose,
-            state=state,
-            settings=settings,
-            env_file=env_file,
-            pubsub=pubsub,
-            command_topic=command_topic,
-            reply_topic=reply_topic,
-            timeout=timeout,
-            channel=channel,
-            symbols=symbols or None,
-        )
-        run_step(rt, subscribe_symbols, _show)
+    from alpaca_cli.steps.subscribe import subscribe_symbols
+
+    with invocation.open(symbols=symbols or None) as rt:
+        result = subscribe_symbols(rt)
+    render(invocation, result, show)
+
+
+def show(result: SubscribeResult) -> None:
+    """What Alpaca confirmed, one ``channel<TAB>symbols`` line per channel."""
+    if result.confirmed:
+        for ch, syms in result.confirmed.items():
+            sys.stdout.write(f"{ch}\t{','.join(syms)}\n")
+    else:
+        sys.stdout.write(f"{result.channel}\t{','.join(result.symbols)}\n")

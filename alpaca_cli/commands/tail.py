@@ -24,364 +24,19 @@ or it splits the topic's messages with the other consumers of that app id.
 from __future__ import annotations
 
 import sys
-import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Final, TextIO
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from alpaca_cli.commands._common import (
-    EnvFileOption,
-    JsonOption,
-    PubsubOption,
-    SettingsOption,
-    StateOption,
-    TopicOption,
-    VerboseOption,
-    open_runtime,
-    reported_errors,
-)
+from alpaca_cli.commands._common import FILES, takes
 
 if TYPE_CHECKING:
-    from alpaca_cli.alpaca.book import Books
-    from alpaca_cli.alpaca.messages import Message
-    from alpaca_cli.runtime import Runtime
-    from alpaca_cli.stream import StreamItem
-
-TYPE_ALIASES: Final[dict[str, frozenset[str]]] = {
-    "trade": frozenset({"t"}),
-    "quote": frozenset({"q"}),
-    "book": frozenset({"o"}),
-    "bar": frozenset({"b"}),
-    "dailybar": frozenset({"d"}),
-    "updatedbar": frozenset({"u"}),
-    "bars": frozenset({"b", "d", "u"}),
-    "success": frozenset({"success"}),
-    "subscription": frozenset({"subscription"}),
-    "error": frozenset({"error", "decode-error"}),
-    "control": frozenset({"success", "subscription", "error", "decode-error"}),
-}
-"""``--type`` names -> wire ``T`` values. Plurals, channel names and ``T`` codes also work."""
-_SYNONYMS: Final = {
-    "trades": "trade",
-    "t": "trade",
-    "quotes": "quote",
-    "q": "quote",
-    "orderbook": "book",
-    "orderbooks": "book",
-    "books": "book",
-    "o": "book",
-    "b": "bar",
-    "minutebar": "bar",
-    "dailybars": "dailybar",
-    "d": "dailybar",
-    "updatedbars": "updatedbar",
-    "u": "updatedbar",
-    "errors": "error",
-}
-KIND_NAMES: Final = {
-    "t": "trade",
-    "q": "quote",
-    "o": "book",
-    "b": "bar",
-    "d": "dailyBar",
-    "u": "updatedBar",
-}
+    from alpaca_cli.runtime import Invocation
 
 
-@dataclass(slots=True)
-class TailResult:
-    """How a tail ended and what it saw."""
-
-    topic: str
-    lines: int = 0
-    frames: int = 0
-    messages: int = 0
-    decode_errors: int = 0
-    reason: str = "end"
-    """``count``, ``duration``, ``interrupted``, ``pipe-closed`` or ``end`` (stream closed)."""
-
-
-def parse_types(values: Sequence[str]) -> frozenset[str] | None:
-    """``--type`` values -> the wire ``T`` values to keep (``None``: keep everything).
-
-    Raises:
-        UsageError: an unknown type name.
-    """
-    from alpaca_cli.errors import UsageError
-
-    if not values:
-        return None
-    kept: set[str] = set()
-    for raw in values:
-        for part in raw.split(","):
-            name = part.strip().lower().replace("_", "").replace("-", "")
-            if not name:
-                continue
-            name = _SYNONYMS.get(name, name)
-            if name not in TYPE_ALIASES:
-                raise UsageError(
-                    f"--type {part.strip()!r} is not a message type.",
-                    hint=f"Use one of {', '.join(TYPE_ALIASES)} (or trades, quotes, orderbooks…).",
-                )
-            kept |= TYPE_ALIASES[name]
-    return frozenset(kept) or None
-
-
-def _num(value: float) -> str:
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def make_formatter(
-    books: Books,
-    *,
-    json_lines: bool,
-    symbols: frozenset[str] | None = None,
-    types: frozenset[str] | None = None,
-) -> Callable[[StreamItem], list[str]]:
-    """A function turning one stream item into its output lines (filters applied).
-
-    Built once per tail so the per-message path is closures and local lookups only.
-    """
-    import orjson
-
-    from alpaca_cli.alpaca.codec import to_wire
-    from alpaca_cli.alpaca.messages import (
-        Bar,
-        Error,
-        OrderBookUpdate,
-        Quote,
-        Subscription,
-        Success,
-        Trade,
-        Unknown,
-    )
-    from alpaca_cli.alpaca.timestamps import format_rfc3339
-
-    def keep(msg: Message) -> bool:
-        if types is not None and msg.T not in types:
-            return False
-        if symbols is not None:
-            symbol = getattr(msg, "symbol", None)
-            if symbol is not None and symbol not in symbols:
-                return False
-        return True
-
-    def text_line(msg: Message, received: str) -> str:
-        if isinstance(msg, Trade):
-            side = {"B": "buy", "S": "sell"}.get(msg.taker_side or "", msg.taker_side or "-")
-            return (
-                f"{format_rfc3339(msg.timestamp)}\ttrade\t{msg.symbol}\t"
-                f"{_num(msg.price)}\t{_num(msg.size)}\t{side}\n"
-            )
-        if isinstance(msg, Quote):
-            return (
-                f"{format_rfc3339(msg.timestamp)}\tquote\t{msg.symbol}\t"
-                f"bid {_num(msg.bid_price)} x {_num(msg.bid_size)}\t"
-                f"ask {_num(msg.ask_price)} x {_num(msg.ask_size)}\n"
-            )
-        if isinstance(msg, OrderBookUpdate):
-            book = books.get(msg.symbol)
-            bid = book.best_bid if book is not None else None
-            ask = book.best_ask if book is not None else None
-            nb, na = book.depth if book is not None else (0, 0)
-            mark = (
-                "\treset" if msg.reset else ("" if book is not None and book.valid else "\tpartial")
-            )
-            return (
-                f"{format_rfc3339(msg.timestamp)}\tbook\t{msg.symbol}\t"
-                f"bid {_num(bid[0]) if bid else '-'}\task {_num(ask[0]) if ask else '-'}\t"
-                f"{nb}/{na} levels{mark}\n"
-            )
-        if isinstance(msg, Bar):
-            return (
-                f"{format_rfc3339(msg.timestamp)}\t{KIND_NAMES.get(msg.kind, 'bar')}\t"
-                f"{msg.symbol}\to {_num(msg.open)}\th {_num(msg.high)}\tl {_num(msg.low)}\t"
-                f"c {_num(msg.close)}\tv {_num(msg.volume)}\n"
-            )
-        if isinstance(msg, Success):
-            return f"{received}\t[success]\t{msg.msg}\n"
-        if isinstance(msg, Subscription):
-            channels = "\t".join(
-                f"{ch}: {','.join(syms)}" for ch, syms in msg.channels().items() if syms
-            )
-            return f"{received}\t[subscription]\t{channels or '(none)'}\n"
-        if isinstance(msg, Error):
-            return f"{received}\t[error]\t{msg.code} {msg.msg}\n"
-        assert isinstance(msg, Unknown)
-        return f"{received}\t[unknown T={msg.T}]\t{orjson.dumps(msg.raw).decode()}\n"
-
-    def raw_objects(item: StreamItem) -> list[Any]:
-        payload = item.payload
-        if payload[:1] == b"[":
-            try:
-                raw = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                raw = None
-            if isinstance(raw, list) and len(raw) == len(item.messages):
-                return raw
-        return [
-            msg.raw if isinstance(msg, Unknown) else to_wire(msg, "json") for msg in item.messages
-        ]
-
-    def format_item(item: StreamItem) -> list[str]:
-        received = format_rfc3339(item.received_ns)
-        if item.error is not None:
-            if types is not None and "decode-error" not in types:
-                return []
-            if json_lines:
-                doc = {
-                    "received_at": received,
-                    "frame": item.meta.to_json(),
-                    "error": item.error,
-                    "payload": item.payload.decode("utf-8", errors="replace"),
-                }
-                return [orjson.dumps(doc).decode() + "\n"]
-            return [f"{received}\t[decode-error]\t{item.error}\n"]
-        if json_lines:
-            frame = item.meta.to_json()
-            lines = []
-            for msg, raw in zip(item.messages, raw_objects(item), strict=False):
-                if keep(msg):
-                    doc = {"received_at": received, "frame": frame, "message": raw}
-                    lines.append(orjson.dumps(doc).decode() + "\n")
-            return lines
-        return [text_line(msg, received) for msg in item.messages if keep(msg)]
-
-    return format_item
-
-
-def resolve_topic(rt: Runtime, topic: str | None) -> str:
-    """``--topic``/env when given, else the topic ``publish`` recorded, else the settings'."""
-    if topic:
-        return topic
-    source = rt.config.sources.get("topic", "default")
-    if source == "default" or source.startswith("settings "):
-        state = rt.store.read()
-        if state is not None and state.publish_topic:
-            return state.publish_topic
-    return rt.config.topic
-
-
-def tail_topic(
-    rt: Runtime,
-    *,
-    topic: str | None = None,
-    count: int | None = None,
-    duration: float | None = None,
-    symbols: Sequence[str] = (),
-    types: Sequence[str] = (),
-    json_lines: bool = False,
-    out: TextIO | None = None,
-    stop: threading.Event | None = None,
-) -> TailResult:
-    """Stream a topic to ``out`` until a limit, ``stop``, Ctrl+C or the end of the stream.
-
-    KeyboardInterrupt (Ctrl+C, or SIGTERM turned into it by the command) ends the tail with
-    reason ``interrupted`` after flushing; the caller decides the exit code.
-
-    Raises:
-        UsageError: bad ``--type``, ``--count`` or ``--duration``.
-        SidecarUnreachable, CredentialsRefused: from the pub/sub client.
-    """
-    from alpaca_cli.errors import UsageError
-    from alpaca_cli.platform.pubsub import runtime_pubsub
-    from alpaca_cli.stream import POLL_INTERVAL, TopicStream
-
-    if count is not None and count < 1:
-        raise UsageError(f"--count {count}: give a positive number of messages.")
-    if duration is not None and not duration > 0:
-        raise UsageError(f"--duration {duration:g}: give a positive number of seconds.")
-    kept_types = parse_types(types)
-    if symbols:
-        # A typo would otherwise filter out everything and the tail would look dead.
-        from alpaca_cli.config import validate_symbols
-
-        validate_symbols(symbols, "--symbol", "symbol")
-    kept_symbols = None if "*" in symbols else frozenset(symbols) or None
-    target = resolve_topic(rt, topic)
-    sink = out if out is not None else sys.stdout
-    stream = TopicStream(runtime_pubsub(rt), target, stop=stop, linger=0.2)
-    formatter = make_formatter(
-        stream.books, json_lines=json_lines, symbols=kept_symbols, types=kept_types
-    )
-    result = TailResult(topic=target)
-    write = sink.write
-    try:
-        stream.open()
-        rt.progress(f"Tailing topic {target} (Ctrl+C to stop)")
-        deadline = time.monotonic() + duration if duration is not None else None
-        try:
-            while True:
-                if stream.stop.is_set():
-                    result.reason = "interrupted"
-                    break
-                wait = POLL_INTERVAL
-                if deadline is not None:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        result.reason = "duration"
-                        break
-                    wait = min(wait, remaining)
-                try:
-                    item = stream.next(wait)
-                except EOFError:
-                    result.reason = "end"
-                    break
-                if item is None:
-                    sink.flush()
-                    continue
-                lines = formatter(item)
-                if lines:
-                    if count is not None and result.lines + len(lines) >= count:
-                        lines = lines[: count - result.lines]
-                        write("".join(lines))
-                        result.lines += len(lines)
-                        result.reason = "count"
-                        break
-                    write("".join(lines))
-                    result.lines += len(lines)
-                if not stream.pending():
-                    sink.flush()
-        except KeyboardInterrupt:
-            result.reason = "interrupted"
-        finally:
-            try:
-                sink.flush()
-            except BrokenPipeError:
-                result.reason = "pipe-closed"
-                _silence_stdout(sink)
-    except BrokenPipeError:
-        result.reason = "pipe-closed"
-        _silence_stdout(sink)
-    finally:
-        stats = stream.stats
-        result.frames, result.messages = stats.frames, stats.messages
-        result.decode_errors = stats.decode_errors
-        stream.close()
-    return result
-
-
-def _silence_stdout(sink: TextIO) -> None:
-    """After the reader closed the pipe, point stdout at /dev/null so the interpreter's final
-    flush cannot raise BrokenPipeError again."""
-    import os
-
-    if sink is not sys.stdout:
-        return
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):  # pragma: no cover - stdout without a file descriptor
-        pass
-
-
+@takes("topic", "pubsub", *FILES)
 def command(
-    ctx: typer.Context,
-    topic: TopicOption = None,
+    invocation: Invocation,
     count: Annotated[
         int | None,
         typer.Option("--count", "-n", help="Stop after N messages (exit 0).", show_default=False),
@@ -408,12 +63,6 @@ def command(
         str,
         typer.Option("--output", "-o", help="text (tab-separated lines) or json (NDJSON)."),
     ] = "text",
-    json_output: JsonOption = False,
-    verbose: VerboseOption = 0,
-    state: StateOption = None,
-    settings: SettingsOption = None,
-    env_file: EnvFileOption = None,
-    pubsub: PubsubOption = None,
 ) -> None:
     """Print the messages published to a topic, one line each, until Ctrl+C or a limit.
 
@@ -426,52 +75,36 @@ def command(
 
     Example: alpaca-md tail --symbol BTC/USD --type trade --count 10
     """
-    import signal
-
     from alpaca_cli.errors import ExitCode, UsageError
+    from alpaca_cli.signals import ForceQuit, SignalGuard
+    from alpaca_cli.steps.tail import tail_topic
 
-    with reported_errors():
-        if output not in ("text", "json"):
-            raise UsageError(f"--output {output!r}: use text or json.")
-        rt = open_runtime(
-            ctx,
-            json_output=json_output,
-            verbose=verbose,
-            state=state,
-            settings=settings,
-            env_file=env_file,
-            pubsub=pubsub,
-            topic=topic,
-        )
-
-        def on_sigterm(signum: int, frame: object) -> None:
-            raise KeyboardInterrupt
-
-        previous: Any = None
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGTERM, on_sigterm)
-        try:
-            with rt:
-                result = tail_topic(
-                    rt,
-                    topic=topic,
-                    count=count,
-                    duration=duration,
-                    symbols=symbol or (),
-                    types=type_ or (),
-                    json_lines=output == "json" or rt.json,
-                )
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-        rt.log(
-            f"tail: {result.lines} lines from {result.frames} frames "
-            f"({result.messages} messages, {result.decode_errors} decode errors); "
-            f"ended: {result.reason}"
-        )
-        if result.reason == "interrupted":
-            rt.progress(f"Interrupted after {result.lines} messages.")
-            raise typer.Exit(int(ExitCode.INTERRUPTED))
-
-
-__all__ = ["TailResult", "command", "make_formatter", "parse_types", "tail_topic"]
+    if output not in ("text", "json"):
+        raise UsageError(f"--output {output!r}: use text or json.")
+    # One signal strategy for every long-running command: the first Ctrl+C/SIGTERM only sets
+    # the stop event (the tail loop sees it within 100 ms and flushes); nothing is raised into
+    # gRPC code. A second one gives up at once.
+    try:
+        with SignalGuard(quiet=True) as guard, invocation.open(stop=guard.stop) as rt:
+            result = tail_topic(
+                rt,
+                topic=invocation.options.topic,
+                count=count,
+                duration=duration,
+                symbols=symbol or (),
+                types=type_ or (),
+                json_lines=output == "json" or invocation.json,
+                out=sys.stdout,
+                stop=guard.stop,
+            )
+    except ForceQuit:
+        sys.stderr.write("Interrupted.\n")
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    rt.log(
+        f"tail: {result.lines} lines from {result.frames} frames "
+        f"({result.messages} messages, {result.decode_errors} decode errors); "
+        f"ended: {result.reason}"
+    )
+    if result.reason == "interrupted":
+        rt.progress(f"Interrupted after {result.lines} messages.")
+        raise typer.Exit(int(ExitCode.INTERRUPTED))

@@ -12,12 +12,12 @@ RPC, so this module makes it one:
 4. ``success: false`` -> :class:`~alpaca_cli.errors.CommandRefused` with the controller's
    message; nothing within ``timeout`` -> :class:`~alpaca_cli.errors.ReplyTimeout`.
 
-The reply subscription is opened on the first command and shared by every
-:class:`ControllerClient` of the same pub/sub client (so by every step of one invocation, e.g.
-``run``'s connect, publish, auth, subscribe, stream and teardown): beside a real sidecar, two
+The reply subscription is opened on the first command and kept until :meth:`close`: the
+invocation's runtime owns one controller client, so every step of one invocation (e.g. ``run``'s
+connect, publish, auth, subscribe, stream and teardown) shares it. Beside a real sidecar, two
 streaming subscriptions of one app id on the reply topic would split the replies between them
-(Dapr 1.16+) or the second would be refused (1.14/1.15). The clients take turns (one command in
-flight at a time) and the last one closed closes the subscription.
+(Dapr 1.16+) or the second would be refused (1.14/1.15). Commands take turns (one in flight at a
+time, a lock), so a reply is always read by the call waiting for it.
 
 Example::
 
@@ -32,7 +32,6 @@ import base64
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -43,8 +42,7 @@ from alpaca_cli.closing import Closing
 from alpaca_cli.errors import CommandRefused, Interrupted, ReplyTimeout
 
 if TYPE_CHECKING:
-    from alpaca_cli.platform.pubsub import PubsubClient, Subscription
-    from alpaca_cli.runtime import Runtime
+    from alpaca_cli.platform.bus import Bus, BusSubscription
 
 __all__ = [
     "COMMAND_TYPE",
@@ -121,24 +119,6 @@ def parse_connection(doc: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class _ReplyChannel:
-    """The one reply-topic subscription of a pub/sub client, and who may read it now."""
-
-    __slots__ = ("lock", "sub", "users")
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        """Held for a whole command: replies are read by the client that is waiting for one."""
-        self.sub: Subscription | None = None
-        self.users = 0
-
-
-_channels: weakref.WeakKeyDictionary[PubsubClient, dict[str, _ReplyChannel]] = (
-    weakref.WeakKeyDictionary()
-)
-_channels_lock = threading.Lock()
-
-
 @dataclass(frozen=True, slots=True)
 class Reply:
     """A successful reply: the controller's JSON object."""
@@ -155,7 +135,7 @@ class ControllerClient(Closing):
     """Commands to the WebSocketManagerController worker, each one awaited like a call.
 
     Parameters:
-        pubsub: the pub/sub client (connected on first use).
+        pubsub: the bus (:class:`~alpaca_cli.platform.bus.Bus`; connected on first use).
         command_topic: where the worker reads commands.
         reply_topic: where it publishes replies.
         timeout: seconds to wait for each reply.
@@ -167,7 +147,7 @@ class ControllerClient(Closing):
 
     def __init__(
         self,
-        pubsub: PubsubClient,
+        pubsub: Bus,
         *,
         command_topic: str,
         reply_topic: str,
@@ -179,54 +159,19 @@ class ControllerClient(Closing):
         self.reply_topic = reply_topic
         self.timeout = timeout
         self.interrupt = interrupt if interrupt is not None else threading.Event()
-        self._channel: _ReplyChannel | None = None
+        self._lock = threading.Lock()
+        """Held for a whole command: replies are read by the call that is waiting for one."""
+        self._replies: BusSubscription | None = None
 
     def __repr__(self) -> str:
         return f"ControllerClient(command_topic={self.command_topic!r})"
 
-    @classmethod
-    def from_runtime(cls, rt: Runtime) -> ControllerClient:
-        """The controller of an invocation: its config's topics and timeout, the runtime's
-        pub/sub client (:func:`~alpaca_cli.platform.pubsub.runtime_pubsub`) and its stop event."""
-        from alpaca_cli.platform.pubsub import runtime_pubsub
-
-        config = rt.config
-        return cls(
-            runtime_pubsub(rt),
-            command_topic=config.command_topic,
-            reply_topic=config.reply_topic,
-            timeout=config.timeout,
-            interrupt=rt.stop,
-        )
-
     def close(self) -> None:
-        """Leave the shared reply subscription; the last client to leave closes it (the pub/sub
-        client stays open). Idempotent."""
-        channel, self._channel = self._channel, None
-        if channel is None:
-            return
-        with _channels_lock:
-            channel.users -= 1
-            if channel.users > 0:
-                return
-            topics = _channels.get(self.pubsub)
-            if topics is not None and topics.get(self.reply_topic) is channel:
-                del topics[self.reply_topic]
-        with channel.lock:
-            sub, channel.sub = channel.sub, None
-        if sub is not None:
-            sub.close()
-
-    def _join(self) -> _ReplyChannel:
-        if self._channel is None:
-            with _channels_lock:
-                topics = _channels.setdefault(self.pubsub, {})
-                channel = topics.get(self.reply_topic)
-                if channel is None:
-                    channel = topics[self.reply_topic] = _ReplyChannel()
-                channel.users += 1
-            self._channel = channel
-        return self._channel
+        """Close the reply subscription (the bus stays open). Idempotent."""
+        with self._lock:
+            replies, self._replies = self._replies, None
+        if replies is not None:
+            replies.close()
 
     # -- the RPC ----------------------------------------------------------------------------------
 
@@ -241,19 +186,16 @@ class ControllerClient(Closing):
             SidecarUnreachable, CredentialsRefused, UsageError: from the pub/sub client.
         """
         self._check_stop(command)
-        channel = self._join()
-        while not channel.lock.acquire(timeout=POLL):  # another client's command is in flight
+        while not self._lock.acquire(timeout=POLL):  # another thread's command is in flight
             self._check_stop(command)
         try:
-            if channel.sub is None:
-                channel.sub = self.pubsub.subscribe(self.reply_topic)
-            return self._call(channel, command, arguments)
+            if self._replies is None:
+                self._replies = self.pubsub.subscribe(self.reply_topic)
+            return self._call(self._replies, command, arguments)
         finally:
-            channel.lock.release()
+            self._lock.release()
 
-    def _call(self, channel: _ReplyChannel, command: str, arguments: dict[str, Any]) -> Reply:
-        replies = channel.sub
-        assert replies is not None
+    def _call(self, replies: BusSubscription, command: str, arguments: dict[str, Any]) -> Reply:
         correlation_id = uuid.uuid4().hex
         body = {"command": command, **arguments}
         self.pubsub.publish(
@@ -285,7 +227,7 @@ class ControllerClient(Closing):
             try:
                 event = replies.get(timeout=min(remaining, POLL))
             except EOFError:
-                channel.sub = None
+                self._replies = None
                 raise
             if event is None:
                 continue

@@ -42,7 +42,6 @@ import sys
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
@@ -50,16 +49,18 @@ import orjson
 
 from alpaca_cli.closing import Closing
 from alpaca_cli.errors import (
+    GRPC_STATUS_EXIT,
     AlpacaMdError,
     CredentialsRefused,
+    ExitCode,
     SidecarUnreachable,
     UsageError,
+    grpc_status_error,
 )
 from alpaca_cli.platform.bus import QUEUE_SIZE, SOURCE, Event
 
 if TYPE_CHECKING:
     from alpaca_cli.config import Config, DaprSettings
-    from alpaca_cli.runtime import Runtime
 
 __all__ = [
     "DEFAULT_HEALTH_TIMEOUT",
@@ -69,7 +70,6 @@ __all__ = [
     "PubsubClient",
     "Subscription",
     "open_pubsub",
-    "runtime_pubsub",
 ]
 
 DEFAULT_HEALTH_TIMEOUT: Final = 3.0
@@ -227,9 +227,9 @@ class PubsubClient(Closing):
                 hint=f"Check --pubsub (now {self.pubsub!r}): it must name a pub/sub "
                 "component of the sidecar; and check the topic name.",
             )
-        if name in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"):
+        if GRPC_STATUS_EXIT.get(name) == ExitCode.UNREACHABLE:
             return _unreachable(self.settings, f"{action} failed ({name}: {details})")
-        return AlpacaMdError(f"the Dapr sidecar failed {action}: {name}: {details}.")
+        return grpc_status_error(name, f"the Dapr sidecar refused {action}: {name}: {details}.")
 
     # -- publishing -------------------------------------------------------------------------------
 
@@ -517,19 +517,3 @@ def open_pubsub(config: Config, *, log: Log | None = None) -> PubsubClient:
         else DEFAULT_HEALTH_TIMEOUT
     )
     return PubsubClient(config.dapr, pubsub=config.pubsub, health_timeout=health_timeout, log=log)
-
-
-_by_runtime: weakref.WeakKeyDictionary[Runtime, PubsubClient] = weakref.WeakKeyDictionary()
-
-
-def runtime_pubsub(rt: Runtime) -> PubsubClient:
-    """The one pub/sub client of an invocation: made on first use, closed with the runtime.
-
-    ``-vv`` shows its diagnostics (redacted) on stderr.
-    """
-    client = _by_runtime.get(rt)
-    if client is None:
-        client = open_pubsub(rt.config, log=lambda message: rt.log(message, level=2))
-        rt.callback(client.close)
-        _by_runtime[rt] = client
-    return client

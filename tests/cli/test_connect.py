@@ -94,9 +94,9 @@ def test_a_caller_that_authenticates_at_once_can_skip_the_deadline_warning(
 ) -> None:
     import io
 
-    from alpaca_cli.commands.connect import connect_stream
     from alpaca_cli.config import ConfigOptions, load_config
     from alpaca_cli.runtime import Runtime
+    from alpaca_cli.steps.connect import connect_stream
 
     config = load_config(
         ConfigOptions(state=deployed.state_path), environ=embedded_with_feed.env(), cwd=deployed.cwd

@@ -255,34 +255,31 @@ def _wait_until(predicate: Any, timeout: float = 10.0) -> bool:
     return predicate()
 
 
-def test_clients_of_one_pubsub_client_share_one_reply_subscription(sidecar: Sidecar) -> None:
-    """One invocation (``run``) makes a client per step: beside a real sidecar a second
-    subscription on the reply topic would split the replies or be refused."""
+def test_one_controller_keeps_one_reply_subscription_for_every_command(sidecar: Sidecar) -> None:
+    """One invocation (``run``) sends every step's commands through the runtime's one
+    controller: beside a real sidecar a second subscription on the reply topic would split the
+    replies or be refused."""
     with PubsubClient(sidecar.settings) as worker_side, PubsubClient(sidecar.settings) as ours:
         worker = ScriptedWorker(worker_side)
-        first = ControllerClient(ours, command_topic=COMMANDS, reply_topic=REPLIES, timeout=10)
-        second = ControllerClient(ours, command_topic=COMMANDS, reply_topic=REPLIES, timeout=10)
+        ctl = ControllerClient(ours, command_topic=COMMANDS, reply_topic=REPLIES, timeout=10)
         try:
-            assert first.create("ws://a") == "conn-9"
-            assert second.create("ws://b") == "conn-9"
+            assert ctl.create("ws://a") == "conn-9"
+            assert ctl.create("ws://b") == "conn-9"
             assert sidecar.broker.subscriber_count(REPLIES) == 1
-            first.close()
-            first.close()  # idempotent: must not take the other client's share
-            assert second.create("ws://c") == "conn-9"  # the subscription outlived the first
+            assert ctl.create("ws://c") == "conn-9"
+            assert sidecar.broker.subscriber_count(REPLIES) == 1
         finally:
-            second.close()
-            first.close()
+            ctl.close()
+            ctl.close()  # idempotent
         assert _wait_until(lambda: sidecar.broker.subscriber_count(REPLIES) == 0)
         worker.close()
 
 
-def test_clients_sharing_the_reply_subscription_take_turns(sidecar: Sidecar) -> None:
+def test_threads_sharing_one_controller_take_turns(sidecar: Sidecar) -> None:
     with PubsubClient(sidecar.settings) as worker_side, PubsubClient(sidecar.settings) as ours:
         worker = ScriptedWorker(worker_side)
-        clients = [
-            ControllerClient(ours, command_topic=COMMANDS, reply_topic=REPLIES, timeout=10)
-            for _ in range(3)
-        ]
+        shared = ControllerClient(ours, command_topic=COMMANDS, reply_topic=REPLIES, timeout=10)
+        clients = [shared] * 3
         answers: list[str] = []
         failures: list[BaseException] = []
 

@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
-from alpaca_cli.commands.deploy import deploy_worker
 from alpaca_cli.config import ConfigOptions, load_config
 from alpaca_cli.errors import CommandRefused
 from alpaca_cli.runtime import Runtime
 from alpaca_cli.state import StateStore
+from alpaca_cli.steps.deploy import deploy_worker
 from tests.cli.conftest import Cli, free_port
 
 EMBEDDED_URL = "embedded://websocketmanagercontroller"
@@ -57,8 +57,8 @@ def test_deploy_by_url_creates_tags_and_starts_the_worker(platform_cli: Cli, emb
 def test_deploy_sends_the_built_package_by_default(platform_cli: Cli, embedded: Any) -> None:
     package = controller_zip(platform_cli.cwd / "worker.zip")
     store = StateStore(platform_cli.state_path)
-    from alpaca_cli.commands.build import sha256_of
     from alpaca_cli.state import BuildRecord
+    from alpaca_cli.steps.build import sha256_of
 
     with store.transaction() as state:
         state.build = BuildRecord(package_path=str(package), package_sha256=sha256_of(package))
@@ -283,8 +283,8 @@ def test_build_deploy_list_teardown_by_hand(
 
 
 def test_remove_worker_deletes_even_when_stop_fails(tmp_path: Path) -> None:
-    from alpaca_cli.commands.deploy import remove_worker
     from alpaca_cli.platform.gateway import GatewayClient
+    from alpaca_cli.steps.deploy import remove_worker
 
     calls: list[str] = []
 

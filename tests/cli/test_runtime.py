@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from alpaca_cli.config import ConfigOptions, load_config
-from alpaca_cli.runtime import Runtime, open_runtime
+from alpaca_cli.runtime import Invocation, Runtime
 
 
 def make(tmp_path: Path, verbose: int, **environ: str) -> tuple[Runtime, io.StringIO]:
@@ -73,7 +73,8 @@ def test_entered_contexts_close_with_the_runtime(tmp_path: Path) -> None:
     assert events == ["open", "callback", "close"]
 
 
-def test_open_runtime_logs_sources_at_v(tmp_path: Path, capsys: Any) -> None:
-    with open_runtime(ConfigOptions(topic="t1"), verbose=1, environ={}, cwd=tmp_path) as rt:
+def test_invocation_open_logs_sources_at_v(tmp_path: Path, capsys: Any) -> None:
+    invocation = Invocation(ConfigOptions(topic="t1"), verbose=1)
+    with invocation.open(environ={}, cwd=tmp_path) as rt:
         assert rt.config.topic == "t1"
     assert "setting topic = t1  [--topic]" in capsys.readouterr().err

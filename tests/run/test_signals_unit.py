@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from alpaca_cli.live.embedded import dev_up_command, parse_env
-from alpaca_cli.live.signals import ForceQuit, SignalGuard, StopRequested
+from alpaca_cli.signals import ForceQuit, SignalGuard, StopRequested
 
 
 def test_first_signal_sets_stop_outside_an_abortable_section() -> None:

@@ -9,7 +9,7 @@ Whatever ends the run (``--duration``, Ctrl+C, SIGTERM, a failed step) teardown 
 with a short reply timeout so that it fits in the ~7 s a CI runner leaves between SIGINT and
 SIGKILL. A second Ctrl+C skips it and prints what is left for ``alpaca-md teardown``.
 
-It lives here rather than in :mod:`alpaca_cli.commands.run` so that the command stays a thin
+It lives here rather than in :mod:`alpaca_cli.steps.run` so that the command stays a thin
 Typer wrapper (options -> :class:`RunOptions` -> :func:`execute` -> exit code). Only the standard
 library is imported at import time; the platform clients, Rich and the step functions load when
 the flow runs.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +28,10 @@ __all__ = ["Outcome", "RunOptions", "execute"]
 
 if TYPE_CHECKING:
     from alpaca_cli.errors import AlpacaMdError
-    from alpaca_cli.live.signals import SignalGuard
     from alpaca_cli.live.stats import RunInfo, StreamStats
     from alpaca_cli.live.steps import StepRunner
-    from alpaca_cli.runtime import Runtime
+    from alpaca_cli.runtime import Invocation, Runtime
+    from alpaca_cli.signals import SignalGuard
     from alpaca_cli.state import State
 
 EMBEDDED_WORKER_URL = "embedded://websocketmanagercontroller"
@@ -48,8 +47,13 @@ STATUS_TIMEOUT = 2.0
 
 @dataclass(slots=True)
 class RunOptions:
-    """Everything ``run`` was asked to do (``None`` = not given, resolved by the config)."""
+    """Everything ``run`` was asked to do (``None`` = not given, resolved by the config).
 
+    ``invocation`` holds the options every command shares (config options, ``--json``,
+    ``-v``); the rest are ``run``'s own.
+    """
+
+    invocation: Invocation = field(default_factory=lambda: _invocation())
     symbols: list[str] = field(default_factory=list)
     embedded: bool = False
     alpaca_url: str | None = None
@@ -60,23 +64,24 @@ class RunOptions:
     no_build: bool = False
     package: Path | None = None
     url: str | None = None
-    project: str | None = None
     replace: bool = False
     drop_after: float | None = None
     rate: float | None = None
     symbol_limit: int | None = None
-    json: bool = False
-    verbose: int = 0
-    state: Path | None = None
-    settings: Path | None = None
-    env_file: Path | None = None
-    api_url: str | None = None
-    timeout: float | None = None
-    pubsub: str | None = None
-    command_topic: str | None = None
-    reply_topic: str | None = None
-    topic: str | None = None
-    channel: str | None = None
+
+    @property
+    def json(self) -> bool:
+        return self.invocation.json
+
+    @property
+    def verbose(self) -> int:
+        return self.invocation.verbose
+
+
+def _invocation() -> Invocation:
+    from alpaca_cli.runtime import Invocation
+
+    return Invocation()
 
 
 @dataclass(slots=True)
@@ -140,7 +145,7 @@ class _Run:
     # -- helpers ----------------------------------------------------------------------------------
 
     def _check_stop(self) -> None:
-        from alpaca_cli.live.signals import StopRequested
+        from alpaca_cli.signals import StopRequested
 
         if self.guard.stop.is_set():
             raise StopRequested(self.guard.reason or "interrupted")
@@ -153,7 +158,7 @@ class _Run:
 
     def execute(self) -> Outcome:
         from alpaca_cli.errors import AlpacaMdError, ExitCode
-        from alpaca_cli.live.signals import ForceQuit, StopRequested
+        from alpaca_cli.signals import ForceQuit, StopRequested
 
         error: AlpacaMdError | None = None
         reason = "finished"
@@ -193,34 +198,21 @@ class _Run:
         return Outcome(code, reason)
 
     def _flow(self) -> str:
-        from alpaca_cli.config import ConfigOptions, load_config
-
         opts = self.opts
         environ: dict[str, str] | None = None
         if opts.embedded:
             environ = self._start_embedded()
-        stream_url = opts.alpaca_url
-        options = ConfigOptions(
-            api_url=opts.api_url,
-            settings=opts.settings,
-            env_file=opts.env_file,
-            state=opts.state or (self.embedded.state_path if self.embedded else None),
-            pubsub=opts.pubsub,
-            command_topic=opts.command_topic,
-            reply_topic=opts.reply_topic,
-            timeout=opts.timeout,
-            stream_url=stream_url,
-            channel=opts.channel,
-            symbols=opts.symbols or None,
-            topic=opts.topic,
-            project=opts.project,
-        )
-        config = load_config(options, environ=environ)
+        overrides: dict[str, Any] = {}
+        if opts.alpaca_url is not None:
+            overrides["stream_url"] = opts.alpaca_url
+        if opts.symbols:
+            overrides["symbols"] = opts.symbols
+        if self.embedded is not None and opts.invocation.options.state is None:
+            overrides["state"] = self.embedded.state_path
         # The guard's event: the first signal ends the reply waits of connect/auth/subscribe.
-        self.rt = rt = _runtime_class()(
-            config, json=opts.json, verbose=opts.verbose, stop=self.guard.stop
+        self.rt = rt = opts.invocation.open(
+            environ=environ, stop=self.guard.stop, runtime_class=_runtime_class(), **overrides
         )
-        rt.log_sources()
         self.steps = self._rebind_steps(rt)
         before = rt.store.read()
         self.prior_ids = set(_named(before))
@@ -247,8 +239,8 @@ class _Run:
 
     def _require_keys(self) -> None:
         """Missing Alpaca keys fail before anything is created (``auth`` would fail later)."""
-        from alpaca_cli.commands.auth import missing_keys
         from alpaca_cli.errors import UsageError
+        from alpaca_cli.steps.auth import missing_keys
 
         assert self.rt is not None
         missing = missing_keys(self.rt.config)
@@ -293,15 +285,15 @@ class _Run:
         if skip:
             self.steps.skip("build", skip)
             return
-        from alpaca_cli.commands.build import build_worker
+        from alpaca_cli.steps.build import build_worker
 
         assert self.rt is not None
         with self.steps.step("build", "building the controller worker") as step:
-            result = build_worker(self.rt, project=opts.project)
+            result = build_worker(self.rt, project=opts.invocation.options.project)
             step.detail = result.package_path
 
     def _deploy(self) -> None:
-        from alpaca_cli.commands.deploy import deploy_worker
+        from alpaca_cli.steps.deploy import deploy_worker
 
         assert self.rt is not None
         opts = self.opts
@@ -315,16 +307,14 @@ class _Run:
             step.detail = f"worker {result.worker_id}"
 
     def _connect(self) -> None:
-        from alpaca_cli.commands.connect import connect_stream
         from alpaca_cli.live.loop import LIFECYCLE_TOPIC
-        from alpaca_cli.platform.pubsub import runtime_pubsub
+        from alpaca_cli.steps.connect import connect_stream
 
         rt = self.rt
         assert rt is not None
         with self.steps.step("connect", f"connecting to {rt.config.stream_url}") as step:
             # Lifecycle events first, so no reconnect of the new connection goes unseen.
-            self.lifecycle = runtime_pubsub(rt).subscribe(LIFECYCLE_TOPIC)
-            rt.callback(self.lifecycle.close)
+            self.lifecycle = rt.subscription(LIFECYCLE_TOPIC)
             # No "hurry with auth" warning: run authenticates right after publish.
             result = connect_stream(rt, auto_reconnect=True, warn_deadline=False)
             self.info.connection_id = result.connection_id
@@ -332,8 +322,7 @@ class _Run:
             step.detail = f"connection {result.connection_id}"
 
     def _publish(self) -> None:
-        from alpaca_cli.commands.publish import start_publishing
-        from alpaca_cli.stream import runtime_stream
+        from alpaca_cli.steps.publish import start_publishing
 
         rt = self.rt
         assert rt is not None
@@ -343,15 +332,13 @@ class _Run:
             # (a second subscription of one app id would split the topic's messages with it,
             # or be refused, beside a real sidecar), and it replays what they consumed, so the
             # welcome, their answers and any early data still reach the stream loop.
-            self.stream = runtime_stream(
-                rt, rt.config.topic, books=self.stats.books, replay_waited=True
-            )
+            self.stream = rt.stream(rt.config.topic)
             self.stats.books = self.stream.books
             result = start_publishing(rt)
             step.detail = f"topic {result.topic}"
 
     def _auth(self) -> None:
-        from alpaca_cli.commands.auth import authenticate
+        from alpaca_cli.steps.auth import authenticate
 
         assert self.rt is not None
         with self.steps.step("auth", "authenticating with Alpaca") as step:
@@ -359,7 +346,7 @@ class _Run:
             step.detail = result.message
 
     def _subscribe(self) -> None:
-        from alpaca_cli.commands.subscribe import subscribe_symbols
+        from alpaca_cli.steps.subscribe import subscribe_symbols
 
         rt = self.rt
         assert rt is not None
@@ -375,7 +362,6 @@ class _Run:
     def _stream(self) -> str:
         from alpaca_cli.alpaca.session import ClientSession
         from alpaca_cli.live.loop import StreamLoop
-        from alpaca_cli.platform.controller import ControllerClient
 
         rt = self.rt
         assert rt is not None and self.info.connection_id is not None
@@ -385,7 +371,7 @@ class _Run:
 
         # The loop marks the handshake of the auth/subscribe steps as sent (no messages built).
         session = ClientSession(self.confirmed)
-        controller = rt.enter_context(ControllerClient.from_runtime(rt))
+        controller = rt.controller()
         connection_id = self.info.connection_id
 
         def send(payload: bytes) -> None:
@@ -456,7 +442,7 @@ class _Run:
         self.info.connection_status = conn.status if conn else "GONE"
 
     def _list(self) -> None:
-        from alpaca_cli.commands.list_cmd import list_platform
+        from alpaca_cli.steps.listing import list_platform
 
         assert self.rt is not None
         with self.steps.step("list", "listing workers and connections") as step:
@@ -499,12 +485,12 @@ class _Run:
                 f"from before it stay (`alpaca-md teardown` removes them)"
             )
             return None
-        from alpaca_cli.commands.teardown import teardown
+        from alpaca_cli.steps.teardown import teardown
 
         rt.bound_waits(TEARDOWN_TIMEOUT, TEARDOWN_BUDGET)
         # Teardown's own waits must not end at once because a signal started it: they are
         # bounded by the short timeout instead (a second signal still skips them).
-        rt.stop = threading.Event()
+        rt.rearm_stop()
         self.info.phase = "teardown"
         try:
             with self.steps.step("teardown", "removing the connection and the worker") as step:
@@ -619,7 +605,7 @@ def execute(opts: RunOptions) -> Outcome:
     """
     from alpaca_cli.errors import ExitCode
     from alpaca_cli.live.report import build_report, write_report
-    from alpaca_cli.live.signals import ForceQuit, SignalGuard
+    from alpaca_cli.signals import ForceQuit, SignalGuard
 
     with SignalGuard() as guard:
         run = _Run(opts, guard)

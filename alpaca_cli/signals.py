@@ -1,4 +1,5 @@
-"""Ctrl+C and SIGTERM for ``run``: the first asks for one orderly stop, the second forces.
+"""Ctrl+C and SIGTERM for the long-running commands (``run``, ``tail``): the first asks for one
+orderly stop, the second forces.
 
 Why not just KeyboardInterrupt: an exception raised at an arbitrary point can leave a library's
 internal lock held (a gRPC channel raised into mid-call hangs the next call: seen in testing) or
@@ -51,8 +52,9 @@ class SignalGuard:
             if guard.stop.is_set(): ...
     """
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, quiet: bool = False) -> None:
         self._stream = stream
+        self._quiet = quiet
         self.stop = threading.Event()
         """Set by the first signal (or by :meth:`request_stop`)."""
         self.reason: str | None = None
@@ -87,7 +89,8 @@ class SignalGuard:
         if self.signals == 1:
             self.reason = f"interrupted ({name})"
             self.stop.set()
-            self._say(f"{name}: stopping and cleaning up (press Ctrl+C again to skip cleanup)")
+            if not self._quiet:
+                self._say(f"{name}: stopping and cleaning up (press Ctrl+C again to skip cleanup)")
             if self._abortable:
                 raise StopRequested(self.reason)
             return
