@@ -40,17 +40,15 @@ import orjson
 
 from alpaca_cli.closing import Closing
 from alpaca_cli.errors import CommandRefused, Interrupted, ReplyTimeout
+from alpaca_cli.platform.records import ConnectionInfo, parse_connection
 
 if TYPE_CHECKING:
     from alpaca_cli.platform.bus import Bus, BusSubscription
 
 __all__ = [
     "COMMAND_TYPE",
-    "STATUSES",
     "ControllerClient",
     "Reply",
-    "normalize_status",
-    "parse_connection",
 ]
 
 COMMAND_TYPE: Final = "com.virtufin.websocketmanagercontroller.command"
@@ -61,62 +59,6 @@ POLL: Final = 0.1
 
 STOP_GRACE: Final = 1.0
 """Seconds a call still waits for the reply to a command already sent once interrupt is set."""
-
-STATUSES: Final = ("CONNECTING", "CONNECTED", "RECONNECTING", "DISCONNECTED", "ERROR")
-_STATUS_NUMBERS: Final = {
-    0: "UNSPECIFIED",
-    1: "CONNECTING",
-    2: "CONNECTED",
-    3: "RECONNECTING",
-    4: "DISCONNECTED",
-    5: "ERROR",
-}
-"""Protobuf enum numbers, assumed in declaration order (unverified: the spec lists the names
-only). An unknown number stays visible as ``STATUS_<n>``."""
-
-
-def normalize_status(value: Any) -> str:
-    """A connection status in canonical upper case, whatever form it came in.
-
-    Accepts names in any case (``connected``), prefixed names
-    (``CONNECTION_STATUS_CONNECTED``), and enum numbers (``2``, ``"2"``).
-    """
-    if value is None or value == "":
-        return "UNSPECIFIED"
-    if isinstance(value, bool):
-        return str(value).upper()
-    if isinstance(value, int):
-        return _STATUS_NUMBERS.get(value, f"STATUS_{value}")
-    text = str(value).strip()
-    if text.isdigit():
-        return normalize_status(int(text))
-    upper = text.upper().replace("-", "_")
-    for status in STATUSES:
-        if upper == status or upper.endswith("_" + status):
-            return status
-    return upper
-
-
-def _get(doc: Mapping[str, Any], *names: str, default: Any = "") -> Any:
-    for name in names:
-        if name in doc and doc[name] is not None:
-            return doc[name]
-    return default
-
-
-def parse_connection(doc: Mapping[str, Any]) -> dict[str, Any]:
-    """One connection record, leniently: camelCase, snake_case or PascalCase keys, missing keys
-    as defaults, the status canonical (:func:`normalize_status`). Keys come out snake_case."""
-    tags = _get(doc, "tags", "Tags", default={})
-    return {
-        "id": str(_get(doc, "id", "Id", "connectionId", "connection_id")),
-        "url": str(_get(doc, "url", "Url")),
-        "status": normalize_status(_get(doc, "status", "Status", default=None)),
-        "topic": str(_get(doc, "topic", "Topic")),
-        "instance_id": str(_get(doc, "instance_id", "instanceId", "InstanceId")),
-        "created_at": str(_get(doc, "created_at", "createdAt", "CreatedAt")),
-        "tags": {str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {},
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,8 +225,9 @@ class ControllerClient(Closing):
     def stop_publish(self, connection_id: str) -> Reply:
         return self.call("stop_publish", id=connection_id)
 
-    def list(self) -> list[dict[str, Any]]:
-        """The WSM's connection records, parsed leniently (:func:`parse_connection`)."""
+    def list(self) -> list[ConnectionInfo]:
+        """The WSM's connection records, parsed leniently
+        (:func:`~alpaca_cli.platform.records.parse_connection`)."""
         reply = self.call("list")
         raw = reply.data.get("connections")
         if raw is None:

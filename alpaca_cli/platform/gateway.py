@@ -27,67 +27,23 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
 
 from alpaca_cli.closing import Closing
 from alpaca_cli.errors import CommandRefused, GatewayUnauthorized, GatewayUnreachable
+from alpaca_cli.platform.records import (
+    ConnectionInfo,
+    WorkerInfo,
+    parse_connection,
+    parse_worker,
+    pick,
+)
 
 DOTNET_MIME: Final = "application/x-dotnet-dll"
 UP_HINT: Final = "Is the platform up? Check VIRTUFIN_API_URL, or start one with `alpaca-md dev up`."
-_STATUS_NUMBERS: Final = {0: "UNSPECIFIED", 1: "STOPPED", 2: "RUNNING"}
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerInfo:
-    """One worker as ``ListWorkers`` reports it (parsed leniently, see :func:`parse_worker`)."""
-
-    id: str
-    status: str = "UNSPECIFIED"
-    mime_type: str = ""
-    language: str = ""
-    topics: tuple[str, ...] = ()
-    created_at: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def running(self) -> bool:
-        return self.status == "RUNNING"
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionInfo:
-    """One WebSocketManager connection record (from ``List`` or the controller's ``list``)."""
-
-    id: str
-    url: str = ""
-    status: str = ""
-    topic: str = ""
-    instance_id: str = ""
-    created_at: str | None = None
-    tags: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def publishing(self) -> bool:
-        return bool(self.topic)
-
-
-def parse_connection(data: Mapping[str, Any]) -> ConnectionInfo:
-    """A connection record in camelCase, snake_case or PascalCase; status upper-cased."""
-    tags_raw = _pick(data, "tags", "Tags") or {}
-    created = _pick(data, "createdAt", "created_at", "CreatedAt")
-    status = str(_pick(data, "status", "Status") or "").strip().upper()
-    return ConnectionInfo(
-        id=str(_pick(data, "id", "Id", "connectionId", "connection_id") or ""),
-        url=str(_pick(data, "url", "Url") or ""),
-        status=status.removeprefix("CONNECTION_STATUS_"),
-        topic=str(_pick(data, "topic", "Topic") or ""),
-        instance_id=str(_pick(data, "instanceId", "instance_id", "InstanceId") or ""),
-        created_at=str(created) if created is not None else None,
-        tags={str(k): str(v) for k, v in tags_raw.items()} if isinstance(tags_raw, Mapping) else {},
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,48 +52,6 @@ class CreatedWorker:
 
     id: str
     topic_field: str = "topics"
-
-
-def normalize_status(value: object) -> str:
-    """``RUNNING`` / ``WORKER_STATUS_RUNNING`` / ``2`` / ``running`` -> ``RUNNING``."""
-    if isinstance(value, bool) or value is None:
-        return "UNSPECIFIED"
-    if isinstance(value, int):
-        return _STATUS_NUMBERS.get(value, str(value))
-    text = str(value).strip().upper()
-    if text.isdigit():
-        return _STATUS_NUMBERS.get(int(text), text)
-    return text.removeprefix("WORKER_STATUS_") or "UNSPECIFIED"
-
-
-def _pick(data: Mapping[str, Any], *names: str) -> Any:
-    for name in names:
-        if name in data and data[name] is not None:
-            return data[name]
-    return None
-
-
-def parse_worker(data: Mapping[str, Any]) -> WorkerInfo:
-    """A worker record in camelCase or snake_case; missing keys take their defaults."""
-    topics_raw = _pick(data, "topics")
-    if topics_raw is None:
-        single = _pick(data, "topic")
-        topics_raw = [single] if single else []
-    if isinstance(topics_raw, str):
-        topics_raw = [topics_raw]
-    tags_raw = _pick(data, "tags") or {}
-    created = _pick(data, "createdAt", "created_at")
-    return WorkerInfo(
-        id=str(_pick(data, "id", "workerId", "worker_id") or ""),
-        status=normalize_status(_pick(data, "status", "state")),
-        mime_type=str(_pick(data, "mimeType", "mime_type") or ""),
-        language=str(_pick(data, "language") or ""),
-        topics=tuple(str(t) for t in topics_raw),
-        created_at=str(created) if created is not None else None,
-        tags={str(k): str(v) for k, v in dict(tags_raw).items()}
-        if isinstance(tags_raw, Mapping)
-        else {},
-    )
 
 
 class GatewayClient(Closing):
@@ -443,7 +357,7 @@ class GatewayClient(Closing):
 
 
 def _worker_id(data: Mapping[str, Any]) -> str:
-    value = _pick(data, "id", "workerId", "worker_id")
+    value = pick(data, "id", "workerId", "worker_id")
     if not value:
         raise CommandRefused("CreateWorker succeeded but returned no worker id.", status="INTERNAL")
     return str(value)
@@ -454,13 +368,4 @@ def _snippet(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-__all__ = [
-    "DOTNET_MIME",
-    "ConnectionInfo",
-    "CreatedWorker",
-    "GatewayClient",
-    "WorkerInfo",
-    "normalize_status",
-    "parse_connection",
-    "parse_worker",
-]
+__all__ = ["DOTNET_MIME", "CreatedWorker", "GatewayClient"]

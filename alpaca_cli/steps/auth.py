@@ -14,16 +14,13 @@ logged; no result or state field carries it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from alpaca_cli.alpaca.messages import Message
     from alpaca_cli.config import Config
     from alpaca_cli.runtime import Runtime
     from alpaca_cli.stream import StreamItem, TopicStream
-
-CREDENTIAL_CODES: Final = frozenset({402, 406, 409})
-"""Alpaca errors that mean "these credentials cannot be used here" (exit 4)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +110,7 @@ def authenticate(rt: Runtime) -> AuthResult:
 
 def _send_auth(rt: Runtime, connection_id: str, stream: TopicStream | None) -> AuthResult:
     from alpaca_cli.alpaca.codec import encode_auth
+    from alpaca_cli.alpaca.errors import AUTH_REFUSALS
     from alpaca_cli.alpaca.messages import Error, Success
     from alpaca_cli.errors import AlpacaAuthRefused, CommandRefused, ReplyTimeout
     from alpaca_cli.state import utcnow
@@ -149,7 +147,7 @@ def _send_auth(rt: Runtime, connection_id: str, stream: TopicStream | None) -> A
         )
     if isinstance(found, Error):
         text = f"Alpaca refused auth: {found.code} {found.msg}"
-        if found.code in CREDENTIAL_CODES:
+        if found.code in AUTH_REFUSALS:  # "these credentials cannot be used here": exit 4
             raise AlpacaAuthRefused(text + ".", code=found.code, hint=_auth_hint(found.code))
         if found.code == 403:  # already authenticated: the session is usable
             rt.progress("Alpaca says this connection is already authenticated.")

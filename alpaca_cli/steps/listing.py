@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from alpaca_cli.platform.gateway import ConnectionInfo, WorkerInfo
+    from alpaca_cli.platform.records import ConnectionInfo, WorkerInfo
     from alpaca_cli.runtime import Runtime
 
 Via = Literal["auto", "controller", "gateway"]
@@ -65,10 +65,7 @@ class ListResult:
 
 def controller_list(rt: Runtime) -> list[ConnectionInfo]:
     """The controller worker's ``list`` command (through pub/sub), as connection records."""
-    from alpaca_cli.platform.gateway import parse_connection
-
-    controller = rt.controller()
-    return [parse_connection(record) for record in controller.list()]
+    return rt.controller().list()
 
 
 def list_platform(

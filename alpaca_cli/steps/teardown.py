@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from alpaca_cli.errors import AlpacaMdError
-    from alpaca_cli.platform.gateway import GatewayClient, WorkerInfo
+    from alpaca_cli.platform.gateway import GatewayClient
+    from alpaca_cli.platform.records import WorkerInfo
     from alpaca_cli.runtime import Runtime
 
 

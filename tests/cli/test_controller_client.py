@@ -12,8 +12,10 @@ import orjson
 import pytest
 
 from alpaca_cli.errors import CommandRefused, ExitCode, Interrupted, ReplyTimeout
-from alpaca_cli.platform.controller import ControllerClient, normalize_status, parse_connection
+from alpaca_cli.platform.controller import ControllerClient
 from alpaca_cli.platform.pubsub import PubsubClient
+from alpaca_cli.platform.records import ConnectionInfo, parse_connection
+from alpaca_cli.platform.records import connection_status as normalize_status
 from tests.cli.pubsub_support import Sidecar, sidecar_fixture  # noqa: F401
 
 COMMANDS = "cmd.test"
@@ -142,14 +144,14 @@ def test_success_false_is_command_refused_with_the_controllers_message(controlle
 def test_list_parses_records_leniently(controller: Any) -> None:
     ctl, _ = controller
     records = ctl.list()
-    assert [(r["id"], r["status"]) for r in records] == [
+    assert [(r.id, r.status) for r in records] == [
         ("a", "CONNECTED"),
         ("b", "RECONNECTING"),
         ("c", "DISCONNECTED"),
     ]
-    assert records[0]["topic"] == "t"
-    assert records[2]["instance_id"] == "i-1"
-    assert records[2]["created_at"] == "2026-01-01T00:00:00Z"
+    assert records[0].topic == "t"
+    assert records[2].instance_id == "i-1"
+    assert records[2].created_at == "2026-01-01T00:00:00Z"
 
 
 def test_no_reply_is_a_reply_timeout(sidecar: Sidecar) -> None:
@@ -235,15 +237,9 @@ def test_normalize_status(raw: Any, expected: str) -> None:
 
 
 def test_parse_connection_defaults_missing_keys() -> None:
-    assert parse_connection({"id": "x"}) == {
-        "id": "x",
-        "url": "",
-        "status": "UNSPECIFIED",
-        "topic": "",
-        "instance_id": "",
-        "created_at": "",
-        "tags": {},
-    }
+    assert parse_connection({"id": "x"}) == ConnectionInfo(
+        id="x", url="", status="UNSPECIFIED", topic="", instance_id="", created_at=None, tags={}
+    )
 
 
 def _wait_until(predicate: Any, timeout: float = 10.0) -> bool:

@@ -16,7 +16,9 @@ from alpaca_cli.errors import (
     GatewayUnauthorized,
     GatewayUnreachable,
 )
-from alpaca_cli.platform.gateway import GatewayClient, normalize_status, parse_worker
+from alpaca_cli.platform.gateway import GatewayClient
+from alpaca_cli.platform.records import parse_worker
+from alpaca_cli.platform.records import worker_status as normalize_status
 
 BASE = "http://gw.test:5001"
 Handler = Callable[[httpx.Request], httpx.Response]
