@@ -1,31 +1,22 @@
 """The ``alpaca-md`` application: the table of contents of the CLI, and its one error handler.
 
-Each subcommand lives in its own module under :mod:`alpaca_cli.commands`; those modules import
-nothing heavy at module level (no dapr, grpc, httpx, pydantic, websockets, rich.live), so that
-``alpaca-md --help`` starts about as fast as a bare Typer app.
+Each subcommand lives in its own module under :mod:`alpaca_cli.commands`. The group below
+imports a command's module only when that command runs or shows its help: ``alpaca-md --help``
+lists the commands from :data:`COMMANDS` alone, so it costs about what a bare Typer app costs
+(``make bench``: ``startup``). ``tests/test_main.py`` checks that each one-line summary here is
+the first line of its command's docstring, so the two cannot drift.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import Annotated
+from typing import Annotated, Any, Final
 
 import typer
+from typer.core import TyperGroup
 
 from alpaca_cli import __version__
-from alpaca_cli.commands import (
-    auth,
-    build,
-    connect,
-    deploy,
-    dev,
-    list_cmd,
-    publish,
-    run,
-    subscribe,
-    tail,
-    teardown,
-)
 from alpaca_cli.commands._common import GlobalOptions, JsonOption, VerboseOption
 from alpaca_cli.errors import AlpacaMdError, ExitCode
 
@@ -36,8 +27,96 @@ EXIT_CODES_HELP = (
     "7 smoke check failed (run --min-frames); 130 interrupted."
 )
 
+COMMANDS: Final[dict[str, tuple[str, str]]] = {
+    # The pipeline, in the order an operator runs it by hand.
+    "build": ("build", "Build the controller worker package (worker.zip) with `dotnet publish`."),
+    "deploy": (
+        "deploy",
+        "Create and start the WebSocketManagerController worker through the gateway.",
+    ),
+    "connect": (
+        "connect",
+        "Open the Alpaca WebSocket through the controller worker (its `create` command).",
+    ),
+    "publish": (
+        "publish",
+        "Publish every frame of the recorded connection to a topic (the controller's `publish`).",
+    ),
+    "auth": (
+        "auth",
+        "Authenticate the recorded connection with ALPACA_API_KEY / ALPACA_API_SECRET.",
+    ),
+    "subscribe": (
+        "subscribe",
+        "Subscribe the recorded connection to a channel's symbols (additive).",
+    ),
+    "tail": (
+        "tail",
+        "Print the messages published to a topic, one line each, until Ctrl+C or a limit.",
+    ),
+    "list": ("list_cmd", "List the platform's WebSocket connections and workers."),
+    "teardown": ("teardown", "Disconnect, stop and delete what the state file names; idempotent."),
+    # Everything at once.
+    "run": (
+        "run",
+        "Deploy, connect, authenticate, subscribe and watch the stream live; then tear it all "
+        "down.",
+    ),
+    # The embedded platform and Alpaca stream server (a group of its own).
+    "dev": (
+        "dev",
+        "Run the embedded virtufin platform and an Alpaca-compatible stream server locally.",
+    ),
+}
+"""name -> (module under ``alpaca_cli.commands``, one-line summary for ``--help``)."""
+
+
+def load_command(name: str) -> Any:
+    """The Click command (or group, for ``dev``) behind ``name``, importing its module now."""
+    module_name, _ = COMMANDS[name]
+    module = importlib.import_module(f"alpaca_cli.commands.{module_name}")
+    if name == "dev":
+        return typer.main.get_command(module.app)
+    one = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False, add_completion=False)
+    one.command(name, epilog=EXIT_CODES_HELP)(module.command)
+    return typer.main.get_command(one)
+
+
+class LazyGroup(TyperGroup):
+    """A command group that imports a command's module only when the command is used."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*COMMANDS, *(name for name in self.commands if name not in COMMANDS)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = self.commands.get(cmd_name)
+        if command is None and cmd_name in COMMANDS:
+            command = self.commands[cmd_name] = load_command(cmd_name)
+        return command
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The command list from :data:`COMMANDS`, without importing any command module."""
+        width = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = []
+        for name, (_, summary) in COMMANDS.items():
+            rows.append((name, summary if len(summary) <= width else _shorten(summary, width)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _shorten(text: str, width: int) -> str:
+    """Click's own rule for a short help: whole words, then ``...``."""
+    words, out = text.split(), ""
+    for word in words:
+        if len(out) + len(word) + 1 + 3 > width:
+            break
+        out = f"{out} {word}" if out else word
+    return out + "..."
+
+
 app = typer.Typer(
     name="alpaca-md",
+    cls=LazyGroup,
     help=(
         "Bring up a live Alpaca crypto market-data stream through the virtufin platform, "
         "show that data flows, and take it all down again.\n\n" + EXIT_CODES_HELP
@@ -47,21 +126,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-# The pipeline, in the order an operator runs it by hand.
-app.command("build", epilog=EXIT_CODES_HELP)(build.command)
-app.command("deploy", epilog=EXIT_CODES_HELP)(deploy.command)
-app.command("connect", epilog=EXIT_CODES_HELP)(connect.command)
-app.command("publish", epilog=EXIT_CODES_HELP)(publish.command)
-app.command("auth", epilog=EXIT_CODES_HELP)(auth.command)
-app.command("subscribe", epilog=EXIT_CODES_HELP)(subscribe.command)
-app.command("tail", epilog=EXIT_CODES_HELP)(tail.command)
-app.command("list", epilog=EXIT_CODES_HELP)(list_cmd.command)
-app.command("teardown", epilog=EXIT_CODES_HELP)(teardown.command)
-# Everything at once.
-app.command("run", epilog=EXIT_CODES_HELP)(run.command)
-# The embedded platform and Alpaca stream server.
-app.add_typer(dev.app, name="dev")
 
 
 def _version(value: bool) -> None:

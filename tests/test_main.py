@@ -97,3 +97,30 @@ def test_help_imports_nothing_heavy() -> None:
     ).stdout
     loaded = json.loads(out.strip().splitlines()[-1])
     assert loaded == []
+
+
+@pytest.mark.parametrize("name", [*COMMANDS, "dev"])
+def test_the_lazy_command_list_summarises_each_command_as_its_docstring(name: str) -> None:
+    """``--help`` lists commands without importing them: its summaries must not drift."""
+    from alpaca_cli.main import COMMANDS as TABLE
+    from alpaca_cli.main import load_command
+
+    command = load_command(name)
+    summary = (command.help or "").strip().split("\n")[0]
+    assert TABLE[name][1] == summary
+
+
+def test_help_imports_no_command_module() -> None:
+    code = (
+        "import sys\n"
+        "from alpaca_cli.main import app\n"
+        "try:\n"
+        "    app(['--help'], standalone_mode=False)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('alpaca_cli.commands.')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "['alpaca_cli.commands._common']"

@@ -13,6 +13,7 @@ from alpaca_cli.commands import dev_feed, dev_up
 app = typer.Typer(
     help="Run the embedded virtufin platform and an Alpaca-compatible stream server locally.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.command("feed")(dev_feed.command)
 app.command("up")(dev_up.command)
