@@ -157,18 +157,6 @@ def _json_type(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _items(value: object, source: str, field_name: str, example: str) -> list[str]:
-    """A list of strings from a flag (repeated) or a settings file (a JSON list)."""
-    if isinstance(value, str) or not isinstance(value, list | tuple):
-        raise _error(
-            source,
-            field_name,
-            f"{value!r} is not a list" if isinstance(value, str) else "expected a list",
-            f"write it as a JSON list, e.g. {example}",
-        )
-    return [_text(item, source, field_name, example.strip('[]"')) for item in value]
-
-
 def validate_url(value: str, source: str, field_name: str = "url") -> str:
     """A WebSocket URL (ws/wss) with a host."""
     from urllib.parse import urlsplit
@@ -352,20 +340,6 @@ def _path(value: object, source: str, field_name: str) -> Path:
     return Path(_string(value, source, field_name))
 
 
-def _symbols(value: object, source: str, field_name: str) -> tuple[str, ...]:
-    if isinstance(value, list | tuple):
-        return validate_symbols(value, source, field_name)
-    return validate_symbols(_items(value, source, field_name, '["BTC/USD"]'), source, field_name)
-
-
-def _channels(value: object, source: str, field_name: str) -> tuple[str, ...]:
-    # A flag gives a list (repeatable), the environment and the old `channel` key a string, the
-    # `channels` key a JSON list; every form may use commas.
-    if isinstance(value, str | list | tuple):
-        return validate_channels(value, source, field_name)
-    return validate_channels(_items(value, source, field_name, '["trades"]'), source, field_name)
-
-
 # ---------------------------------------------------------------------------------------------
 # The field table.
 
@@ -514,7 +488,7 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field(
         "channels",
         list,
-        _channels,
+        validate_channels,
         f"Alpaca channel: {', '.join(CHANNELS)}; repeat or comma-separate for several "
         "[env ALPACA_MD_CHANNEL; settings 'channels'].",
         flag="--channel",
@@ -529,7 +503,7 @@ FIELDS: Final[tuple[Field, ...]] = (
     Field(
         "symbols",
         list,
-        _symbols,
+        validate_symbols,
         "Symbols as BASE/QUOTE in upper case, or * for all [settings 'symbols'].",
         argument="SYMBOL...",
         key="symbols",
@@ -973,6 +947,14 @@ def load_settings_file(path: Path) -> dict[str, Any]:
                 f"fix: keep only '{f.key}'."
             )
         seen[f.name] = key
+        if f.kind is list and key == f.key and not isinstance(value, list | None):
+            example = json.dumps(list(f.default)[:2])
+            raise _error(
+                str(path),
+                key,
+                f"{value!r} is not a list" if isinstance(value, str) else "expected a list",
+                f"write it as a JSON list, e.g. {example}",
+            )
         if value is not None:  # JSON null: as if the key were absent
             parsed[key] = f.parse(value, str(path), key)
     return parsed
