@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -216,3 +217,277 @@ def test_the_repository_settings_file_is_valid() -> None:
     assert packaged_settings_path() == path
     config = load_config(ConfigOptions(settings=path), environ={}, cwd=path.parent)
     assert config.topic == "alpaca-ticks"
+
+
+# ---------------------------------------------------------------------------------------------
+# The settings file knows its keys.
+
+
+def test_an_unknown_settings_key_is_one_line_naming_file_key_and_the_likely_one(
+    tmp_path: Path,
+) -> None:
+    path = write_settings(tmp_path / "s.json", chanel="trades")
+    with pytest.raises(SettingsError) as info:
+        load_config(ConfigOptions(settings=path), environ={}, cwd=tmp_path)
+    assert str(info.value) == f"{path}: unknown key 'chanel'; fix: did you mean 'channel'?"
+    assert info.value.exit_code == ExitCode.USAGE
+
+
+def test_an_unknown_settings_key_without_a_close_match_lists_the_known_keys(
+    tmp_path: Path,
+) -> None:
+    path = write_settings(tmp_path / "s.json", zzz=1)
+    with pytest.raises(SettingsError, match=r"unknown key 'zzz'; fix: remove it, or use one of "):
+        load_config(ConfigOptions(settings=path), environ={}, cwd=tmp_path)
+
+
+def test_a_secret_put_in_the_settings_file_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    path = write_settings(tmp_path / "s.json", api_key="vk-in-the-file")
+    with pytest.raises(SettingsError) as info:
+        load_config(ConfigOptions(settings=path), environ={}, cwd=tmp_path)
+    assert "unknown key 'api_key'" in str(info.value)
+    assert "vk-in-the-file" not in str(info.value)
+
+
+def test_a_wrongly_typed_settings_value_is_named_by_its_type_only(tmp_path: Path) -> None:
+    path = write_settings(tmp_path / "s.json", topic=12345)
+    with pytest.raises(SettingsError) as info:
+        load_config(ConfigOptions(settings=path), environ={}, cwd=tmp_path)
+    assert str(info.value) == (
+        f"{path}: field 'topic': expected a string, not a JSON number; "
+        'fix: write it as a string, e.g. "alpaca-ticks".'
+    )
+
+
+def test_a_null_settings_value_counts_as_not_set(tmp_path: Path) -> None:
+    path = write_settings(tmp_path / "s.json", topic=None)
+    config = load_config(ConfigOptions(settings=path), environ={}, cwd=tmp_path)
+    assert (config.topic, config.sources["topic"]) == ("alpaca-ticks", "default")
+
+
+def test_an_unknown_settings_key_exits_2_from_the_cli(cli: Any) -> None:
+    write_settings(cli.cwd / "settings" / "alpaca.json", chanel="trades")
+    result = cli("list")
+    assert result.exit_code == 2
+    settings = cli.cwd / "settings" / "alpaca.json"
+    assert (
+        result.stderr == f"Error: {settings}: unknown key 'chanel'; fix: did you mean 'channel'?\n"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# One loop: every layer is checked by the same parser.
+
+
+@pytest.mark.parametrize(
+    ("name", "option", "variable", "key", "bad", "problem"),
+    [
+        ("timeout", "timeout", "ALPACA_MD_TIMEOUT", "timeout", "-1", "positive number of seconds"),
+        ("topic", "topic", "ALPACA_MD_TOPIC", "topic", "two words", "is not a topic name"),
+        ("stream_url", "stream_url", "ALPACA_STREAM_URL", "url", "http://x", "ws:// or wss://"),
+        ("api_url", "api_url", "VIRTUFIN_API_URL", "api_url", "gw:1", "is not an http(s) URL"),
+        ("channel", "channels", "ALPACA_MD_CHANNEL", "channel", "book", "is not a channel"),
+        ("bus", "bus", "ALPACA_MD_BUS", "bus", "grpc", "is not a bus"),
+        ("keepalive", "keepalive", "ALPACA_MD_KEEPALIVE", "keepalive", "-5", "0 (off) or a"),
+        ("api_grpc", "api_grpc", "VIRTUFIN_API_HOST", "api_grpc", "h:0", "not a port number"),
+    ],
+)
+def test_every_layer_is_checked_the_same_way(
+    tmp_path: Path, name: str, option: str, variable: str, key: str, bad: str, problem: str
+) -> None:
+    """The same bad value fails with the same words from the flag, env, .env and settings."""
+    flag_value: object = float(bad) if name in ("timeout", "keepalive") else bad
+    if option == "channels":
+        flag_value = [bad]
+    if variable == "VIRTUFIN_API_HOST":  # the host part of HOST:PORT; the port is its own var
+        variable, bad = "VIRTUFIN_API_GRPC_PORT", "0"
+    settings_value: object = flag_value if option != "channels" else bad
+    env_path = tmp_path / "x.env"
+    env_path.write_text(f"{variable}={bad}\n")
+    settings = write_settings(tmp_path / "s.json", **{key: settings_value})
+    empty = write_settings(tmp_path / "empty.json")
+    flag_option: dict[str, Any] = {option: flag_value}
+    attempts = [
+        (ConfigOptions(settings=empty, **flag_option), {}),
+        (ConfigOptions(settings=empty), {variable: bad}),
+        (ConfigOptions(settings=empty, env_file=env_path), {}),
+        (ConfigOptions(settings=settings), {}),
+    ]
+    messages = []
+    for options, environ in attempts:
+        with pytest.raises(SettingsError) as info:
+            load_config(options, environ=environ, cwd=tmp_path)
+        messages.append(str(info.value))
+    assert all(problem in m and "; fix: " in m and "\n" not in m for m in messages), messages
+    flag = {"stream_url": "--url", "channel": "--channel"}.get(name, f"--{name.replace('_', '-')}")
+    assert messages[0].startswith(f"{flag}: field '{name}': ")
+    assert messages[1].startswith(f"env {variable}: field '{name}': ")
+    assert messages[2].startswith(f".env file {env_path} ({variable}): field '{name}': ")
+    assert messages[3].startswith(f"{settings}: field '{key}': ")
+
+
+def test_the_settings_file_named_in_env_is_reported_as_such(tmp_path: Path) -> None:
+    write_settings(tmp_path / "mine.json", topic="t")
+    config = load_config(environ={"ALPACA_MD_SETTINGS": "mine.json"}, cwd=tmp_path)
+    assert config.settings_path == tmp_path / "mine.json"
+    assert config.sources["settings_path"] == "env ALPACA_MD_SETTINGS"
+    assert config.sources["topic"] == f"settings {tmp_path / 'mine.json'} (topic)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Several channels (issue 13).
+
+
+def test_channels_repeat_or_comma_separate_and_channel_is_the_first(tmp_path: Path) -> None:
+    config = load_config(
+        ConfigOptions(channels=["trades,quotes", "orderbooks", "trades"]), environ={}, cwd=tmp_path
+    )
+    assert config.channels == ("trades", "quotes", "orderbooks")
+    assert config.channel == "trades"
+    assert config.sources["channels"] == "--channel"
+    rows = {name: (shown, source) for name, shown, source in config.describe()}
+    assert rows["channels"] == ("trades,quotes,orderbooks", "--channel")
+
+
+def test_the_old_single_channel_option_still_works(tmp_path: Path) -> None:
+    config = load_config(ConfigOptions(channel="quotes"), environ={}, cwd=tmp_path)
+    assert (config.channel, config.channels) == ("quotes", ("quotes",))
+    with pytest.raises(TypeError, match="channel or channels"):
+        ConfigOptions(channel="quotes", channels=["trades"])
+
+
+def test_channels_from_env_and_from_either_settings_key(tmp_path: Path) -> None:
+    env = load_config(environ={"ALPACA_MD_CHANNEL": "trades, quotes"}, cwd=tmp_path)
+    assert env.channels == ("trades", "quotes")
+    listed = write_settings(tmp_path / "a.json", channels=["quotes", "trades"])
+    config = load_config(ConfigOptions(settings=listed), environ={}, cwd=tmp_path)
+    assert config.channels == ("quotes", "trades")
+    assert config.sources["channels"] == f"settings {listed} (channels)"
+    single = write_settings(tmp_path / "b.json", channel="trades")
+    config = load_config(ConfigOptions(settings=single), environ={}, cwd=tmp_path)
+    assert config.channels == ("trades",)
+    assert config.sources["channels"] == f"settings {single} (channel)"
+
+
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [
+        pytest.param({"channels": "trades"}, "field 'channels': 'trades' is not a list", id="str"),
+        pytest.param({"channels": []}, "field 'channels': no channel", id="empty"),
+        pytest.param({"channels": ["trades", "book"]}, "'book' is not a channel", id="one-bad"),
+        pytest.param(
+            {"channel": "trades", "channels": ["quotes"]},
+            "keys 'channel' and 'channels' both set channels; fix: keep only 'channels'.",
+            id="both",
+        ),
+    ],
+)
+def test_bad_channels_in_the_settings_file(
+    tmp_path: Path, values: dict[str, object], needle: str
+) -> None:
+    path = write_settings(tmp_path / "s.json", **values)
+    with pytest.raises(SettingsError, match="fix") as info:
+        load_config(ConfigOptions(settings=path), environ={}, cwd=tmp_path)
+    assert needle in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The bus and the gateway's gRPC address (issue 10).
+
+
+def test_bus_defaults_to_auto_which_picks_the_gateway_without_a_sidecar(tmp_path: Path) -> None:
+    config = load_config(environ={}, cwd=tmp_path)
+    assert config.bus == "auto"
+    choice = config.chosen_bus()
+    assert choice.kind == "gateway"
+    assert "DAPR_GRPC_PORT, DAPR_GRPC_ENDPOINT or DAPR_HTTP_PORT" in choice.reason
+    rows = {name: (shown, source) for name, shown, source in config.describe()}
+    assert rows["bus"] == ("auto", "default")
+    assert rows["bus.chosen"] == ("gateway", choice.reason)
+
+
+@pytest.mark.parametrize("variable", ["DAPR_GRPC_PORT", "DAPR_GRPC_ENDPOINT", "DAPR_HTTP_PORT"])
+def test_auto_picks_dapr_when_any_layer_names_a_sidecar(tmp_path: Path, variable: str) -> None:
+    value = "localhost:50001" if variable == "DAPR_GRPC_ENDPOINT" else "50001"
+    choice = load_config(environ={variable: value}, cwd=tmp_path).chosen_bus()
+    assert (choice.kind, choice.reason) == ("dapr", f"auto: env {variable} names a Dapr sidecar")
+    (tmp_path / ".env").write_text(f"{variable}={value}\n")
+    choice = load_config(environ={}, cwd=tmp_path).chosen_bus()
+    assert choice.kind == "dapr"
+    assert choice.reason == f"auto: .env file {tmp_path / '.env'} ({variable}) names a Dapr sidecar"
+
+
+def test_an_explicit_bus_wins_over_the_sidecar_variables(tmp_path: Path) -> None:
+    environ = {"ALPACA_MD_BUS": "gateway", "DAPR_GRPC_PORT": "50001"}
+    choice = load_config(environ=environ, cwd=tmp_path).chosen_bus()
+    assert (choice.kind, choice.reason) == ("gateway", "chosen by env ALPACA_MD_BUS")
+    choice = load_config(ConfigOptions(bus="dapr"), environ={}, cwd=tmp_path).chosen_bus()
+    assert (choice.kind, choice.reason) == ("dapr", "chosen by --bus")
+
+
+def test_the_grpc_address_defaults_to_the_api_host_on_5002(tmp_path: Path) -> None:
+    config = load_config(environ={"VIRTUFIN_API_URL": "http://gw.test:5001"}, cwd=tmp_path)
+    assert config.api_grpc == "gw.test:5002"
+    assert config.sources["api_grpc"] == "default (host of api_url)"
+    assert config.api_grpc_tls is False
+    ipv6 = load_config(ConfigOptions(api_url="http://[::1]:5001"), environ={}, cwd=tmp_path)
+    assert ipv6.api_grpc == "[::1]:5002"
+
+
+def test_the_platform_host_and_port_variables_fill_either_half(tmp_path: Path) -> None:
+    base = {"VIRTUFIN_API_URL": "http://gw.test:5001"}
+    config = load_config(environ={**base, "VIRTUFIN_API_GRPC_PORT": "6002"}, cwd=tmp_path)
+    assert (config.api_grpc, config.sources["api_grpc"]) == (
+        "gw.test:6002",
+        "env VIRTUFIN_API_GRPC_PORT",
+    )
+    config = load_config(environ={**base, "VIRTUFIN_API_HOST": "other"}, cwd=tmp_path)
+    assert config.api_grpc == "other:5002"
+    both = {**base, "VIRTUFIN_API_HOST": "h", "VIRTUFIN_API_GRPC_PORT": "7"}
+    config = load_config(environ=both, cwd=tmp_path)
+    assert config.api_grpc == "h:7"
+    assert config.sources["api_grpc"] == "env VIRTUFIN_API_HOST, env VIRTUFIN_API_GRPC_PORT"
+    flag = load_config(ConfigOptions(api_grpc="f:1"), environ=both, cwd=tmp_path)
+    assert (flag.api_grpc, flag.sources["api_grpc"]) == ("f:1", "--api-grpc")
+
+
+@pytest.mark.parametrize("bad", ["nohost", ":5002", "h:", "h:99999", "h:port", "a b:1"])
+def test_a_bad_grpc_address_is_named(tmp_path: Path, bad: str) -> None:
+    with pytest.raises(SettingsError, match=r"^--api-grpc: field 'api_grpc': .*; fix: use e\.g\."):
+        load_config(ConfigOptions(api_grpc=bad), environ={}, cwd=tmp_path)
+
+
+def test_grpc_tls_follows_an_https_api_url_unless_told_otherwise(tmp_path: Path) -> None:
+    https = {"VIRTUFIN_API_URL": "https://gw.example"}
+    config = load_config(environ=https, cwd=tmp_path)
+    assert config.api_grpc_tls is True
+    assert config.sources["api_grpc_tls"] == "default (api_url is https)"
+    off = load_config(ConfigOptions(api_grpc_tls=False), environ=https, cwd=tmp_path)
+    assert off.api_grpc_tls is False
+    on = load_config(environ={"ALPACA_MD_API_GRPC_TLS": "yes"}, cwd=tmp_path)
+    assert (on.api_grpc_tls, on.sources["api_grpc_tls"]) == (True, "env ALPACA_MD_API_GRPC_TLS")
+    rows = {name: shown for name, shown, _ in on.describe()}
+    assert rows["api_grpc_tls"] == "true"
+    with pytest.raises(SettingsError, match="'maybe' is not true or false; fix: use true"):
+        load_config(environ={"ALPACA_MD_API_GRPC_TLS": "maybe"}, cwd=tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Keepalive (issue 12).
+
+
+def test_keepalive_defaults_to_60_and_0_switches_it_off(tmp_path: Path) -> None:
+    assert load_config(environ={}, cwd=tmp_path).keepalive == 60.0
+    off = load_config(environ={"ALPACA_MD_KEEPALIVE": "0"}, cwd=tmp_path)
+    assert (off.keepalive, off.sources["keepalive"]) == (0.0, "env ALPACA_MD_KEEPALIVE")
+    path = write_settings(tmp_path / "s.json", keepalive=30)
+    assert load_config(ConfigOptions(settings=path), environ={}, cwd=tmp_path).keepalive == 30.0
+    for bad in ("nan", "inf", "soon"):
+        with pytest.raises(SettingsError, match="field 'keepalive'"):
+            load_config(environ={"ALPACA_MD_KEEPALIVE": bad}, cwd=tmp_path)
+
+
+def test_a_json_boolean_is_not_a_number_of_seconds(tmp_path: Path) -> None:
+    path = write_settings(tmp_path / "s.json", timeout=True)
+    with pytest.raises(SettingsError, match="field 'timeout': True is not a positive number"):
+        load_config(ConfigOptions(settings=path), environ={}, cwd=tmp_path)
