@@ -22,7 +22,6 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TypeVar
 
 import typer
@@ -41,125 +40,6 @@ VerboseOption = Annotated[
         "--verbose", "-v", count=True, help="Diagnostics on stderr (secrets redacted); repeat."
     ),
 ]
-
-StateOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--state",
-        help="State file [env ALPACA_MD_STATE; default ./.alpaca-md/state.json].",
-        show_default=False,
-    ),
-]
-SettingsOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--settings",
-        help="Stream settings JSON [env ALPACA_MD_SETTINGS; default ./settings/alpaca.json, "
-        "else the packaged copy].",
-        show_default=False,
-    ),
-]
-EnvFileOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--env-file",
-        help=".env file read below the environment [default ./.env when present].",
-        show_default=False,
-    ),
-]
-ApiUrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--api-url",
-        help="Gateway base URL [env VIRTUFIN_API_URL; default http://localhost:5001].",
-        show_default=False,
-    ),
-]
-TimeoutOption = Annotated[
-    float | None,
-    typer.Option(
-        "--timeout",
-        help="Seconds to wait for a reply [env ALPACA_MD_TIMEOUT; default 15].",
-        show_default=False,
-    ),
-]
-PubsubOption = Annotated[
-    str | None,
-    typer.Option(
-        "--pubsub",
-        help="Dapr pub/sub component name [env ALPACA_MD_PUBSUB; default pubsub].",
-        show_default=False,
-    ),
-]
-CommandTopicOption = Annotated[
-    str | None,
-    typer.Option(
-        "--command-topic",
-        help="Controller command topic [env ALPACA_MD_COMMAND_TOPIC; "
-        "default command.websocketmanagercontroller].",
-        show_default=False,
-    ),
-]
-ReplyTopicOption = Annotated[
-    str | None,
-    typer.Option(
-        "--reply-topic",
-        help="Controller reply topic [env ALPACA_MD_REPLY_TOPIC; "
-        "default response.websocketmanagercontroller].",
-        show_default=False,
-    ),
-]
-TopicOption = Annotated[
-    str | None,
-    typer.Option(
-        "--topic",
-        help="Topic the stream is published to [env ALPACA_MD_TOPIC; settings 'topic'].",
-        show_default=False,
-    ),
-]
-ChannelOption = Annotated[
-    str | None,
-    typer.Option(
-        "--channel",
-        help="Alpaca channel: trades, quotes, orderbooks, bars, updatedBars, dailyBars "
-        "[env ALPACA_MD_CHANNEL; settings 'channel'].",
-        show_default=False,
-    ),
-]
-StreamUrlOption = Annotated[
-    str | None,
-    typer.Option(
-        "--url",
-        help="Alpaca stream URL, ws:// or wss:// [env ALPACA_STREAM_URL; settings 'url'].",
-        show_default=False,
-    ),
-]
-ProjectOption = Annotated[
-    str | None,
-    typer.Option(
-        "--project",
-        help="Controller worker project directory [env ALPACA_MD_PROJECT; settings 'project'].",
-        show_default=False,
-    ),
-]
-
-
-SHARED: dict[str, Any] = {
-    "stream_url": StreamUrlOption,
-    "project": ProjectOption,
-    "channel": ChannelOption,
-    "topic": TopicOption,
-    "api_url": ApiUrlOption,
-    "pubsub": PubsubOption,
-    "command_topic": CommandTopicOption,
-    "reply_topic": ReplyTopicOption,
-    "timeout": TimeoutOption,
-    "state": StateOption,
-    "settings": SettingsOption,
-    "env_file": EnvFileOption,
-}
-"""The configuration options a command may take, by their :class:`~alpaca_cli.config.ConfigOptions`
-field, in the order ``--help`` lists them (after the command's own options)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +86,11 @@ def takes(*names: str) -> Callable[[F], F]:
     parameters are its own Typer options and arguments. Errors of our tree raised inside it
     become one ``Error:`` line and the error's exit code.
     """
-    unknown = [name for name in names if name not in SHARED]
+    from alpaca_cli.config import FIELDS
+
+    # The configuration table declares each option once (flag, help, metavar, type).
+    table = {f.options_name: f for f in FIELDS if f.flag is not None}
+    unknown = [name for name in names if name not in table]
     if unknown:  # a programming error, caught by the import of the command module
         raise ValueError(f"unknown shared options: {unknown}")
 
@@ -221,9 +105,17 @@ def takes(*names: str) -> Callable[[F], F]:
         ]
         shared = [
             inspect.Parameter(
-                name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=SHARED[name]
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[
+                    f.annotation,
+                    typer.Option(
+                        *f.param_decls, help=f.help, metavar=f.metavar, show_default=False
+                    ),
+                ],
             )
-            for name in SHARED
+            for name, f in table.items()
             if name in names
         ]
 

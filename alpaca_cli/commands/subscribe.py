@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from alpaca_cli.steps.subscribe import SubscribeResult
 
 
-@takes("channel", *CONTROLLER, *FILES)
+@takes("channels", *CONTROLLER, *FILES)
 def command(
     invocation: Invocation,
     symbols: Annotated[
@@ -53,4 +53,5 @@ def show(result: SubscribeResult) -> None:
         for ch, syms in result.confirmed.items():
             sys.stdout.write(f"{ch}\t{','.join(syms)}\n")
     else:
-        sys.stdout.write(f"{result.channel}\t{','.join(result.symbols)}\n")
+        for ch in result.channels:
+            sys.stdout.write(f"{ch}\t{','.join(result.symbols)}\n")

@@ -350,14 +350,16 @@ class _Run:
 
         rt = self.rt
         assert rt is not None
-        channel = rt.config.channel
-        with self.steps.step("subscribe", f"subscribing to {channel}") as step:
+        channels = rt.config.channels
+        with self.steps.step("subscribe", f"subscribing to {', '.join(channels)}") as step:
             result = subscribe_symbols(rt)
-            confirmed = result.confirmed.get(channel) or list(result.symbols)
-            self.confirmed = {channel: tuple(confirmed)}
-            self.stats.expect(confirmed)
+            # The session re-subscribes to our channels only (the server answers with all).
+            self.confirmed = {
+                ch: tuple(result.confirmed.get(ch) or result.symbols) for ch in channels
+            }
+            self.stats.expect(dict.fromkeys(s for syms in self.confirmed.values() for s in syms))
             shown = ", ".join(f"{c}: {' '.join(s)}" for c, s in result.confirmed.items() if s)
-            step.detail = f"confirmed {shown or ' '.join(confirmed)}"
+            step.detail = f"confirmed {shown or ' '.join(result.symbols)}"
 
     def _stream(self) -> str:
         from alpaca_cli.alpaca.session import ClientSession

@@ -24,7 +24,7 @@ class SubscribeResult:
     """What was asked for and, when the topic could be seen, what Alpaca confirmed."""
 
     connection_id: str
-    channel: str
+    channels: list[str]
     symbols: list[str]
     verified: bool
     confirmed: dict[str, list[str]] = field(default_factory=dict)
@@ -53,7 +53,8 @@ def check_symbols(symbols: Sequence[str]) -> list[str]:
 
 
 def subscribe_symbols(rt: Runtime) -> SubscribeResult:
-    """Subscribe the recorded connection to ``rt.config.channel`` x ``rt.config.symbols``.
+    """Subscribe the recorded connection to each of ``rt.config.channels`` x ``rt.config.symbols``
+    (one message names every channel: Alpaca's subscribe takes several at once).
 
     Raises:
         UsageError: bad symbols or no connection recorded (nothing sent).
@@ -69,20 +70,22 @@ def subscribe_symbols(rt: Runtime) -> SubscribeResult:
     from alpaca_cli.steps.connect import require_connection
 
     config = rt.config
-    channel = config.channel
+    channels = list(config.channels)
     symbols = check_symbols(config.symbols)
     connection = require_connection(rt)
     stream = listen(rt, connection.id)
     controller = rt.controller()
-    rt.progress(f"Subscribing connection {connection.id} to {channel}: {', '.join(symbols)}")
-    for message in encode_subscribe({channel: symbols}):
+    rt.progress(
+        f"Subscribing connection {connection.id} to {', '.join(channels)}: {', '.join(symbols)}"
+    )
+    for message in encode_subscribe(dict.fromkeys(channels, symbols)):
         controller.send_raw(connection.id, message)
     if stream is None:
         rt.progress(
             "Sent. The connection does not publish, so Alpaca's confirmation cannot be seen: "
             "run `alpaca-md publish` first to verify it."
         )
-        return SubscribeResult(connection.id, channel, symbols, verified=False)
+        return SubscribeResult(connection.id, channels, symbols, verified=False)
 
     match = _Matcher(connection.id, (Subscription, Error))
     wanted = set(symbols)
@@ -93,8 +96,12 @@ def subscribe_symbols(rt: Runtime) -> SubscribeResult:
         if isinstance(msg, Error):
             return True
         assert isinstance(msg, Subscription)
-        have = set(msg.channels().get(channel, ()))
-        return "*" in have or wanted <= have
+        confirmed = msg.channels()
+        for channel in channels:
+            have = set(confirmed.get(channel, ()))
+            if not ("*" in have or wanted <= have):
+                return False
+        return True
 
     found = stream.wait_for(answer, config.timeout, on_item=match.see, interrupt=rt.stop)
     if found is None:
@@ -113,10 +120,10 @@ def subscribe_symbols(rt: Runtime) -> SubscribeResult:
     assert isinstance(found, Subscription)
     confirmed = {ch: list(syms) for ch, syms in found.channels().items() if syms}
     with rt.store.transaction() as state:
-        state.channel = channel
+        state.channel = channels[0]
         state.subscriptions = confirmed
     rt.progress("Confirmed: " + "; ".join(f"{ch}: {','.join(s)}" for ch, s in confirmed.items()))
-    return SubscribeResult(connection.id, channel, symbols, verified=True, confirmed=confirmed)
+    return SubscribeResult(connection.id, channels, symbols, verified=True, confirmed=confirmed)
 
 
 def _hint(code: int) -> str | None:
