@@ -11,6 +11,9 @@ os.environ["_TYPER_FORCE_DISABLE_TERMINAL"] = "1"
 
 import pytest
 
+# The fixtures every area shares (the CLI, embedded platforms): one module, registered here.
+pytest_plugins = ["tests.support", "tests.support_pubsub"]
+
 _ISOLATED_PREFIXES = ("VIRTUFIN_", "ALPACA_", "DAPR_")
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from alpaca_cli.devstack.stack import EmbeddedPlatform, StackConfig, start_in_thread
+from alpaca_cli.devstack.stack import EmbeddedPlatform
+from tests.support import embedded_platform
 
 
 class RunProcess:
@@ -117,8 +118,8 @@ def run_cli(tmp_path: Path) -> Iterator[Any]:
 
 
 def start_platform(stack: ExitStack, **feed_options: Any) -> EmbeddedPlatform:
-    config = StackConfig.ephemeral(feed_options=feed_options, reconnect_base_delay=0.2)
-    return stack.enter_context(start_in_thread(config))
+    config = dict(feed_options=feed_options, reconnect_base_delay=0.2)
+    return stack.enter_context(embedded_platform(**config))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from alpaca_cli.devstack.stack import EmbeddedPlatform, StackConfig, start_in_thread
+from alpaca_cli.devstack.stack import EmbeddedPlatform
+from tests.support import embedded_platform
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,9 +28,9 @@ SYMBOLS = ["BTC/USD", "ETH/USD", "SOL/USD", "DOGE/USD", "AVAX/USD"]
 @pytest.fixture(params=["single", "split"])
 def strict_platform(request: pytest.FixtureRequest) -> Iterator[EmbeddedPlatform]:
     """A platform whose sidecar refuses (single) or splits (split) a second stream per topic."""
-    config = StackConfig.ephemeral(dapr_streams=request.param, reconnect_base_delay=0.2)
+    config = dict(dapr_streams=request.param, reconnect_base_delay=0.2)
     with ExitStack() as stack:
-        yield stack.enter_context(start_in_thread(config))
+        yield stack.enter_context(embedded_platform(**config))
 
 
 def test_run_passes_the_smoke_check_beside_a_strict_sidecar(

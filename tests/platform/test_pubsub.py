@@ -11,8 +11,8 @@ import pytest
 from alpaca_cli.config import DaprSettings, Secret, load_config
 from alpaca_cli.errors import CredentialsRefused, ExitCode, SidecarUnreachable, UsageError
 from alpaca_cli.platform.pubsub import DEFAULT_HEALTH_TIMEOUT, PubsubClient, open_pubsub
-from tests.cli.conftest import free_port
-from tests.cli.pubsub_support import Sidecar, sidecar_fixture  # noqa: F401
+from tests.support import free_port
+from tests.support_pubsub import Sidecar
 
 
 def test_published_cloudevent_keeps_our_id_type_source_and_extensions(sidecar: Sidecar) -> None:

@@ -1,8 +1,9 @@
-"""Fixtures for the subcommand tests: an isolated working directory, the in-process CLI, and
-embedded platforms on loopback (started once per module, every port 0).
+"""The one place tests get an embedded platform and the CLI: an isolated working directory,
+the in-process CLI, and embedded platforms on loopback (started once per module, every port 0).
 
-Shared by the gateway-side (build/deploy/list/teardown) and pub/sub-side tests: add fixtures,
-never change the meaning of an existing one.
+Registered for the whole suite by ``tests/conftest.py`` (``pytest_plugins``). A test that needs
+a platform with other knobs calls :func:`platform` with :class:`StackConfig` fields; every
+fixture here is built on it. Add fixtures, never change the meaning of an existing one.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,13 +58,21 @@ def cli(workdir: Path) -> Cli:
     return Cli(cwd=workdir, env={})
 
 
+@contextmanager
+def embedded_platform(**config: Any) -> Iterator[Any]:
+    """A started embedded platform in a thread (every port 0); ``config`` are
+    :meth:`StackConfig.ephemeral` keywords (``feed=False``, knobs...)."""
+    from alpaca_cli.devstack.stack import StackConfig, start_in_thread
+
+    with start_in_thread(StackConfig.ephemeral(**config)) as running:
+        yield running
+
+
 @pytest.fixture(scope="module")
 def embedded() -> Iterator[Any]:
     """An embedded platform without the Alpaca feed: gateway, WorkManager, WSM, sidecar."""
-    from alpaca_cli.devstack.stack import StackConfig, start_in_thread
-
-    with start_in_thread(StackConfig.ephemeral(feed=False)) as platform:
-        yield platform
+    with embedded_platform(feed=False) as running:
+        yield running
 
 
 @pytest.fixture
@@ -83,10 +93,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def embedded_with_feed() -> Iterator[Any]:
     """An embedded platform with its Alpaca stream server (``.env()`` has ALPACA_* too)."""
-    from alpaca_cli.devstack.stack import StackConfig, start_in_thread
-
-    with start_in_thread(StackConfig.ephemeral()) as platform:
-        yield platform
+    with embedded_platform() as running:
+        yield running
 
 
 @pytest.fixture

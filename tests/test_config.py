@@ -213,7 +213,7 @@ def test_state_path_from_env_and_option(tmp_path: Path) -> None:
 
 
 def test_the_repository_settings_file_is_valid() -> None:
-    path = Path(__file__).resolve().parents[2] / "settings" / "alpaca.json"
+    path = Path(__file__).resolve().parents[1] / "settings" / "alpaca.json"
     assert packaged_settings_path() == path
     config = load_config(ConfigOptions(settings=path), environ={}, cwd=path.parent)
     assert config.topic == "alpaca-ticks"

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from alpaca_cli.platform.pubsub import PubsubClient
-from tests.cli.conftest import Cli, free_port
-from tests.cli.pubsub_support import CONTROLLER_URL, ok, streaming
+from tests.support import Cli, free_port
+from tests.support_pubsub import CONTROLLER_URL, ok, streaming
 
 RFC3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"
 

@@ -16,7 +16,7 @@ from alpaca_cli.errors import CommandRefused
 from alpaca_cli.runtime import Runtime
 from alpaca_cli.state import StateStore
 from alpaca_cli.steps.deploy import deploy_worker
-from tests.cli.conftest import Cli, free_port
+from tests.support import Cli, free_port
 
 EMBEDDED_URL = "embedded://websocketmanagercontroller"
 
@@ -154,9 +154,9 @@ def test_gateway_down_exits_3_with_url_and_hint(cli: Cli) -> None:
 
 
 def test_older_platform_gets_topic_instead_of_topics(cli: Cli) -> None:
-    from alpaca_cli.devstack.stack import StackConfig, start_in_thread
+    from tests.support import embedded_platform
 
-    with start_in_thread(StackConfig.ephemeral(feed=False, legacy=True)) as legacy:
+    with embedded_platform(feed=False, legacy=True) as legacy:
         result = cli("deploy", "--url", EMBEDDED_URL, "--json", env=legacy.env())
         assert result.exit_code == 0, result.stderr
         out = json.loads(result.stdout)
@@ -170,9 +170,9 @@ def test_older_platform_gets_topic_instead_of_topics(cli: Cli) -> None:
 
 
 def test_wrong_api_key_exits_4_and_never_prints_the_key(cli: Cli) -> None:
-    from alpaca_cli.devstack.stack import StackConfig, start_in_thread
+    from tests.support import embedded_platform
 
-    with start_in_thread(StackConfig.ephemeral(feed=False, api_key="right-key-123")) as secured:
+    with embedded_platform(feed=False, api_key="right-key-123") as secured:
         env = {**secured.env(), "VIRTUFIN_API_KEY": "wrong-key-456"}
         result = cli("deploy", "--url", EMBEDDED_URL, "-vv", env=env)
         assert result.exit_code == 4

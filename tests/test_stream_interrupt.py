@@ -9,7 +9,7 @@ import pytest
 from alpaca_cli.errors import ExitCode, Interrupted
 from alpaca_cli.platform.pubsub import PubsubClient
 from alpaca_cli.stream import StreamItem, TopicStream
-from tests.cli.pubsub_support import Sidecar, sidecar_fixture  # noqa: F401
+from tests.support_pubsub import Sidecar
 
 pytestmark = pytest.mark.timeout(60)
 

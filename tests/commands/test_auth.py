@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from alpaca_cli.state import StateStore
-from tests.cli.conftest import Cli, free_port
-from tests.cli.pubsub_support import connect_and_publish, deployed_fixture, ok  # noqa: F401
+from tests.support import Cli, free_port
+from tests.support_pubsub import connect_and_publish, ok
 
 
 def test_auth_on_a_publishing_connection_reports_authenticated(deployed: Cli) -> None:

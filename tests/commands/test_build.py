@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from tests.cli.conftest import Cli
+from tests.support import Cli
 
 
 def test_build_runs_dotnet_publish_and_records_path_and_digest(

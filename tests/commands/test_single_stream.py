@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.cli.conftest import Cli
-from tests.cli.pubsub_support import CONTROLLER_URL, connect_and_publish, ok
+from tests.support import Cli
+from tests.support_pubsub import CONTROLLER_URL, connect_and_publish, ok
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -24,9 +24,9 @@ pytestmark = pytest.mark.timeout(60)
 @pytest.fixture(scope="module")
 def single() -> Iterator[Any]:
     """An embedded platform with a feed whose sidecar refuses a second stream per topic."""
-    from alpaca_cli.devstack.stack import StackConfig, start_in_thread
+    from tests.support import embedded_platform
 
-    with start_in_thread(StackConfig.ephemeral(dapr_streams="single")) as platform:
+    with embedded_platform(dapr_streams="single") as platform:
         yield platform
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from alpaca_cli.state import ConnectionRecord, StateStore
-from tests.cli.conftest import Cli, free_port, gateway_call
+from tests.support import Cli, free_port, gateway_call
 
 EMBEDDED_URL = "embedded://websocketmanagercontroller"
 

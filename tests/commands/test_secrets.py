@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from alpaca_cli.alpaca.codec import encode_auth
-from tests.cli.conftest import Cli
-from tests.cli.pubsub_support import CONTROLLER_URL
+from tests.support import Cli
+from tests.support_pubsub import CONTROLLER_URL
 
 ALPACA_KEY = "AKSECRETKEY7Q1"
 ALPACA_SECRET = "s3cr3t-Alpaca-Value-9"
@@ -46,15 +46,15 @@ FORBIDDEN = set().union(*(leak_forms(s) for s in SECRETS)) | {
 @pytest.fixture(scope="module")
 def embedded_with_feed() -> Iterator[Any]:
     """A platform whose every credential is a known value."""
-    from alpaca_cli.devstack.stack import StackConfig, start_in_thread
+    from tests.support import embedded_platform
 
-    config = StackConfig.ephemeral(
+    config = dict(
         alpaca_key=ALPACA_KEY,
         alpaca_secret=ALPACA_SECRET,
         api_key=API_KEY,
         dapr_api_token=DAPR_TOKEN,
     )
-    with start_in_thread(config) as platform:
+    with embedded_platform(**config) as platform:
         yield platform
 
 

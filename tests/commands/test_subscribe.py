@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from alpaca_cli.state import StateStore
-from tests.cli.conftest import Cli, free_port
-from tests.cli.pubsub_support import connect_and_publish, deployed_fixture, ok  # noqa: F401
+from tests.support import Cli, free_port
+from tests.support_pubsub import connect_and_publish, ok
 
 SYMBOL_LIMIT = 3
 
@@ -18,10 +18,10 @@ SYMBOL_LIMIT = 3
 @pytest.fixture(scope="module")
 def embedded_with_feed() -> Iterator[Any]:
     """This module's platform: its Alpaca server allows only a few symbols per channel."""
-    from alpaca_cli.devstack.stack import StackConfig, start_in_thread
+    from tests.support import embedded_platform
 
-    config = StackConfig.ephemeral(feed_options={"symbol_limit": SYMBOL_LIMIT})
-    with start_in_thread(config) as platform:
+    config = dict(feed_options={"symbol_limit": SYMBOL_LIMIT})
+    with embedded_platform(**config) as platform:
         yield platform
 
 

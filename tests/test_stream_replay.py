@@ -12,7 +12,7 @@ from alpaca_cli.alpaca.messages import Message, Subscription, Success
 from alpaca_cli.devstack.broker import CloudEvent
 from alpaca_cli.platform.pubsub import PubsubClient
 from alpaca_cli.stream import StreamItem, TopicStream
-from tests.cli.pubsub_support import Sidecar, sidecar_fixture  # noqa: F401
+from tests.support_pubsub import Sidecar
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from alpaca_cli.state import StateStore
-from tests.cli.conftest import Cli, gateway_call
-from tests.cli.pubsub_support import deployed_fixture, ok  # noqa: F401
+from tests.support import Cli, gateway_call
+from tests.support_pubsub import ok
 
 
 def test_publish_records_the_topic_and_the_wsm_publishes_there(

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from alpaca_cli.state import StateStore
-from tests.cli.conftest import Cli, free_port
-from tests.cli.pubsub_support import deployed_fixture, ok  # noqa: F401
+from tests.support import Cli, free_port
+from tests.support_pubsub import ok
 
 
 def test_connect_records_the_connection_and_warns_about_the_auth_deadline(

@@ -16,7 +16,7 @@ from alpaca_cli.platform.controller import ControllerClient
 from alpaca_cli.platform.pubsub import PubsubClient
 from alpaca_cli.platform.records import ConnectionInfo, parse_connection
 from alpaca_cli.platform.records import connection_status as normalize_status
-from tests.cli.pubsub_support import Sidecar, sidecar_fixture  # noqa: F401
+from tests.support_pubsub import Sidecar
 
 COMMANDS = "cmd.test"
 REPLIES = "reply.test"

@@ -1,7 +1,6 @@
-"""Helpers for the pub/sub-side command tests (connect, publish, auth, subscribe, tail).
+"""Helpers for the pub/sub-side tests (connect, publish, auth, subscribe, tail, the bus).
 
-Kept apart from ``conftest.py`` (shared with the gateway-side tests) so that neither side edits
-the other's fixtures. Import the fixtures you use into the test module.
+Registered for the whole suite beside :mod:`tests.support` (``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 
 from alpaca_cli.config import DaprSettings
-from tests.cli.conftest import Cli
+from tests.support import Cli
 
 CONTROLLER_URL = "embedded://websocketmanagercontroller"
 
