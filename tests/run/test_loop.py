@@ -13,8 +13,9 @@ import pytest
 from alpaca_cli.alpaca.codec import decode_client_message
 from alpaca_cli.alpaca.messages import Error, OrderBookUpdate, Subscription, Success
 from alpaca_cli.alpaca.session import ClientSession
+from alpaca_cli.alpaca.supervisor import Supervisor
 from alpaca_cli.errors import AlpacaAuthRefused, CommandRefused
-from alpaca_cli.live.loop import StreamLoop
+from alpaca_cli.live.loop import Display, StreamLoop, Upstream
 from alpaca_cli.live.stats import RunInfo, StreamStats
 from alpaca_cli.platform.frames import FrameMeta
 from alpaca_cli.stream import StreamItem
@@ -83,39 +84,42 @@ SUBSCRIBED = [Subscription(orderbooks=("BTC/USD",))]
 
 
 def make_loop(
-    script: list[Any], *, fail_sends: int = 0, lifecycle: Lifecycle | None = None
+    script: list[Any],
+    *,
+    fail_sends: int = 0,
+    lifecycle: Lifecycle | None = None,
+    sent_at: list[float] | None = None,
 ) -> tuple[StreamLoop, list[str], Clock]:
     clock = Clock()
     stop = threading.Event()
     sent: list[str] = []
     failures = [fail_sends]
 
-    def send(payload: bytes) -> None:
+    def send(connection_id: str, payload: bytes) -> None:
+        assert connection_id == CONN
         if failures[0] > 0:
             failures[0] -= 1
             raise CommandRefused("the controller refused 'send_raw': Websocket is not connected.")
         msg = decode_client_message(payload)
         sent.append(getattr(msg, "action", "auth"))
+        if sent_at is not None:
+            sent_at.append(clock.now)
 
     # Not armed here: the loop itself knows the first handshake went out through the auth step.
     session = ClientSession({"orderbooks": ["BTC/USD"]})
     stats = StreamStats(start=clock.now)
     stats.expect(["BTC/USD"])
     loop = StreamLoop(
-        stream=ScriptedStream(clock, script, stop),  # type: ignore[arg-type]
-        lifecycle=lifecycle,  # type: ignore[arg-type]
-        session=session,
-        stats=stats,
-        info=RunInfo(),
-        view=NoView(),
-        connection_id=CONN,
-        send=send,
-        credentials=lambda: ("key", "secret"),
+        Supervisor(session, CONN, stall_limit=10.0, rng=random.Random(1)),
+        Upstream(
+            stream=ScriptedStream(clock, script, stop),  # type: ignore[arg-type]
+            send=send,
+            credentials=lambda: ("key", "secret"),
+            lifecycle=lifecycle,  # type: ignore[arg-type]
+        ),
+        Display(stats=stats, info=RunInfo(), view=NoView()),
         clock=clock,
         stop=stop,
-        deadline=None,
-        stall_limit=10.0,
-        rng=random.Random(1),
     )
     return loop, sent, clock
 
@@ -147,17 +151,9 @@ def test_books_are_stale_between_the_reconnect_and_the_next_reset() -> None:
 
 
 def test_406_backs_off_before_the_next_handshake() -> None:
-    loop, sent, clock = make_loop(
-        [WELCOME, 0.1, [Error(406, "connection limit exceeded")], 0.1, 0.1, 0.5, 0.5, 0.5, 0.5, 0.5]
-    )
     times: list[float] = []
-    original = loop._send
-
-    def timed(payload: bytes) -> None:
-        times.append(clock.now)
-        original(payload)
-
-    loop._send = timed
+    script = [WELCOME, 0.1, [Error(406, "connection limit exceeded")], 0.1, 0.1, *[0.5] * 5]
+    loop, sent, _ = make_loop(script, sent_at=times)
     loop.run()
     assert sent == ["auth", "subscribe", "auth", "subscribe"]
     # The second handshake waited at least the first backoff delay (>= 0.75 s with jitter).
