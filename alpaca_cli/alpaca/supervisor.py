@@ -444,7 +444,8 @@ class Supervisor:
         self._welcome_reconnect_at: float | None = None
         """When the last re-handshake triggered by the topic (welcome or 401) happened: the
         WSM's ``connected`` event for that same reconnect may arrive after the welcome, and
-        must not arm the fallback (that would send a second auth: Alpaca's 403)."""
+        must not arm the fallback (that would send a second auth: Alpaca's 403). A re-handshake
+        the fallback itself triggered does not count: the next ``connected`` is a new socket."""
         self._last_kind: LifecycleKind | None = None
         self._terminal_at: float | None = None
         self._terminal_reported = False
@@ -564,8 +565,8 @@ class Supervisor:
         return actions
 
     def tick(self, now: float) -> list[Action]:
-        """Actions whose time has come at ``now``: a fallback re-handshake, a (delayed)
-        handshake, a stall report, a keepalive, a new connection.
+        """Actions whose time has come at ``now``: a new connection, a fallback re-handshake,
+        a (delayed) handshake, a stall report, a keepalive.
 
         Call it whenever :meth:`next_deadline` has passed; afterwards, once any send it asked
         for was reported, nothing is due at ``now`` any more.
@@ -573,10 +574,16 @@ class Supervisor:
         if self._phase is Phase.FAILED or not self._started:
             return []
         actions: list[Action] = []
+        # A connection gone for good first: nothing else is worth sending on it.
+        if self._terminal_at is not None and now >= self._terminal_at:
+            self._terminal_at = None
+            self._gone(now, actions)
+        if self._reopen_at is not None and now >= self._reopen_at and not self._opening:
+            self._open(actions)
         if self._fallback_at is not None and now >= self._fallback_at:
             self._fallback_at = None
             for event in self.session.connection_reset():
-                self._event(event, now, actions)
+                self._event(event, now, actions, fallback=True)
         if (
             self._handshake_at is not None
             and now >= self._handshake_at
@@ -596,12 +603,6 @@ class Supervisor:
             self._sending = "keepalive"
             self._keepalive_unanswered += 1
             actions.append(Keepalive(tuple(self.session.subscribe_messages())))
-        if self._terminal_at is not None and now >= self._terminal_at:
-            self._terminal_at = None
-            self._gone(now, actions)
-        if self._reopen_at is not None and now >= self._reopen_at:
-            self._reopen_at = None
-            self._open(actions)
         return actions
 
     def next_deadline(self) -> float | None:
@@ -747,6 +748,8 @@ class Supervisor:
 
     def _open(self, actions: list[Action]) -> None:
         self._opening = True
+        self._terminal_at = None
+        self._reopen_at = None
         self._handshake_at = None
         self._fallback_at = None
         self._set_phase(Phase.NEW_CONNECTION)
@@ -754,8 +757,12 @@ class Supervisor:
 
     # ------------------------------------------------------------------------- session events
 
-    def _event(self, event: Event, now: float, actions: list[Action]) -> None:
+    def _event(
+        self, event: Event, now: float, actions: list[Action], *, fallback: bool = False
+    ) -> None:
         if isinstance(event, RehandshakeNeeded):
+            if not fallback:
+                self._welcome_reconnect_at = now
             self._reconnected(now, actions)
             actions.append(
                 Warn(
@@ -778,7 +785,6 @@ class Supervisor:
 
     def _reconnected(self, now: float, actions: list[Action]) -> None:
         self._fallback_at = None
-        self._welcome_reconnect_at = now
         self._keepalive_unanswered = 0  # a new socket never got them
         self.reconnects += 1
         actions.append(Reconnected(self.reconnects))
