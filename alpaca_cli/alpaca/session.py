@@ -11,6 +11,7 @@ States::
 
     CONNECTING --welcome--> CONNECTED --authenticated--> AUTHENTICATED --subscription--> SUBSCRIBED
         any --welcome after a handshake was sent--> CONNECTED (+ RehandshakeNeeded)
+            (except the one welcome announced by expect_greeting(): a socket we opened)
         any --402/406/409 or 404/407--> FAILED
 
 A welcome that follows a handshake always means "handshake again". If the very first welcome
