@@ -366,9 +366,7 @@ _DATA = (Trade, Quote, Bar, OrderBookUpdate)
 _KEEPALIVE_PHASES = frozenset({Phase.STREAMING, Phase.STALLED, Phase.REHANDSHAKE})
 
 
-def _same_set(a: Mapping[str, Sequence[str]] | None, b: Mapping[str, Sequence[str]]) -> bool:
-    if a is None:
-        return False
+def _same_set(a: Mapping[str, Sequence[str]], b: Mapping[str, Sequence[str]]) -> bool:
     left = {k: frozenset(v) for k, v in a.items() if v}
     right = {k: frozenset(v) for k, v in b.items() if v}
     return left == right
@@ -511,10 +509,12 @@ class Supervisor:
                 for event in session.receive(msg):
                     self._event(event, now, actions)
                 continue
-            before = session.confirmed
+            # What a keepalive sent: the answer to it is the same set.
+            before = session.subscriptions() if self._keepalive_unanswered else None
             for event in session.receive(msg):
                 if (
                     isinstance(event, SubscriptionConfirmed)
+                    and before is not None
                     and self._keepalive_unanswered > 0
                     and _same_set(before, event.channels)
                 ):

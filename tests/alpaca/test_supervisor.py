@@ -328,6 +328,13 @@ class TestKeepalive:
         # The next, unrequested subscription message is a confirmation again.
         assert policy.receive(CONFIRMED, 10.3) == [Expect(("BTC/USD",))]
 
+    def test_the_answer_is_recognised_before_any_confirmation_too(self) -> None:
+        """The keepalive then sent the wanted set; its answer is that set."""
+        policy = started(keepalive=10.0)
+        execute(policy, policy.tick(10.0), 10.0)
+        assert policy.receive(CONFIRMED, 10.2) == []
+        assert policy.keepalive_answers == 1
+
     def test_an_answer_with_another_set_is_a_confirmation(self) -> None:
         policy = started(keepalive=10.0)
         policy.receive(CONFIRMED, 0.1)
