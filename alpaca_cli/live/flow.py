@@ -384,7 +384,6 @@ class _Run:
         key, secret = config.alpaca_key, config.alpaca_secret
         assert key is not None and secret is not None  # auth checked them
 
-        # The loop marks the handshake of the auth/subscribe steps as sent (no messages built).
         controller = rt.enter_context(ControllerClient.from_runtime(rt))
         connection_id = self.info.connection_id
 
@@ -394,7 +393,9 @@ class _Run:
         start = self.clock()
         deadline = start + self.opts.duration if self.opts.duration > 0 else None
         view = self._view()
-        # TODO(issue 12): keepalive=self.opts.keepalive once run has --keepalive.
+        # Its start() (the loop calls it) marks the handshake of the auth/subscribe steps as
+        # sent (no messages built). TODO(issue 12): keepalive=self.opts.keepalive once run has
+        # --keepalive.
         supervisor = Supervisor(
             ClientSession(self.confirmed),
             connection_id,
