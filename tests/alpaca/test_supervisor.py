@@ -547,3 +547,21 @@ def test_lifecycle_events_are_parsed_leniently() -> None:
     assert LifecycleEvent.parse(CLASSIC + "connected", b"not json") is None
     no_attempt = LifecycleEvent.parse("x", b'{"id":"y","attempt":0}')
     assert no_attempt is not None and no_attempt.attempt is None and no_attempt.kind is None
+
+
+def test_the_policy_imports_no_io_and_reads_no_clock() -> None:
+    import inspect
+    import subprocess
+    import sys
+
+    import alpaca_cli.alpaca.supervisor as module
+
+    code = (
+        "import sys, alpaca_cli.alpaca.supervisor; "
+        "bad = {'asyncio', 'socket', 'pydantic', 'httpx', 'websockets', 'dapr', 'grpc'} "
+        "& set(sys.modules); print(sorted(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    source = inspect.getsource(module)
+    assert "import time" not in source and "from time" not in source
