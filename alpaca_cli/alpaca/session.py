@@ -11,6 +11,7 @@ States::
 
     CONNECTING --welcome--> CONNECTED --authenticated--> AUTHENTICATED --subscription--> SUBSCRIBED
         any --welcome after a handshake was sent--> CONNECTED (+ RehandshakeNeeded)
+            (except the one welcome announced by expect_greeting(): a socket we opened)
         any --402/406/409 or 404/407--> FAILED
 
 A welcome that follows a handshake always means "handshake again". If the very first welcome
@@ -191,6 +192,7 @@ class ClientSession:
         self._state = SessionState.CONNECTING
         self._handshake_sent = False
         self._awaiting_data = False
+        self._greeting_expected = False
 
     @property
     def state(self) -> SessionState:
@@ -237,6 +239,16 @@ class ClientSession:
         self._handshake_sent = True
         self._awaiting_data = True
 
+    def expect_greeting(self) -> None:
+        """The socket behind the topic is one we just opened and will handshake ourselves.
+
+        Its ``connected`` welcome is then its own greeting, not a sign of yet another socket:
+        it gives ``Welcome(reconnect=False)`` and no :class:`RehandshakeNeeded`. Any other
+        session message (an answer, an error, data) ends the expectation, so a welcome after
+        that means a new socket again, as usual.
+        """
+        self._greeting_expected = True
+
     def connection_reset(self) -> list[Event]:
         """The platform reported a reconnect (lifecycle event) before any welcome showed it.
 
@@ -251,6 +263,7 @@ class ClientSession:
     def receive(self, msg: Message) -> list[Event]:
         """Events that ``msg`` causes (most data messages cause none: cheap on the hot path)."""
         if msg.__class__ in _DATA:
+            self._greeting_expected = False
             if self._awaiting_data:
                 self._awaiting_data = False
                 return [DataResumed()]
@@ -258,18 +271,25 @@ class ClientSession:
         if isinstance(msg, Success):
             self.last_control = msg
             if msg.msg == "connected":
+                if self._greeting_expected:
+                    self._greeting_expected = False
+                    self._set_state(SessionState.CONNECTED)
+                    return [Welcome(reconnect=False)]
                 if self._handshake_sent:
                     return [Welcome(reconnect=True), *self._reconnected()]
                 self._set_state(SessionState.CONNECTED)
                 return [Welcome(reconnect=False)]
             if msg.msg == "authenticated":
+                self._greeting_expected = False
                 self._set_state(SessionState.AUTHENTICATED)
                 return [Authenticated()]
             return []
         if isinstance(msg, Subscription):
+            self._greeting_expected = False
             self.last_control = msg
             return [self._subscribed(msg)]
         if isinstance(msg, Error):
+            self._greeting_expected = False
             self.last_control = msg
             return self._failed(msg)
         return []

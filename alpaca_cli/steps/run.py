@@ -363,7 +363,8 @@ class _Run:
 
     def _stream(self) -> str:
         from alpaca_cli.alpaca.session import ClientSession
-        from alpaca_cli.live.loop import StreamLoop
+        from alpaca_cli.alpaca.supervisor import KEEPALIVE, Supervisor
+        from alpaca_cli.live.loop import Display, StreamLoop, Upstream
 
         rt = self.rt
         assert rt is not None and self.info.connection_id is not None
@@ -371,13 +372,8 @@ class _Run:
         key, secret = config.alpaca_key, config.alpaca_secret
         assert key is not None and secret is not None  # auth checked them
 
-        # The loop marks the handshake of the auth/subscribe steps as sent (no messages built).
-        session = ClientSession(self.confirmed)
         controller = rt.controller()
         connection_id = self.info.connection_id
-
-        def send(payload: bytes) -> None:
-            controller.send_raw(connection_id, payload)
 
         def credentials() -> tuple[str, str]:
             return key.get_secret_value(), secret.get_secret_value()
@@ -385,22 +381,28 @@ class _Run:
         start = self.clock()
         deadline = start + self.opts.duration if self.opts.duration > 0 else None
         view = self._view()
+        # Its start() (the loop calls it) marks the handshake of the auth/subscribe steps as
+        # sent (no messages built). TODO(issue 12): keepalive=self.opts.keepalive once run has
+        # --keepalive.
+        supervisor = Supervisor(
+            ClientSession(self.confirmed),
+            connection_id,
+            stall_limit=self.opts.stall_limit,
+            keepalive=KEEPALIVE,
+        )
         loop = StreamLoop(
-            stream=self.stream,
-            lifecycle=self.lifecycle,
-            session=session,
-            stats=self.stats,
-            info=self.info,
-            view=view,
-            connection_id=connection_id,
-            send=send,
-            credentials=credentials,
+            supervisor,
+            Upstream(
+                stream=self.stream,
+                send=controller.send_raw,
+                credentials=credentials,
+                lifecycle=self.lifecycle,
+                refresh_status=self._refresh_status,
+            ),
+            Display(stats=self.stats, info=self.info, view=view, warn=rt.warn),
             clock=self.clock,
             stop=self.guard.stop,
             deadline=deadline,
-            stall_limit=self.opts.stall_limit,
-            refresh_status=self._refresh_status,
-            warn=rt.warn,
         )
         if not self.interactive:
             self._say(

@@ -253,3 +253,26 @@ def test_backoff_without_jitter_is_plain_exponential() -> None:
 def test_backoff_rejects_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         next(backoff_delays(random.Random(0), **kwargs))
+
+
+def test_the_greeting_of_a_socket_we_opened_is_no_reconnect() -> None:
+    """After a new connection is opened in place of a dead one, its own welcome is expected."""
+    session = ClientSession(WANTED)
+    session.handshake("k", "s")
+    session.expect_greeting()
+    assert session.receive(CONNECTED) == [Welcome(reconnect=False)]
+    assert state_of(session) is SessionState.CONNECTED
+    assert session.receive(CONNECTED) == [Welcome(reconnect=True), RehandshakeNeeded(1)]
+
+
+@pytest.mark.parametrize(
+    "first",
+    [AUTHENTICATED, Subscription(trades=("BTC/USD",)), Error(400, "x"), TRADE],
+    ids=["authenticated", "subscription", "error", "data"],
+)
+def test_any_other_message_ends_the_expected_greeting(first: object) -> None:
+    session = ClientSession(WANTED)
+    session.handshake("k", "s")
+    session.expect_greeting()
+    session.receive(first)  # type: ignore[arg-type]
+    assert session.receive(CONNECTED) == [Welcome(reconnect=True), RehandshakeNeeded(1)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -13,8 +14,9 @@ import pytest
 from alpaca_cli.alpaca.codec import decode_client_message
 from alpaca_cli.alpaca.messages import Error, OrderBookUpdate, Subscription, Success
 from alpaca_cli.alpaca.session import ClientSession
+from alpaca_cli.alpaca.supervisor import Supervisor
 from alpaca_cli.errors import AlpacaAuthRefused, CommandRefused
-from alpaca_cli.live.loop import StreamLoop
+from alpaca_cli.live.loop import Display, StreamLoop, Upstream
 from alpaca_cli.live.stats import RunInfo, StreamStats
 from alpaca_cli.platform.frames import FrameMeta
 from alpaca_cli.stream import StreamItem
@@ -34,8 +36,9 @@ class Clock:
 class ScriptedStream:
     """Stands in for TopicStream: each ``next`` pops one scripted step.
 
-    A step is a list of messages (one frame), a number (advance the clock by that much and
-    return nothing) or a callable (run it, return nothing).
+    A step is a list of messages (one frame of ``CONN``), a ``(connection id, messages)`` pair
+    (a frame of that connection), a number (advance the clock by that much and return nothing)
+    or a callable (run it, return nothing).
     """
 
     def __init__(self, clock: Clock, script: list[Any], stop: threading.Event) -> None:
@@ -44,7 +47,7 @@ class ScriptedStream:
         self.stop = stop
 
     def pending(self) -> bool:
-        return bool(self.script) and isinstance(self.script[0], list)
+        return bool(self.script) and isinstance(self.script[0], (list, tuple))
 
     def next(self, timeout: float | None = None) -> StreamItem | None:
         if not self.script:
@@ -53,6 +56,9 @@ class ScriptedStream:
         step = self.script.popleft()
         if isinstance(step, list):
             return StreamItem(NS, FrameMeta(websocket_id=CONN), b"", step)
+        if isinstance(step, tuple):
+            websocket_id, messages = step
+            return StreamItem(NS, FrameMeta(websocket_id=websocket_id), b"", messages)
         if callable(step):
             step()
         else:
@@ -83,39 +89,56 @@ SUBSCRIBED = [Subscription(orderbooks=("BTC/USD",))]
 
 
 def make_loop(
-    script: list[Any], *, fail_sends: int = 0, lifecycle: Lifecycle | None = None
+    script: list[Any],
+    *,
+    fail_sends: int = 0,
+    lifecycle: Lifecycle | None = None,
+    sent_at: list[float] | None = None,
+    sent_to: list[str] | None = None,
+    keepalive: float = 0.0,
+    open_connection: Callable[[str], str] | None = None,
 ) -> tuple[StreamLoop, list[str], Clock]:
     clock = Clock()
     stop = threading.Event()
     sent: list[str] = []
     failures = [fail_sends]
 
-    def send(payload: bytes) -> None:
+    def send(connection_id: str, payload: bytes) -> None:
+        if sent_to is None:
+            assert connection_id == CONN
+        else:
+            sent_to.append(connection_id)
         if failures[0] > 0:
             failures[0] -= 1
             raise CommandRefused("the controller refused 'send_raw': Websocket is not connected.")
         msg = decode_client_message(payload)
         sent.append(getattr(msg, "action", "auth"))
+        if sent_at is not None:
+            sent_at.append(clock.now)
 
     # Not armed here: the loop itself knows the first handshake went out through the auth step.
     session = ClientSession({"orderbooks": ["BTC/USD"]})
     stats = StreamStats(start=clock.now)
     stats.expect(["BTC/USD"])
     loop = StreamLoop(
-        stream=ScriptedStream(clock, script, stop),  # type: ignore[arg-type]
-        lifecycle=lifecycle,  # type: ignore[arg-type]
-        session=session,
-        stats=stats,
-        info=RunInfo(),
-        view=NoView(),
-        connection_id=CONN,
-        send=send,
-        credentials=lambda: ("key", "secret"),
+        Supervisor(
+            session,
+            CONN,
+            stall_limit=10.0,
+            keepalive=keepalive,
+            reopen=open_connection is not None,
+            rng=random.Random(1),
+        ),
+        Upstream(
+            stream=ScriptedStream(clock, script, stop),  # type: ignore[arg-type]
+            send=send,
+            credentials=lambda: ("key", "secret"),
+            lifecycle=lifecycle,  # type: ignore[arg-type]
+            open_connection=open_connection,
+        ),
+        Display(stats=stats, info=RunInfo(), view=NoView()),
         clock=clock,
         stop=stop,
-        deadline=None,
-        stall_limit=10.0,
-        rng=random.Random(1),
     )
     return loop, sent, clock
 
@@ -147,17 +170,9 @@ def test_books_are_stale_between_the_reconnect_and_the_next_reset() -> None:
 
 
 def test_406_backs_off_before_the_next_handshake() -> None:
-    loop, sent, clock = make_loop(
-        [WELCOME, 0.1, [Error(406, "connection limit exceeded")], 0.1, 0.1, 0.5, 0.5, 0.5, 0.5, 0.5]
-    )
     times: list[float] = []
-    original = loop._send
-
-    def timed(payload: bytes) -> None:
-        times.append(clock.now)
-        original(payload)
-
-    loop._send = timed
+    script = [WELCOME, 0.1, [Error(406, "connection limit exceeded")], 0.1, 0.1, *[0.5] * 5]
+    loop, sent, _ = make_loop(script, sent_at=times)
     loop.run()
     assert sent == ["auth", "subscribe", "auth", "subscribe"]
     # The second handshake waited at least the first backoff delay (>= 0.75 s with jitter).
@@ -245,3 +260,78 @@ def test_frames_of_other_connections_are_ignored() -> None:
     loop.stream.next = other  # type: ignore[method-assign]
     loop.run()
     assert loop.stats.data_messages == 0
+
+
+class LifecycleEvent:
+    def __init__(self, type_: str, **data: Any) -> None:
+        self.type = type_
+        self.data = orjson.dumps(data)
+
+
+def test_spec_named_lifecycle_events_with_camel_case_ids_trigger_the_fallback() -> None:
+    lifecycle = Lifecycle()
+    prefix = "com.virtufin.websocketmanager.connection."
+    lifecycle.events.extend(
+        [
+            LifecycleEvent(prefix + "reconnecting", connectionId=CONN),
+            LifecycleEvent(prefix + "connected", connectionId=CONN),
+        ]
+    )
+    loop, sent, _ = make_loop([0.1, 1.0, 1.5, 0.1], lifecycle=lifecycle)
+    loop.run()
+    assert sent == ["auth", "subscribe"]
+    assert loop.stats.reconnects == 1
+    assert loop.info.connection_status == "CONNECTED"
+
+
+def test_keepalives_resend_the_subscription_and_their_answers_are_no_data() -> None:
+    loop, sent, _ = make_loop(
+        [[book(True)], 5.0, [book()], 5.0, 0.1, SUBSCRIBED, 0.1], keepalive=10.0
+    )
+    loop.run()
+    assert sent == ["subscribe"]
+    assert loop.supervisor.keepalives_sent == 1 and loop.supervisor.keepalive_answers == 1
+    assert loop.stats.data_messages == 2
+    assert loop.stats.reconnects == 0 and loop.stats.errors == 0
+    assert loop.info.phase == "streaming"
+
+
+def test_a_connection_gone_for_good_is_replaced_and_handshaken() -> None:
+    lifecycle = Lifecycle()
+    lifecycle.events.append(
+        LifecycleEvent("com.virtufin.websocketmanager.lifecycle.closed", id=CONN)
+    )
+    opened: list[str] = []
+
+    def open_connection(old: str) -> str:
+        opened.append(old)
+        return "conn-2"
+
+    sent_to: list[str] = []
+    checked: list[bool] = []
+    loop, sent, _ = make_loop(
+        [], lifecycle=lifecycle, sent_to=sent_to, open_connection=open_connection
+    )
+    loop.stream.script.extend(  # type: ignore[attr-defined]
+        [
+            [book(True)],
+            0.1,
+            lambda: checked.append(loop.stats.books["BTC/USD"].valid),
+            6.0,
+            ("conn-2", WELCOME),
+            ("conn-2", AUTHED),
+            ("conn-2", SUBSCRIBED),
+            ("conn-2", [book(True)]),
+            (CONN, [book()]),  # the old connection is not ours any more
+            0.1,
+        ]
+    )
+    loop.run()
+    assert checked == [False]  # stale from the disconnect on
+    assert opened == [CONN]
+    assert loop.info.connection_id == "conn-2" and loop.supervisor.connections_opened == 1
+    assert sent == ["auth", "subscribe"] and sent_to == ["conn-2", "conn-2"]
+    assert loop.stats.reconnects == 1 and loop.stats.resumed == 1
+    assert loop.stats.data_messages == 2
+    assert loop.stats.books["BTC/USD"].valid
+    assert loop.info.phase == "streaming"
