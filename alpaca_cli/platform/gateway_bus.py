@@ -201,16 +201,17 @@ def _string(message: Any, name: str, *, required: bool = True, repeated: bool = 
 
 
 def _message_field(message: Any, names: tuple[str, ...], fits: Callable[[Any], bool]) -> Any:
-    """The first singular message field named one of ``names`` (else any) whose type fits."""
-    candidates = [message.fields_by_name.get(n) for n in names]
-    candidates += list(message.fields)
-    for field in candidates:
-        if (
-            field is not None
-            and field.message_type is not None
-            and not _repeated(field)
-            and fits(field.message_type)
-        ):
+    """The singular message field named one of ``names``; else any whose type ``fits``.
+
+    A field found by name is returned whether or not it fits, so that what is wrong inside
+    its message is reported there (``CloudEvent.id``), not as a missing field here.
+    """
+    for name in names:
+        field = message.fields_by_name.get(name)
+        if field is not None and field.message_type is not None and not _repeated(field):
+            return field
+    for field in message.fields:
+        if field.message_type is not None and not _repeated(field) and fits(field.message_type):
             return field
     return None
 
@@ -289,8 +290,8 @@ def read_shapes(service: Any, message_class: Callable[[Any], Any]) -> _Shapes:
     status_field = ""
     if not _has_success(response):
         holder = _message_field(response, ("status",), _has_success)
-        if holder is None:
-            raise _shape_error(response, "status", "no success flag")
+        if holder is None or not _has_success(holder.message_type):
+            raise _shape_error(response, "status", "no bool success, top-level or in it")
         status_field = holder.name
 
     sub_request = subscribe.input_type
