@@ -86,7 +86,7 @@ def _field(
     field = message.field.add(
         name=name,
         number=number,
-        type=kind,  # type: ignore[arg-type]
+        type=kind,
         label=_REPEATED if repeated else _OPTIONAL,
         json_name=_camel(name),
     )

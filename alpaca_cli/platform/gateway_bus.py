@@ -911,6 +911,8 @@ class GatewaySubscription(Closing):
                     if not self._opened.is_set():  # the first stream: subscribe() raises it
                         self._open_error = error
                         self._opened.set()
+                        # ...unless it gave up waiting for headers: then get() raises it.
+                        self._offer(_Failure(error))
                         return
                     if name not in RETRYABLE_STATUSES:
                         self._offer(_Failure(error))

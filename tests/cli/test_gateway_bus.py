@@ -186,7 +186,8 @@ def test_a_refused_publish_is_exit_5(gateway: Gateway) -> None:
 
 
 def test_a_stream_ended_by_the_gateway_is_reopened_and_the_gap_reported(gateway: Gateway) -> None:
-    gaps, lines = Gaps(), []
+    gaps = Gaps()
+    lines: list[str] = []
     with gateway.bus(on_gap=gaps, log=lines.append) as bus, bus.subscribe("t.gap") as sub:
         bus.publish("t.gap", {"n": 1}, type="x")
         assert sub.get(timeout=WAIT) is not None
