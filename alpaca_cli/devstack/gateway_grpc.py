@@ -444,6 +444,14 @@ class _Stream:
                 except TimeoutError:
                     now = loop.time()
                     idle = server.idle_timeout
+                    beat = server.heartbeat_interval
+                    beat_due = beat is not None and now - last >= beat
+                    # Heartbeats shorter than the idle timeout always win, even after the loop
+                    # stalled past both: such a stream is never reaped, whatever the load.
+                    if beat_due and (idle is None or (beat is not None and beat < idle)):
+                        await context.write(server.heartbeat(self.topics[0]))
+                        last = loop.time()
+                        continue
                     if idle is not None and now - last >= idle:
                         server.reaped += 1
                         logger.info(
@@ -453,8 +461,7 @@ class _Stream:
                             idle,
                         )
                         return
-                    beat = server.heartbeat_interval
-                    if beat is not None and now - last >= beat:
+                    if beat_due:
                         await context.write(server.heartbeat(self.topics[0]))
                         last = loop.time()
                     continue
