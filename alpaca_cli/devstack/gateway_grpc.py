@@ -127,6 +127,8 @@ class GatewayGrpc:
       ``None``: never.
     * ``heartbeat_interval`` - seconds without traffic before a heartbeat; 0 or ``None``: none.
     * ``pubsub_name`` - the Dapr component the gateway publishes to (the broker's namespace).
+    * ``tls`` - ``(private_key_pem, certificate_chain_pem)`` to serve TLS, as behind the
+      platform's ingress; default h2c, as through a port-forward.
     """
 
     def __init__(
@@ -142,8 +144,10 @@ class GatewayGrpc:
         subscription_idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
         heartbeat_interval: float | None = DEFAULT_HEARTBEAT_INTERVAL,
         pubsub_name: str = "pubsub",
+        tls: tuple[bytes, bytes] | None = None,
     ) -> None:
         self.broker = broker
+        self._tls = tls
         self.gateway = gateway
         self.host = host
         self._requested_port = port
@@ -199,15 +203,19 @@ class GatewayGrpc:
         host = f"[{self.host}]" if ":" in self.host else self.host
         address = f"{host}:{self._requested_port}"
         try:
-            port = server.add_insecure_port(address)
+            if self._tls is None:
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, grpc.ssl_server_credentials([self._tls]))
         except RuntimeError as exc:  # grpc's "Failed to bind to address ..."
             raise OSError(errno.EADDRINUSE, f"cannot bind gRPC address {address}") from exc
         await server.start()
         self._server, self._port = server, port
         logger.info(
-            "gateway gRPC: serving on %s:%d (h2c, CloudEvent %s)",
+            "gateway gRPC: serving on %s:%d (%s, CloudEvent %s)",
             self.host,
             port,
+            "h2c" if self._tls is None else "TLS",
             self.cloudevent_proto,
         )
 

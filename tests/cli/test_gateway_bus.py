@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,6 +25,7 @@ from alpaca_cli.errors import (
     GatewayUnreachable,
     UsageError,
 )
+from alpaca_cli.platform.bus import Bus
 from alpaca_cli.platform.controller import ControllerClient
 from alpaca_cli.platform.gateway_bus import (
     RETRYABLE_STATUSES,
@@ -249,6 +252,29 @@ def test_tls_against_a_plain_port_is_unreachable(gateway: Gateway) -> None:
         bus.connect()
 
 
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_tls_with_the_gateways_certificate(tmp_path: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost"),
+            *("-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    for gateway in _start(tls=(key.read_bytes(), cert.read_bytes()), api_key="k"):
+        options = {"tls": True, "root_certificates": cert.read_bytes(), "api_key": "k"}
+        with gateway.bus(**options) as bus, bus.subscribe("t.tls") as sub:
+            bus.publish("t.tls", {"over": "tls"}, type="x")
+            event = sub.get(timeout=WAIT)
+        assert event is not None and orjson.loads(event.data) == {"over": "tls"}
+        with gateway.bus(connect_timeout=2) as plain, pytest.raises(GatewayUnreachable):
+            plain.connect()  # h2c against a TLS port
+
+
 def test_a_server_without_reflection_is_a_usage_error() -> None:
     thread_pool = ThreadPoolExecutor(1)
     server = grpc.server(thread_pool)
@@ -330,6 +356,13 @@ def test_every_grpc_status_maps_to_a_documented_exit_code() -> None:
     assert exit_code_of("INVALID_ARGUMENT") == ExitCode.USAGE
     assert exit_code_of("FAILED_PRECONDITION") == ExitCode.REFUSED
     assert "UNAUTHENTICATED" not in RETRYABLE_STATUSES and "UNAVAILABLE" in RETRYABLE_STATUSES
+
+
+def test_the_gateway_bus_is_a_bus() -> None:
+    """Checked by mypy: the assignment fails type checking if the protocol drifts."""
+    bus: Bus = GatewayBus("127.0.0.1:5002")
+    assert bus.name == "gateway"
+    bus.close()  # never connected: nothing to close, and no error
 
 
 def test_backoff_doubles_from_one_second_to_thirty() -> None:
