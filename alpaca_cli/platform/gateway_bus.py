@@ -887,7 +887,7 @@ class GatewaySubscription(Closing):
         closed = self._closed
         delays: Iterator[float] | None = None
         gap_started: float | None = None
-        reason = ""
+        gap_reason = reason = ""
         try:
             while not closed.is_set():
                 call = bus._open_stream(self.topic)
@@ -899,7 +899,7 @@ class GatewaySubscription(Closing):
                 try:
                     headers = call.initial_metadata()
                     if not call.done():
-                        self._stream_open(headers, gap_started, reason)
+                        self._stream_open(headers, gap_started, gap_reason)
                         gap_started, delays = None, None
                     self._pump(call)
                     reason = "the gateway ended the stream"
@@ -921,16 +921,22 @@ class GatewaySubscription(Closing):
                 if closed.is_set():
                     break
                 self._opened.set()
+                if delays is None:
+                    delays = backoff(bus.backoff_base, bus.backoff_max)
+                delay = next(delays)
                 if gap_started is None:
-                    gap_started = time.monotonic()
+                    gap_started, gap_reason = time.monotonic(), reason
                     self.gaps += 1
                     bus.log(
                         f"gateway stream of {self.topic} ended ({reason}); re-subscribing "
-                        "with backoff; events published meanwhile are lost"
+                        f"in {delay:g} s; events published until it is back are lost"
                     )
-                if delays is None:
-                    delays = backoff(bus.backoff_base, bus.backoff_max)
-                if closed.wait(next(delays)):
+                else:
+                    bus.log(
+                        f"gateway stream of {self.topic}: re-subscribing failed ({reason}); "
+                        f"next try in {delay:g} s"
+                    )
+                if closed.wait(delay):
                     break
         except Exception as exc:  # a decoding bug must not hang the consumer
             if not closed.is_set():

@@ -220,6 +220,32 @@ def test_the_idle_reaper_without_heartbeats_ends_a_stream_that_is_then_reopened(
             assert sub.gaps >= 1
 
 
+def test_a_gateway_restart_is_survived_through_failed_reopens() -> None:
+    from alpaca_cli.devstack.gateway_grpc import GatewayGrpc
+
+    for gateway in _start():
+        gaps = Gaps()
+        lines: list[str] = []
+        with gateway.bus(on_gap=gaps, log=lines.append) as bus, bus.subscribe("t.restart") as sub:
+            port = gateway.server.port
+            gateway.loop.run(gateway.server.stop())
+            while not any("ended" in line for line in lines):
+                assert sub.get(timeout=0.05) is None
+            # Down for a while: re-opens fail (UNAVAILABLE) and are retried with backoff.
+            replacement = GatewayGrpc(gateway.broker, port=port)
+            gateway.loop.run(replacement.start())
+            try:
+                assert gaps.event.wait(WAIT)
+                bus.publish("t.restart", {"back": True}, type="x")
+                event = sub.get(timeout=WAIT)
+                assert event is not None and orjson.loads(event.data) == {"back": True}
+                assert sub.gaps == 1
+                (gap,) = gaps.seen
+                assert gap.reason == "the gateway ended the stream"  # the cause, not a retry's
+            finally:
+                gateway.loop.run(replacement.stop())
+
+
 # -- errors ---------------------------------------------------------------------------------------
 
 
