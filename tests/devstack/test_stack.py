@@ -280,7 +280,8 @@ def dev_up(*args: str, env: dict[str, str] | None = None) -> Iterator[subprocess
     """
     child_env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     child_env.update(env or {})
-    ports = ["--gateway-port", "0", "--dapr-http-port", "0", "--dapr-grpc-port", "0"]
+    ports = ["--gateway-port", "0", "--gateway-grpc-port", "0"]
+    ports += ["--dapr-http-port", "0", "--dapr-grpc-port", "0"]
     with subprocess.Popen(
         [sys.executable, "-m", "alpaca_cli", "dev", "up", *ports, "--feed-port", "0", *args],
         stdin=subprocess.PIPE,
@@ -308,7 +309,7 @@ def wait_ready(proc: subprocess.Popen[str]) -> tuple[list[str], list[str]]:
     else:
         raise AssertionError(f"dev up exited early: {''.join(errors)}")
     exports: list[str] = []
-    while len(exports) < 6:
+    while len(exports) < 8:
         line = proc.stdout.readline()
         assert line, "stdout closed before every export line"
         exports.append(line.rstrip("\n"))
@@ -342,6 +343,8 @@ def test_dev_up_serves_writes_its_env_and_exits_when_stdin_closes(tmp_path: Path
             "VIRTUFIN_API_URL",
             "DAPR_HTTP_PORT",
             "DAPR_GRPC_PORT",
+            "VIRTUFIN_API_HOST",
+            "VIRTUFIN_API_GRPC_PORT",
             "ALPACA_STREAM_URL",
             "ALPACA_API_KEY",
             "ALPACA_API_SECRET",
@@ -352,6 +355,12 @@ def test_dev_up_serves_writes_its_env_and_exits_when_stdin_closes(tmp_path: Path
             assert gw.get("/v1/gateway/list-services").status_code == 401
             listed = gw.get("/v1/gateway/list-services", headers={"x-api-key": secret})
             assert listed.json()["services"] == ["workmanager", "websocketmanager"]
+        from alpaca_cli.platform.gateway_bus import GatewayBus
+
+        grpc_address = f"{written['VIRTUFIN_API_HOST']}:{written['VIRTUFIN_API_GRPC_PORT']}"
+        with GatewayBus(grpc_address, api_key=secret) as bus:
+            bus.connect()  # reflection lists virtufin.Pubsub, behind the same key
+            assert bus.shape == "cncf"
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         proc.stdin.close()
         assert proc.wait(timeout=WAIT) == 0
@@ -378,7 +387,8 @@ def test_dev_up_reports_a_taken_port() -> None:
         proc = subprocess.run(
             [
                 *(sys.executable, "-m", "alpaca_cli", "dev", "up", "--gateway-port", str(port)),
-                *("--dapr-http-port", "0", "--dapr-grpc-port", "0", "--feed-port", "0"),
+                *("--gateway-grpc-port", "0", "--dapr-http-port", "0", "--dapr-grpc-port", "0"),
+                *("--feed-port", "0"),
             ],
             capture_output=True,
             text=True,
