@@ -98,6 +98,15 @@ def command(
             "(single, Dapr 1.14/1.15).",
         ),
     ] = "copy",
+    resiliency_retries: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Redeliver an event a subscriber answers RETRY up to N times, like daprd with "
+            "a resiliency retry policy; 0 (default) is daprd without one: the event goes to the "
+            "dead-letter topic if the subscription named one, else it is dropped.",
+        ),
+    ] = 0,
     write_env: Annotated[
         Path | None,
         typer.Option(
@@ -144,6 +153,7 @@ def command(
             # Its own process: the market's generation must not share the relay's GIL.
             feed_process=True,
             dapr_streams=streams,
+            resiliency_retries=resiliency_retries,
         )
         serve(config, write_env=write_env, exit_with_stdin=exit_with_stdin)
 

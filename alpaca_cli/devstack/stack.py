@@ -55,6 +55,9 @@ class StackConfig:
 
     ``dapr_streams`` is the sidecar's ``streams_per_topic``: ``"split"`` / ``"single"`` make
     several streams of one client on one topic compete or fail, as beside a real sidecar.
+    ``resiliency_retries`` is the sidecar's: 0 (the default) behaves like daprd without a
+    resiliency policy, where a ``RETRY`` dead-letters or drops the event; N redelivers it up
+    to N times first, like daprd with a retry policy of N retries.
     """
 
     host: str = "127.0.0.1"
@@ -72,6 +75,7 @@ class StackConfig:
     reconnect_base_delay: float = 1.0
     feed_process: bool = False
     dapr_streams: StreamMode = "copy"
+    resiliency_retries: int = 0
 
     @classmethod
     def ephemeral(cls, **overrides: Any) -> StackConfig:
@@ -123,6 +127,7 @@ class EmbeddedPlatform:
             grpc_port=self.config.dapr_grpc_port,
             api_token=self.config.dapr_api_token,
             streams_per_topic=self.config.dapr_streams,
+            resiliency_retries=self.config.resiliency_retries,
         )
         self.gateway = Gateway(
             self.workmanager,
@@ -219,6 +224,7 @@ class EmbeddedPlatform:
             grpc_port=old.grpc_port,
             api_token=self.config.dapr_api_token,
             streams_per_topic=self.config.dapr_streams,
+            resiliency_retries=self.config.resiliency_retries,
         )
         await self.sidecar.start()
         self._sidecar_up = True
