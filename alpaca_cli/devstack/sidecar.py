@@ -54,6 +54,7 @@ import binascii
 import errno
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
@@ -79,7 +80,14 @@ from alpaca_cli.devstack.cloudevents import (
     media_type,
 )
 
-__all__ = ["API_TOKEN_HEADER", "RUNTIME_VERSION", "STREAM_MODES", "DaprSidecar", "StreamMode"]
+__all__ = [
+    "API_TOKEN_HEADER",
+    "RUNTIME_VERSION",
+    "STREAM_MODES",
+    "BulkEntry",
+    "DaprSidecar",
+    "StreamMode",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -530,18 +538,16 @@ class DaprSidecar:
         return web.json_response(body)
 
 
+@dataclass(frozen=True, slots=True)
 class BulkEntry:
-    """One entry of a bulk publish, in either transport's terms."""
+    """One entry of a bulk publish, the same whether it came over gRPC or HTTP."""
 
-    __slots__ = ("content_type", "data", "entry_id", "metadata")
-
-    def __init__(
-        self, entry_id: str, data: bytes, content_type: str, metadata: dict[str, str]
-    ) -> None:
-        self.entry_id = entry_id
-        self.data = data
-        self.content_type = content_type
-        self.metadata = metadata
+    entry_id: str
+    data: bytes
+    """The event as bytes (HTTP entries are converted by their content type first)."""
+    content_type: str
+    metadata: dict[str, str]
+    """The entry's own publish metadata, applied over the request's."""
 
 
 def _bulk_entries_from_json(body: bytes) -> list[BulkEntry]:
