@@ -132,6 +132,15 @@ def command(
             "(attributes, top-level text_data/binary_data) or the nested data message.",
         ),
     ] = "cncf",
+    resiliency_retries: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Redeliver an event a subscriber answers RETRY up to N times, like daprd with "
+            "a resiliency retry policy; 0 (default) is daprd without one: the event goes to the "
+            "dead-letter topic if the subscription named one, else it is dropped.",
+        ),
+    ] = 0,
     write_env: Annotated[
         Path | None,
         typer.Option(
@@ -189,6 +198,7 @@ def command(
             subscription_idle_timeout=subscription_idle_timeout,
             heartbeat_interval=heartbeat_interval,
             cloudevent_proto=shape,
+            resiliency_retries=resiliency_retries,
         )
         serve(config, write_env=write_env, exit_with_stdin=exit_with_stdin)
 

@@ -67,6 +67,9 @@ class StackConfig:
     reaped) and ``heartbeat_interval`` (0: no heartbeats) are its sweeper and keep-alive,
     ``cloudevent_proto`` (``"cncf"`` / ``"nested"``) and ``subscribe_request`` (``"topics"`` /
     the older ``"topic"``) the message shapes it speaks and reflects.
+    ``resiliency_retries`` is the sidecar's: 0 (the default) behaves like daprd without a
+    resiliency policy, where a ``RETRY`` dead-letters or drops the event; N redelivers it up
+    to N times first, like daprd with a retry policy of N retries.
     """
 
     host: str = "127.0.0.1"
@@ -89,6 +92,7 @@ class StackConfig:
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     cloudevent_proto: CloudEventShape = "cncf"
     subscribe_request: SubscribeShape = "topics"
+    resiliency_retries: int = 0
 
     @classmethod
     def ephemeral(cls, **overrides: Any) -> StackConfig:
@@ -141,6 +145,7 @@ class EmbeddedPlatform:
             grpc_port=self.config.dapr_grpc_port,
             api_token=self.config.dapr_api_token,
             streams_per_topic=self.config.dapr_streams,
+            resiliency_retries=self.config.resiliency_retries,
         )
         self.gateway = Gateway(
             self.workmanager,
@@ -252,6 +257,7 @@ class EmbeddedPlatform:
             grpc_port=old.grpc_port,
             api_token=self.config.dapr_api_token,
             streams_per_topic=self.config.dapr_streams,
+            resiliency_retries=self.config.resiliency_retries,
         )
         await self.sidecar.start()
         self._sidecar_up = True

@@ -500,3 +500,25 @@ def test_dev_up_runs_its_feed_in_a_child_that_dies_with_it() -> None:
         proc.kill()  # no clean-up in dev up at all: the child must still go
         proc.wait()
     assert _wait_gone(feed), "the feed process outlived dev up"
+
+
+def test_dev_up_resiliency_retries_reach_the_sidecar(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import alpaca_cli.commands.dev_up as dev_up
+    from alpaca_cli.main import app
+
+    seen: list[StackConfig] = []
+    monkeypatch.setattr(dev_up, "serve", lambda config, **_: seen.append(config))
+    result = CliRunner().invoke(app, ["dev", "up", "--resiliency-retries", "3"])
+    assert result.exit_code == 0, result.stderr
+    assert [c.resiliency_retries for c in seen] == [3]
+    result = CliRunner().invoke(app, ["dev", "up"])
+    assert [c.resiliency_retries for c in seen] == [3, 0], "daprd without a policy by default"
+    result = CliRunner().invoke(app, ["dev", "up", "--resiliency-retries", "-1"])
+    assert result.exit_code == 2 and "resiliency-retries" in result.stderr
+
+
+def test_the_platforms_sidecar_gets_the_retry_policy() -> None:
+    with start_in_thread(StackConfig.ephemeral(feed=False, resiliency_retries=2)) as platform:
+        assert platform.sidecar.resiliency_retries == 2
