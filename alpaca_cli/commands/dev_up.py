@@ -28,6 +28,7 @@ from alpaca_cli.errors import UsageError
 if TYPE_CHECKING:
     from alpaca_cli.devstack.sidecar import StreamMode
     from alpaca_cli.devstack.stack import EmbeddedPlatform, StackConfig
+    from alpaca_cli.devstack.wsm import LifecycleNames
 
 SECRET_NAMES = frozenset({"VIRTUFIN_API_KEY", "DAPR_API_TOKEN"})
 """Variables the operator already holds: written to ``--write-env`` but never printed."""
@@ -98,6 +99,63 @@ def command(
             "(single, Dapr 1.14/1.15).",
         ),
     ] = "copy",
+    connection_record_ttl: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            metavar="S",
+            help="Newer platform: drop a WSM connection record S seconds after its last "
+            "successful SendRaw (the socket keeps streaming); 300 is the platform default. "
+            "Off when not given.",
+        ),
+    ] = None,
+    drop_commands: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="Newer platform: ack and drop the first N messages on each worker input "
+            "topic, with no reply (a replica without the worker).",
+        ),
+    ] = 0,
+    reconnect_attempts: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help="Newer platform: the WSM gives up after N reconnect attempts and leaves the "
+            "connection DISCONNECTED for good (0 = never reconnect). Default: 5, then ERROR.",
+        ),
+    ] = None,
+    lifecycle_names: Annotated[
+        str,
+        typer.Option(
+            metavar="classic|spec|reference",
+            help="Lifecycle event types the WSM and WorkManager emit: classic "
+            "(...lifecycle.connected), spec (...lifecycle.connection.connected, "
+            "...lifecycle.worker.created) or reference (registered ... closed, failed).",
+        ),
+    ] = "classic",
+    owned_elsewhere: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            metavar="S",
+            help="Newer platform: for S seconds after a connection is created, calls on it "
+            "fail with 'Connection owned by different instance: <id>' (a rolling update).",
+        ),
+    ] = 0.0,
+    duplicate_create: Annotated[
+        bool,
+        typer.Option(
+            help="Newer platform: the gateway runs every CreateWorker twice (a retried call) "
+            "and answers with the second id."
+        ),
+    ] = False,
+    start_on_create: Annotated[
+        bool,
+        typer.Option(help="Newest spec: a new worker is already running after CreateWorker."),
+    ] = False,
     write_env: Annotated[
         Path | None,
         typer.Option(
@@ -119,6 +177,7 @@ def command(
     """
     with reported_errors():
         streams = _stream_mode(dapr_streams)
+        names = _lifecycle_names(lifecycle_names)
         feed: dict[str, Any] = {
             "drop_after": drop_after,
             "rate": rate,
@@ -144,6 +203,13 @@ def command(
             # Its own process: the market's generation must not share the relay's GIL.
             feed_process=True,
             dapr_streams=streams,
+            connection_record_ttl=connection_record_ttl,
+            drop_commands=drop_commands,
+            reconnect_attempts=reconnect_attempts,
+            lifecycle_names=names,
+            owned_elsewhere=owned_elsewhere,
+            duplicate_create=duplicate_create,
+            start_on_create=start_on_create,
         )
         serve(config, write_env=write_env, exit_with_stdin=exit_with_stdin)
 
@@ -156,6 +222,17 @@ def _stream_mode(value: str) -> StreamMode:
             return mode
     raise UsageError(
         f"--dapr-streams {value}: give one of {', '.join(STREAM_MODES)}.",
+    )
+
+
+def _lifecycle_names(value: str) -> LifecycleNames:
+    from alpaca_cli.devstack.wsm import LIFECYCLE_FAMILIES
+
+    for family in LIFECYCLE_FAMILIES:
+        if value == family:
+            return family
+    raise UsageError(
+        f"--lifecycle-names {value}: give one of {', '.join(LIFECYCLE_FAMILIES)}.",
     )
 
 
@@ -272,6 +349,26 @@ async def _serve(config: StackConfig, *, write_env: Path | None, exit_with_stdin
     sys.stderr.write("dev up: stopped.\n")
 
 
+def _knobs(config: StackConfig) -> str:
+    """The newer-platform options in effect, as ``--option value`` text (empty: none)."""
+    shown = []
+    if config.connection_record_ttl is not None:
+        shown.append(f"--connection-record-ttl {config.connection_record_ttl:g}")
+    if config.drop_commands:
+        shown.append(f"--drop-commands {config.drop_commands}")
+    if config.reconnect_attempts is not None:
+        shown.append(f"--reconnect-attempts {config.reconnect_attempts}")
+    if config.lifecycle_names != "classic":
+        shown.append(f"--lifecycle-names {config.lifecycle_names}")
+    if config.owned_elsewhere:
+        shown.append(f"--owned-elsewhere {config.owned_elsewhere:g}")
+    if config.duplicate_create:
+        shown.append("--duplicate-create")
+    if config.start_on_create:
+        shown.append("--start-on-create")
+    return " ".join(shown)
+
+
 def _announce(platform: EmbeddedPlatform) -> None:
     lines = [
         f"dev up: gateway      {platform.gateway_url}"
@@ -282,6 +379,9 @@ def _announce(platform: EmbeddedPlatform) -> None:
     ]
     if platform.stream_url:
         lines.append(f"dev up: alpaca feed  {platform.stream_url}")
+    knobs = _knobs(platform.config)
+    if knobs:
+        lines.append(f"dev up: newer-platform behaviour: {knobs}")
     lines.append("dev up: ready. Copy the export lines above into another shell; Ctrl+C stops.")
     sys.stderr.write("".join(line + "\n" for line in lines))
     sys.stderr.flush()

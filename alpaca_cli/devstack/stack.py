@@ -25,7 +25,12 @@ from alpaca_cli.devstack.broker import Broker
 from alpaca_cli.devstack.gateway import Gateway
 from alpaca_cli.devstack.sidecar import DaprSidecar, StreamMode
 from alpaca_cli.devstack.workmanager import WorkManager
-from alpaca_cli.devstack.wsm import ReconnectPolicy, WebSocketManager
+from alpaca_cli.devstack.wsm import (
+    ConnectionStatus,
+    LifecycleNames,
+    ReconnectPolicy,
+    WebSocketManager,
+)
 
 if TYPE_CHECKING:
     from alpaca_cli.devstack.loopthread import LoopThread
@@ -55,6 +60,25 @@ class StackConfig:
 
     ``dapr_streams`` is the sidecar's ``streams_per_topic``: ``"split"`` / ``"single"`` make
     several streams of one client on one topic compete or fail, as beside a real sidecar.
+
+    The newer platform's long-run behaviours (spec "Newer platform behaviour", issue 12), all
+    off by default, so the platform stays the mid-August 2026 one unless asked:
+
+    * ``connection_record_ttl`` - seconds a WSM connection record lives after its creation or
+      last successful SendRaw; then it leaves ``List`` and calls on it answer
+      ``Connection not found`` while the socket goes on publishing (``300`` plays today's
+      platform default).
+    * ``drop_commands`` - the WorkManager acks and drops the first N messages on each input
+      topic, no reply.
+    * ``reconnect_attempts`` - the WSM gives up after N attempts and leaves the connection
+      ``DISCONNECTED`` for good (0: never reconnects); ``None`` keeps 5 attempts ending in
+      ``ERROR``.
+    * ``lifecycle_names`` - ``classic``, ``spec`` or ``reference`` event-type names (see
+      :mod:`~alpaca_cli.devstack.wsm` and :mod:`~alpaca_cli.devstack.workmanager`).
+    * ``owned_elsewhere`` - seconds after creation during which calls on a connection answer
+      ``Connection owned by different instance: <id>``.
+    * ``duplicate_create`` - the gateway runs every CreateWorker twice, answering the second id.
+    * ``start_on_create`` - a new worker is already RUNNING when CreateWorker answers.
     """
 
     host: str = "127.0.0.1"
@@ -72,6 +96,23 @@ class StackConfig:
     reconnect_base_delay: float = 1.0
     feed_process: bool = False
     dapr_streams: StreamMode = "copy"
+    connection_record_ttl: float | None = None
+    drop_commands: int = 0
+    reconnect_attempts: int | None = None
+    lifecycle_names: LifecycleNames = "classic"
+    owned_elsewhere: float = 0.0
+    duplicate_create: bool = False
+    start_on_create: bool = False
+
+    def reconnect_policy(self) -> ReconnectPolicy:
+        """The WSM's policy: the platform's 5 attempts, or ``reconnect_attempts`` then terminal."""
+        if self.reconnect_attempts is None:
+            return ReconnectPolicy(base_delay=self.reconnect_base_delay)
+        return ReconnectPolicy(
+            attempts=self.reconnect_attempts,
+            base_delay=self.reconnect_base_delay,
+            exhausted=ConnectionStatus.DISCONNECTED,
+        )
 
     @classmethod
     def ephemeral(cls, **overrides: Any) -> StackConfig:
@@ -113,9 +154,19 @@ class EmbeddedPlatform:
         self.alpaca_secret = self.config.alpaca_secret or secrets.token_urlsafe(24)
         self.broker = Broker()
         self.wsm = WebSocketManager(
-            self.broker, policy=ReconnectPolicy(base_delay=self.config.reconnect_base_delay)
+            self.broker,
+            policy=self.config.reconnect_policy(),
+            record_ttl=self.config.connection_record_ttl,
+            owned_elsewhere=self.config.owned_elsewhere,
+            lifecycle_names=self.config.lifecycle_names,
         )
-        self.workmanager = WorkManager(self.broker, self.wsm)
+        self.workmanager = WorkManager(
+            self.broker,
+            self.wsm,
+            drop_commands=self.config.drop_commands,
+            start_on_create=self.config.start_on_create,
+            lifecycle_names=self.config.lifecycle_names,
+        )
         self.sidecar = DaprSidecar(
             self.broker,
             host=self.config.host,
@@ -132,6 +183,7 @@ class EmbeddedPlatform:
             api_key=self.config.api_key,
             legacy=self.config.legacy,
             dapr_healthy=lambda: self._sidecar_up,
+            duplicate_create=self.config.duplicate_create,
         )
         self.feed: Any = None
         """The feed's ``FeedServer`` once started, or its ``FeedProcess`` with
