@@ -28,7 +28,7 @@ from alpaca_cli.errors import UsageError
 if TYPE_CHECKING:
     from alpaca_cli.devstack.sidecar import StreamMode
     from alpaca_cli.devstack.stack import EmbeddedPlatform, StackConfig
-    from alpaca_cli.devstack.wsm import LifecycleNames
+    from alpaca_cli.devstack.wsm import ConnectIdKey, LifecycleNames
 
 SECRET_NAMES = frozenset({"VIRTUFIN_API_KEY", "DAPR_API_TOKEN"})
 """Variables the operator already holds: written to ``--write-env`` but never printed."""
@@ -156,6 +156,13 @@ def command(
         bool,
         typer.Option(help="Newest spec: a new worker is already running after CreateWorker."),
     ] = False,
+    connect_id_key: Annotated[
+        str,
+        typer.Option(
+            metavar="id|connection_id|connectionId",
+            help="Key of the connection id in a WSM Connect result (newer builds drift).",
+        ),
+    ] = "id",
     write_env: Annotated[
         Path | None,
         typer.Option(
@@ -178,6 +185,7 @@ def command(
     with reported_errors():
         streams = _stream_mode(dapr_streams)
         names = _lifecycle_names(lifecycle_names)
+        id_key = _connect_id_key(connect_id_key)
         feed: dict[str, Any] = {
             "drop_after": drop_after,
             "rate": rate,
@@ -210,6 +218,7 @@ def command(
             owned_elsewhere=owned_elsewhere,
             duplicate_create=duplicate_create,
             start_on_create=start_on_create,
+            connect_id_key=id_key,
         )
         serve(config, write_env=write_env, exit_with_stdin=exit_with_stdin)
 
@@ -234,6 +243,15 @@ def _lifecycle_names(value: str) -> LifecycleNames:
     raise UsageError(
         f"--lifecycle-names {value}: give one of {', '.join(LIFECYCLE_FAMILIES)}.",
     )
+
+
+def _connect_id_key(value: str) -> ConnectIdKey:
+    from alpaca_cli.devstack.wsm import CONNECT_ID_KEYS
+
+    for key in CONNECT_ID_KEYS:
+        if value == key:
+            return key
+    raise UsageError(f"--connect-id-key {value}: give one of {', '.join(CONNECT_ID_KEYS)}.")
 
 
 def _secret_from_env(var: str | None, option: str) -> str | None:
@@ -366,6 +384,8 @@ def _knobs(config: StackConfig) -> str:
         shown.append("--duplicate-create")
     if config.start_on_create:
         shown.append("--start-on-create")
+    if config.connect_id_key != "id":
+        shown.append(f"--connect-id-key {config.connect_id_key}")
     return " ".join(shown)
 
 

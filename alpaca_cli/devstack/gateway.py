@@ -147,7 +147,7 @@ def build_services(
             auto_reconnect=req.get("auto_reconnect", False),
             tags=req.get("tags"),
         )
-        return {"id": record.id, "status": record.status.value}
+        return wsm.connect_result(record)
 
     async def list_connections(req: dict[str, Any]) -> dict[str, Any]:
         connections = [r.to_json() for r in wsm.list()]

@@ -26,6 +26,7 @@ from alpaca_cli.devstack.gateway import Gateway
 from alpaca_cli.devstack.sidecar import DaprSidecar, StreamMode
 from alpaca_cli.devstack.workmanager import WorkManager
 from alpaca_cli.devstack.wsm import (
+    ConnectIdKey,
     ConnectionStatus,
     LifecycleNames,
     ReconnectPolicy,
@@ -79,6 +80,8 @@ class StackConfig:
       ``Connection owned by different instance: <id>``.
     * ``duplicate_create`` - the gateway runs every CreateWorker twice, answering the second id.
     * ``start_on_create`` - a new worker is already RUNNING when CreateWorker answers.
+    * ``connect_id_key`` - the key of the id in a WSM Connect result: ``id``,
+      ``connection_id`` or ``connectionId``.
     """
 
     host: str = "127.0.0.1"
@@ -103,6 +106,7 @@ class StackConfig:
     owned_elsewhere: float = 0.0
     duplicate_create: bool = False
     start_on_create: bool = False
+    connect_id_key: ConnectIdKey = "id"
 
     def reconnect_policy(self) -> ReconnectPolicy:
         """The WSM's policy: the platform's 5 attempts, or ``reconnect_attempts`` then terminal."""
@@ -159,6 +163,7 @@ class EmbeddedPlatform:
             record_ttl=self.config.connection_record_ttl,
             owned_elsewhere=self.config.owned_elsewhere,
             lifecycle_names=self.config.lifecycle_names,
+            connect_id_key=self.config.connect_id_key,
         )
         self.workmanager = WorkManager(
             self.broker,

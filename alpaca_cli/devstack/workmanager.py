@@ -253,7 +253,16 @@ class WorkManager:
         self._lifecycle("registered", worker)
         return worker
 
-    async def create(self, **kwargs: Any) -> Worker:
+    async def create(
+        self,
+        *,
+        code: CodeSource,
+        mime_type: str,
+        topics: list[str],
+        tags: dict[str, str] | None = None,
+        group: str = "",
+        config: dict[str, str] | None = None,
+    ) -> Worker:
         """CreateWorker: :meth:`create_worker`, then start it with ``start_on_create``.
 
         A start that fails (an engine error) leaves the worker created and stopped, and the
@@ -263,7 +272,9 @@ class WorkManager:
         Raises:
             RpcError: as :meth:`create_worker`.
         """
-        worker = self.create_worker(**kwargs)
+        worker = self.create_worker(
+            code=code, mime_type=mime_type, topics=topics, tags=tags, group=group, config=config
+        )
         if self.start_on_create:
             with contextlib.suppress(RpcError):
                 await self.start_worker(worker.id)

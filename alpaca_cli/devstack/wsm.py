@@ -27,6 +27,8 @@ Knobs for the newer platform ("Newer platform behaviour"), all off by default:
   fails with UNAVAILABLE ``Connection owned by different instance: <id>``, where ``<id>`` is
   the instance id of a (fictitious) peer replica, as during a rolling update. ``List`` still
   shows the record.
+* ``connect_id_key``: the key of the id in a Connect result, ``id`` or one of the newer
+  spellings ``connection_id`` / ``connectionId`` (clients must read all three).
 * connection tags: ``SetTag``, ``SetTags``, ``GetTag``, ``GetTags`` and ``tags`` on Connect,
   with the worker limits (:func:`~alpaca_cli.devstack.schema.check_tags`); they survive
   reconnects and are never sent upstream.
@@ -59,9 +61,11 @@ from alpaca_cli.devstack.rpc import RpcError, Status
 from alpaca_cli.devstack.schema import check_tags
 
 __all__ = [
+    "CONNECT_ID_KEYS",
     "LIFECYCLE_FAMILIES",
     "LIFECYCLE_TOPIC",
     "OWNED_ELSEWHERE",
+    "ConnectIdKey",
     "ConnectionRecord",
     "ConnectionStatus",
     "LifecycleNames",
@@ -86,6 +90,10 @@ OWNED_ELSEWHERE = "Connection owned by different instance: "
 LifecycleNames = Literal["classic", "spec", "reference"]
 """The documented families of lifecycle event-type names (``--lifecycle-names``)."""
 LIFECYCLE_FAMILIES: Final[tuple[LifecycleNames, ...]] = ("classic", "spec", "reference")
+
+ConnectIdKey = Literal["id", "connection_id", "connectionId"]
+"""The documented keys of the connection id in a Connect result (``--connect-id-key``)."""
+CONNECT_ID_KEYS: Final[tuple[ConnectIdKey, ...]] = ("id", "connection_id", "connectionId")
 
 _WSM_EVENT_NAMES: Final[dict[LifecycleNames, dict[str, str]]] = {
     # The WebSocketManager page: com.virtufin.websocketmanager.lifecycle.<suffix>.
@@ -232,6 +240,7 @@ class WebSocketManager:
     * ``owned_elsewhere`` - seconds after creation during which calls on a connection answer
       ``Connection owned by different instance: <id>`` (0: never).
     * ``lifecycle_names`` - which documented family of event types to emit.
+    * ``connect_id_key`` - the key of the id in :meth:`connect_result`.
     * ``clock`` - monotonic seconds (TTL and ownership windows); tests may pass their own.
 
     Errors are :class:`~alpaca_cli.devstack.rpc.RpcError` with the platform's messages.
@@ -248,6 +257,7 @@ class WebSocketManager:
         record_ttl: float | None = None,
         owned_elsewhere: float = 0.0,
         lifecycle_names: LifecycleNames = "classic",
+        connect_id_key: ConnectIdKey = "id",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._broker = broker
@@ -264,6 +274,7 @@ class WebSocketManager:
         self.peer_instance_id = f"wsm-{secrets.token_hex(4)}"
         """The instance ``owned_elsewhere`` names as the owner."""
         self._names = _WSM_EVENT_NAMES[lifecycle_names]
+        self.connect_id_key = connect_id_key
         self._clock = clock
 
     # -- API (the gateway's websocketmanager service and the controller call these) ----------
@@ -303,6 +314,10 @@ class WebSocketManager:
         self._lifecycle("connected", record)
         conn.task = asyncio.create_task(self._run(conn), name=f"wsm-{record.id}")
         return record
+
+    def connect_result(self, record: ConnectionRecord) -> dict[str, Any]:
+        """The Connect response: the id under ``connect_id_key``, and the status name."""
+        return {self.connect_id_key: record.id, "status": record.status.value}
 
     def list(self) -> list[ConnectionRecord]:
         """Every connection this instance holds, oldest first (expired records left out)."""

@@ -363,10 +363,23 @@ def test_connection_tags_over_invoke_json(scripted_server: ScriptedServer) -> No
         assert (unknown["status"], unknown["message"]) == ("NOT_FOUND", "Connection not found")
 
 
+# -- Connect result spellings ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["id", "connection_id", "connectionId"])
+def test_connect_answers_the_id_under_the_chosen_key(
+    scripted_server: ScriptedServer, key: str
+) -> None:
+    with platform_with(connect_id_key=key) as (_, client):
+        answer = ok(client, WSM, "Connect", {"url": scripted_server.url})
+        assert set(answer) == {key, "status"} and answer["status"] == "CONNECTED"
+        assert [c["id"] for c in connections(client)] == [answer[key]]  # List keeps "id"
+
+
 # -- dev up options --------------------------------------------------------------------------
 
 
-def test_dev_up_refuses_an_unknown_lifecycle_family() -> None:
+def test_dev_up_refuses_unknown_choices() -> None:
     from typer.testing import CliRunner
 
     from alpaca_cli.main import app
@@ -374,6 +387,9 @@ def test_dev_up_refuses_an_unknown_lifecycle_family() -> None:
     result = CliRunner().invoke(app, ["dev", "up", "--lifecycle-names", "newest"])
     assert result.exit_code == 2
     assert "--lifecycle-names newest: give one of classic, spec, reference." in result.stderr
+    result = CliRunner().invoke(app, ["dev", "up", "--connect-id-key", "uuid"])
+    assert result.exit_code == 2
+    assert "--connect-id-key uuid: give one of id, connection_id, connectionId." in result.stderr
 
 
 def test_dev_up_options_reach_the_platform() -> None:
@@ -383,7 +399,7 @@ def test_dev_up_options_reach_the_platform() -> None:
     knobs = [
         *("--connection-record-ttl", "1", "--drop-commands", "2", "--reconnect-attempts", "0"),
         *("--lifecycle-names", "reference", "--owned-elsewhere", "0.5"),
-        *("--duplicate-create", "--start-on-create"),
+        *("--duplicate-create", "--start-on-create", "--connect-id-key", "connectionId"),
     ]
     with subprocess.Popen(
         [sys.executable, "-m", "alpaca_cli", "dev", "up", "--exit-with-stdin", *ports, *knobs],
