@@ -156,6 +156,13 @@ def command(
         bool,
         typer.Option(help="Newest spec: a new worker is already running after CreateWorker."),
     ] = False,
+    unhealthy_without_keys: Annotated[
+        bool,
+        typer.Option(
+            help="Newer platform: without --api-key-env, /health reports Unhealthy (503) "
+            "while everything serves, as outside Development."
+        ),
+    ] = False,
     connect_id_key: Annotated[
         str,
         typer.Option(
@@ -219,6 +226,7 @@ def command(
             duplicate_create=duplicate_create,
             start_on_create=start_on_create,
             connect_id_key=id_key,
+            unhealthy_without_keys=unhealthy_without_keys,
         )
         serve(config, write_env=write_env, exit_with_stdin=exit_with_stdin)
 
@@ -384,6 +392,8 @@ def _knobs(config: StackConfig) -> str:
         shown.append("--duplicate-create")
     if config.start_on_create:
         shown.append("--start-on-create")
+    if config.unhealthy_without_keys:
+        shown.append("--unhealthy-without-keys")
     if config.connect_id_key != "id":
         shown.append(f"--connect-id-key {config.connect_id_key}")
     return " ".join(shown)

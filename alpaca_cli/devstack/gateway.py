@@ -16,6 +16,9 @@ Wire contract (``spec/virtufin-platform.md``, "Gateway HTTP"):
 * ``legacy=True`` plays a platform from before mid-Aug 2026: CreateWorker takes ``topic`` (+
   optional ``group``) and rejects ``topics`` and ``config``, ListWorkers rejects ``filters``,
   and the schemas say so.
+* ``keys_required_ready=True`` plays a gateway outside Development with no API keys configured:
+  ``/health`` is Unhealthy (HTTP 503, entry ``api-keys``) while every route still serves (spec
+  "Readiness"; the entry's name and text are ours, the real ones are undocumented).
 * ``duplicate_create=True`` plays the gateway's own retry of a CreateWorker that had worked
   (spec "Newer platform behaviour"): every CreateWorker runs twice and answers with the second
   worker's id, leaving an extra worker with the same tags behind.
@@ -283,6 +286,8 @@ class Gateway:
     * ``api_key`` - when set, required as ``x-api-key`` on every route but ``/health``.
     * ``legacy`` - behave like an older platform (CreateWorker ``topic`` instead of ``topics``).
     * ``duplicate_create`` - run every CreateWorker twice, answering with the second id.
+    * ``keys_required_ready`` - without ``api_key``, report ``/health`` Unhealthy (readiness)
+      and serve anyway.
     * ``dapr_healthy`` - reports the sidecar's state for ``/health`` (Unhealthy + 503 when False).
     * ``deadline`` - backend deadline per call, seconds (``DEADLINE_EXCEEDED`` after it).
     """
@@ -299,6 +304,7 @@ class Gateway:
         dapr_healthy: HealthCheck | None = None,
         deadline: float = 30.0,
         duplicate_create: bool = False,
+        keys_required_ready: bool = False,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -307,6 +313,7 @@ class Gateway:
         self.legacy = legacy
         self._dapr_healthy = dapr_healthy or (lambda: True)
         self._deadline = deadline
+        self._keys_missing = keys_required_ready and self._api_key is None
         self.services = build_services(
             workmanager, wsm, legacy=legacy, duplicate_create=duplicate_create
         )
@@ -371,16 +378,19 @@ class Gateway:
                 "tags": [],
             }
 
-        healthy = dapr_ok
+        healthy = dapr_ok and not self._keys_missing
+        entries = {
+            "dapr": entry(
+                dapr_ok, dapr_took, "Dapr sidecar is healthy" if dapr_ok else "Dapr is down"
+            ),
+            "grpc-channel-pool": entry(True, 0.0, "gRPC channel pool is healthy"),
+        }
+        if self._keys_missing:
+            entries["api-keys"] = entry(False, 0.0, "No API keys are configured")
         body = {
             "status": "Healthy" if healthy else "Unhealthy",
             "totalDuration": _duration(time.perf_counter() - started),
-            "entries": {
-                "dapr": entry(
-                    dapr_ok, dapr_took, "Dapr sidecar is healthy" if dapr_ok else "Dapr is down"
-                ),
-                "grpc-channel-pool": entry(True, 0.0, "gRPC channel pool is healthy"),
-            },
+            "entries": entries,
         }
         return _json(body, 200 if healthy else 503)
 

@@ -80,6 +80,8 @@ class StackConfig:
       ``Connection owned by different instance: <id>``.
     * ``duplicate_create`` - the gateway runs every CreateWorker twice, answering the second id.
     * ``start_on_create`` - a new worker is already RUNNING when CreateWorker answers.
+    * ``unhealthy_without_keys`` - with no ``api_key``, the gateway's ``/health`` says
+      Unhealthy (503) while it serves, as a production gateway without API keys does.
     * ``connect_id_key`` - the key of the id in a WSM Connect result: ``id``,
       ``connection_id`` or ``connectionId``.
     """
@@ -107,6 +109,7 @@ class StackConfig:
     duplicate_create: bool = False
     start_on_create: bool = False
     connect_id_key: ConnectIdKey = "id"
+    unhealthy_without_keys: bool = False
 
     def reconnect_policy(self) -> ReconnectPolicy:
         """The WSM's policy: the platform's 5 attempts, or ``reconnect_attempts`` then terminal."""
@@ -189,6 +192,7 @@ class EmbeddedPlatform:
             legacy=self.config.legacy,
             dapr_healthy=lambda: self._sidecar_up,
             duplicate_create=self.config.duplicate_create,
+            keys_required_ready=self.config.unhealthy_without_keys,
         )
         self.feed: Any = None
         """The feed's ``FeedServer`` once started, or its ``FeedProcess`` with

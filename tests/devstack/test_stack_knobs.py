@@ -363,6 +363,22 @@ def test_connection_tags_over_invoke_json(scripted_server: ScriptedServer) -> No
         assert (unknown["status"], unknown["message"]) == ("NOT_FOUND", "Connection not found")
 
 
+# -- readiness without API keys ------------------------------------------------------------
+
+
+def test_a_gateway_without_keys_can_be_unready_yet_serve() -> None:
+    with platform_with(unhealthy_without_keys=True) as (_, client):
+        health = client.get("/health")
+        assert health.status_code == 503
+        body = health.json()
+        assert body["status"] == "Unhealthy"
+        assert body["entries"]["api-keys"]["status"] == "Unhealthy"
+        assert body["entries"]["dapr"]["status"] == "Healthy"
+        assert workers(client) == []  # still serving
+    with platform_with(unhealthy_without_keys=True, api_key="k") as (_, client):
+        assert client.get("/health").status_code == 200  # keys configured: ready
+
+
 # -- Connect result spellings ---------------------------------------------------------------
 
 
@@ -399,7 +415,8 @@ def test_dev_up_options_reach_the_platform() -> None:
     knobs = [
         *("--connection-record-ttl", "1", "--drop-commands", "2", "--reconnect-attempts", "0"),
         *("--lifecycle-names", "reference", "--owned-elsewhere", "0.5"),
-        *("--duplicate-create", "--start-on-create", "--connect-id-key", "connectionId"),
+        *("--duplicate-create", "--start-on-create", "--unhealthy-without-keys"),
+        *("--connect-id-key", "connectionId"),
     ]
     with subprocess.Popen(
         [sys.executable, "-m", "alpaca_cli", "dev", "up", "--exit-with-stdin", *ports, *knobs],
