@@ -28,7 +28,7 @@ from alpaca_cli.errors import UsageError
 if TYPE_CHECKING:
     from alpaca_cli.devstack.sidecar import StreamMode
     from alpaca_cli.devstack.stack import EmbeddedPlatform, StackConfig
-    from alpaca_cli.devstack.wsm import ConnectIdKey, LifecycleNames
+    from alpaca_cli.devstack.wsm import ConnectIdKey, FrameFormat, LifecycleNames
 
 SECRET_NAMES = frozenset({"VIRTUFIN_API_KEY", "DAPR_API_TOKEN"})
 """Variables the operator already holds: written to ``--write-env`` but never printed."""
@@ -163,6 +163,14 @@ def command(
             "while everything serves, as outside Development."
         ),
     ] = False,
+    frame_format: Annotated[
+        str,
+        typer.Option(
+            metavar="flat|envelope|bare",
+            help="How the WSM publishes frames: flat data with extensions (today), the older "
+            "base64 envelope, or bare (Dapr's default type/source, no extensions).",
+        ),
+    ] = "flat",
     connect_id_key: Annotated[
         str,
         typer.Option(
@@ -193,6 +201,7 @@ def command(
         streams = _stream_mode(dapr_streams)
         names = _lifecycle_names(lifecycle_names)
         id_key = _connect_id_key(connect_id_key)
+        frames = _frame_format(frame_format)
         feed: dict[str, Any] = {
             "drop_after": drop_after,
             "rate": rate,
@@ -227,6 +236,7 @@ def command(
             start_on_create=start_on_create,
             connect_id_key=id_key,
             unhealthy_without_keys=unhealthy_without_keys,
+            frame_format=frames,
         )
         serve(config, write_env=write_env, exit_with_stdin=exit_with_stdin)
 
@@ -260,6 +270,15 @@ def _connect_id_key(value: str) -> ConnectIdKey:
         if value == key:
             return key
     raise UsageError(f"--connect-id-key {value}: give one of {', '.join(CONNECT_ID_KEYS)}.")
+
+
+def _frame_format(value: str) -> FrameFormat:
+    from alpaca_cli.devstack.wsm import FRAME_FORMATS
+
+    for fmt in FRAME_FORMATS:
+        if value == fmt:
+            return fmt
+    raise UsageError(f"--frame-format {value}: give one of {', '.join(FRAME_FORMATS)}.")
 
 
 def _secret_from_env(var: str | None, option: str) -> str | None:
@@ -394,6 +413,8 @@ def _knobs(config: StackConfig) -> str:
         shown.append("--start-on-create")
     if config.unhealthy_without_keys:
         shown.append("--unhealthy-without-keys")
+    if config.frame_format != "flat":
+        shown.append(f"--frame-format {config.frame_format}")
     if config.connect_id_key != "id":
         shown.append(f"--connect-id-key {config.connect_id_key}")
     return " ".join(shown)

@@ -28,6 +28,7 @@ from alpaca_cli.devstack.workmanager import WorkManager
 from alpaca_cli.devstack.wsm import (
     ConnectIdKey,
     ConnectionStatus,
+    FrameFormat,
     LifecycleNames,
     ReconnectPolicy,
     WebSocketManager,
@@ -82,6 +83,8 @@ class StackConfig:
     * ``start_on_create`` - a new worker is already RUNNING when CreateWorker answers.
     * ``unhealthy_without_keys`` - with no ``api_key``, the gateway's ``/health`` says
       Unhealthy (503) while it serves, as a production gateway without API keys does.
+    * ``frame_format`` - published frames ``flat`` (today), ``envelope`` (older builds, this
+      build's websocket-proxy spec) or ``bare`` (Dapr's default type/source, no extensions).
     * ``connect_id_key`` - the key of the id in a WSM Connect result: ``id``,
       ``connection_id`` or ``connectionId``.
     """
@@ -110,6 +113,7 @@ class StackConfig:
     start_on_create: bool = False
     connect_id_key: ConnectIdKey = "id"
     unhealthy_without_keys: bool = False
+    frame_format: FrameFormat = "flat"
 
     def reconnect_policy(self) -> ReconnectPolicy:
         """The WSM's policy: the platform's 5 attempts, or ``reconnect_attempts`` then terminal."""
@@ -167,6 +171,7 @@ class EmbeddedPlatform:
             owned_elsewhere=self.config.owned_elsewhere,
             lifecycle_names=self.config.lifecycle_names,
             connect_id_key=self.config.connect_id_key,
+            frame_format=self.config.frame_format,
         )
         self.workmanager = WorkManager(
             self.broker,

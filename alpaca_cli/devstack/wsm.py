@@ -27,6 +27,11 @@ Knobs for the newer platform ("Newer platform behaviour"), all off by default:
   fails with UNAVAILABLE ``Connection owned by different instance: <id>``, where ``<id>`` is
   the instance id of a (fictitious) peer replica, as during a rolling update. ``List`` still
   shows the record.
+* ``frame_format``: ``flat`` (above), ``envelope`` (the older builds and this build's
+  websocket-proxy spec: ``data`` is ``{WebSocketId, WebSocketUrl, Timestamp, Payload (base64),
+  ContentType}`` with ContentType ``text/plain`` or ``application/octet-stream``, and no
+  extensions) or ``bare`` (flat data published straight to Dapr: Dapr's default type
+  ``com.dapr.event.sent``, source ``websocketmanager``, no extensions).
 * ``connect_id_key``: the key of the id in a Connect result, ``id`` or one of the newer
   spellings ``connection_id`` / ``connectionId`` (clients must read all three).
 * connection tags: ``SetTag``, ``SetTags``, ``GetTag``, ``GetTags`` and ``tags`` on Connect,
@@ -62,12 +67,14 @@ from alpaca_cli.devstack.schema import check_tags
 
 __all__ = [
     "CONNECT_ID_KEYS",
+    "FRAME_FORMATS",
     "LIFECYCLE_FAMILIES",
     "LIFECYCLE_TOPIC",
     "OWNED_ELSEWHERE",
     "ConnectIdKey",
     "ConnectionRecord",
     "ConnectionStatus",
+    "FrameFormat",
     "LifecycleNames",
     "ReconnectPolicy",
     "WebSocketManager",
@@ -90,6 +97,12 @@ OWNED_ELSEWHERE = "Connection owned by different instance: "
 LifecycleNames = Literal["classic", "spec", "reference"]
 """The documented families of lifecycle event-type names (``--lifecycle-names``)."""
 LIFECYCLE_FAMILIES: Final[tuple[LifecycleNames, ...]] = ("classic", "spec", "reference")
+
+FrameFormat = Literal["flat", "envelope", "bare"]
+"""How published frames look (``--frame-format``)."""
+FRAME_FORMATS: Final[tuple[FrameFormat, ...]] = ("flat", "envelope", "bare")
+BARE_FRAME_TYPE = "com.dapr.event.sent"
+BARE_FRAME_SOURCE = "websocketmanager"
 
 ConnectIdKey = Literal["id", "connection_id", "connectionId"]
 """The documented keys of the connection id in a Connect result (``--connect-id-key``)."""
@@ -241,6 +254,7 @@ class WebSocketManager:
       ``Connection owned by different instance: <id>`` (0: never).
     * ``lifecycle_names`` - which documented family of event types to emit.
     * ``connect_id_key`` - the key of the id in :meth:`connect_result`.
+    * ``frame_format`` - ``flat``, ``envelope`` or ``bare`` published frames.
     * ``clock`` - monotonic seconds (TTL and ownership windows); tests may pass their own.
 
     Errors are :class:`~alpaca_cli.devstack.rpc.RpcError` with the platform's messages.
@@ -258,6 +272,7 @@ class WebSocketManager:
         owned_elsewhere: float = 0.0,
         lifecycle_names: LifecycleNames = "classic",
         connect_id_key: ConnectIdKey = "id",
+        frame_format: FrameFormat = "flat",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._broker = broker
@@ -275,6 +290,7 @@ class WebSocketManager:
         """The instance ``owned_elsewhere`` names as the owner."""
         self._names = _WSM_EVENT_NAMES[lifecycle_names]
         self.connect_id_key = connect_id_key
+        self.frame_format = frame_format
         self._clock = clock
 
     # -- API (the gateway's websocketmanager service and the controller call these) ----------
@@ -537,6 +553,8 @@ class WebSocketManager:
                 return
 
     async def _read(self, conn: _Connection, ws: ClientConnection) -> None:
+        if self.frame_format != "flat":
+            return await self._read_drifted(conn, ws)
         record = conn.record
         publish = self._broker.publish
         pubsub = self._pubsub
@@ -574,6 +592,53 @@ class WebSocketManager:
                     },
                 ),
             )
+
+    async def _read_drifted(self, conn: _Connection, ws: ClientConnection) -> None:
+        """:meth:`_read` for the ``envelope`` and ``bare`` formats (kept apart: the flat loop
+        is the hot path and stays branch-free)."""
+        import base64
+
+        record = conn.record
+        envelope = self.frame_format == "envelope"
+        while True:
+            frame = await ws.recv()
+            conn.received += 1
+            topic = record.topic
+            if not topic:
+                continue
+            raw = frame.encode() if isinstance(frame, str) else frame
+            conn.seq += 1
+            if envelope:
+                wrapped = {
+                    "WebSocketId": record.id,
+                    "WebSocketUrl": record.url,
+                    "Timestamp": timestamp(),
+                    "Payload": base64.b64encode(raw).decode(),
+                    "ContentType": (
+                        "text/plain" if isinstance(frame, str) else "application/octet-stream"
+                    ),
+                }
+                event = CloudEvent(
+                    id=f"{record.id}-{conn.seq}",
+                    source=self._source,
+                    type=FRAME_TYPE,
+                    topic=topic,
+                    pubsubname=self._pubsub,
+                    data=orjson.dumps(wrapped),
+                )
+            else:
+                event = CloudEvent(
+                    id=str(uuid.uuid4()),
+                    source=BARE_FRAME_SOURCE,
+                    type=BARE_FRAME_TYPE,
+                    topic=topic,
+                    pubsubname=self._pubsub,
+                    datacontenttype=(
+                        "application/json" if isinstance(frame, str) else "application/octet-stream"
+                    ),
+                    data=raw,
+                )
+            self._broker.publish(topic, event)
 
     async def _reconnect(self, conn: _Connection, dropped: BaseException | None) -> bool:
         """Try the policy's attempts; True once connected again (same id, URL, topic, tags).

@@ -406,6 +406,9 @@ def test_dev_up_refuses_unknown_choices() -> None:
     result = CliRunner().invoke(app, ["dev", "up", "--connect-id-key", "uuid"])
     assert result.exit_code == 2
     assert "--connect-id-key uuid: give one of id, connection_id, connectionId." in result.stderr
+    result = CliRunner().invoke(app, ["dev", "up", "--frame-format", "raw"])
+    assert result.exit_code == 2
+    assert "--frame-format raw: give one of flat, envelope, bare." in result.stderr
 
 
 def test_dev_up_options_reach_the_platform() -> None:
@@ -416,7 +419,7 @@ def test_dev_up_options_reach_the_platform() -> None:
         *("--connection-record-ttl", "1", "--drop-commands", "2", "--reconnect-attempts", "0"),
         *("--lifecycle-names", "reference", "--owned-elsewhere", "0.5"),
         *("--duplicate-create", "--start-on-create", "--unhealthy-without-keys"),
-        *("--connect-id-key", "connectionId"),
+        *("--frame-format", "bare", "--connect-id-key", "connectionId"),
     ]
     with subprocess.Popen(
         [sys.executable, "-m", "alpaca_cli", "dev", "up", "--exit-with-stdin", *ports, *knobs],

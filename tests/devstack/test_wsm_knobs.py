@@ -402,3 +402,42 @@ def test_tags_survive_a_reconnect_and_never_go_upstream(
         await wsm.close()
 
     loop_thread.run(scenario())
+
+
+# -- frame formats ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["flat", "envelope", "bare"])
+def test_every_frame_format_carries_the_raw_payload_the_client_decoder_recovers(
+    loop_thread: LoopThread, broker: Broker, scripted_server: ScriptedServer, fmt: str
+) -> None:
+    from alpaca_cli.platform.frames import decode_frame
+
+    async def scenario() -> None:
+        wsm = WebSocketManager(broker, frame_format=fmt)  # type: ignore[arg-type]
+        frames = broker.subscribe("frames")
+        record = await wsm.connect(scripted_server.url)
+        while wsm.frames_received(record.id) < 1:  # the welcome, before publishing
+            await asyncio.sleep(0.005)
+        wsm.start_publish(record.id, "frames")
+        await wsm.send_raw(record.id, b'[{"T":"t","i":1}]', "application/json")
+        await wsm.send_raw(record.id, b"\x81\xa1T\xa1q", "application/msgpack")
+        text, binary = await next_event(frames), await next_event(frames)
+        for event, payload in ((text, b'[{"T":"t","i":1}]'), (binary, b"\x81\xa1T\xa1q")):
+            decoded = decode_frame(event.data, event.extensions)
+            assert decoded.payload == payload
+            if fmt == "bare":
+                assert (event.type, event.source) == ("com.dapr.event.sent", "websocketmanager")
+                assert event.extensions == {} and event.data == payload
+            elif fmt == "envelope":
+                assert event.extensions == {}
+                assert decoded.meta.envelope and decoded.meta.websocket_id == record.id
+                assert decoded.meta.websocket_url == scripted_server.url
+            else:
+                assert event.data == payload and decoded.meta.websocket_id == record.id
+        if fmt == "envelope":
+            assert orjson.loads(text.data)["ContentType"] == "text/plain"
+            assert orjson.loads(binary.data)["ContentType"] == "application/octet-stream"
+        await wsm.close()
+
+    loop_thread.run(scenario())
