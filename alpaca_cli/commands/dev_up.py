@@ -34,6 +34,8 @@ SECRET_NAMES = frozenset({"VIRTUFIN_API_KEY", "DAPR_API_TOKEN"})
 """Variables the operator already holds: written to ``--write-env`` but never printed."""
 
 _PORT_HELP = "0 = any free port."
+_NEWER = "Newer platform behaviour (issue 12; all off by default)"
+"""Help panel of the options that make the stand-ins behave like the 2026-09-10 platform."""
 
 
 def command(
@@ -102,16 +104,18 @@ def command(
     connection_record_ttl: Annotated[
         float | None,
         typer.Option(
+            rich_help_panel=_NEWER,
             min=0.001,
             metavar="S",
             help="Newer platform: drop a WSM connection record S seconds after its last "
-            "successful SendRaw (the socket keeps streaming); 300 is the platform default. "
-            "Off when not given.",
+            "successful SendRaw or its creation (the socket keeps streaming); 300 is the "
+            "platform default. Off when not given.",
         ),
     ] = None,
     drop_commands: Annotated[
         int,
         typer.Option(
+            rich_help_panel=_NEWER,
             min=0,
             metavar="N",
             help="Newer platform: ack and drop the first N messages on each worker input "
@@ -121,6 +125,7 @@ def command(
     reconnect_attempts: Annotated[
         int | None,
         typer.Option(
+            rich_help_panel=_NEWER,
             min=0,
             metavar="N",
             help="Newer platform: the WSM gives up after N reconnect attempts and leaves the "
@@ -130,6 +135,7 @@ def command(
     lifecycle_names: Annotated[
         str,
         typer.Option(
+            rich_help_panel=_NEWER,
             metavar="classic|spec|reference",
             help="Lifecycle event types the WSM and WorkManager emit: classic "
             "(...lifecycle.connected), spec (...lifecycle.connection.connected, "
@@ -139,6 +145,7 @@ def command(
     owned_elsewhere: Annotated[
         float,
         typer.Option(
+            rich_help_panel=_NEWER,
             min=0,
             metavar="S",
             help="Newer platform: for S seconds after a connection is created, calls on it "
@@ -148,24 +155,30 @@ def command(
     duplicate_create: Annotated[
         bool,
         typer.Option(
+            rich_help_panel=_NEWER,
             help="Newer platform: the gateway runs every CreateWorker twice (a retried call) "
-            "and answers with the second id."
+            "and answers with the second id.",
         ),
     ] = False,
     start_on_create: Annotated[
         bool,
-        typer.Option(help="Newest spec: a new worker is already running after CreateWorker."),
+        typer.Option(
+            rich_help_panel=_NEWER,
+            help="Newest spec: a new worker is already running after CreateWorker.",
+        ),
     ] = False,
     unhealthy_without_keys: Annotated[
         bool,
         typer.Option(
+            rich_help_panel=_NEWER,
             help="Newer platform: without --api-key-env, /health reports Unhealthy (503) "
-            "while everything serves, as outside Development."
+            "while everything serves, as outside Development.",
         ),
     ] = False,
     frame_format: Annotated[
         str,
         typer.Option(
+            rich_help_panel=_NEWER,
             metavar="flat|envelope|bare",
             help="How the WSM publishes frames: flat data with extensions (today), the older "
             "base64 envelope, or bare (Dapr's default type/source, no extensions).",
@@ -174,6 +187,7 @@ def command(
     connect_id_key: Annotated[
         str,
         typer.Option(
+            rich_help_panel=_NEWER,
             metavar="id|connection_id|connectionId",
             help="Key of the connection id in a WSM Connect result (newer builds drift).",
         ),
