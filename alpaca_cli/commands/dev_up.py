@@ -175,6 +175,17 @@ def command(
             "while everything serves, as outside Development.",
         ),
     ] = False,
+    replica_dies_after: Annotated[
+        float | None,
+        typer.Option(
+            rich_help_panel=_NEWER,
+            min=0.001,
+            metavar="S",
+            help="Newer platform: the WSM replica owning a connection dies S seconds after "
+            "creating it (frames stop); the next call on it reclaims it: DISCONNECTED, then "
+            "a fresh socket with auto-reconnect.",
+        ),
+    ] = None,
     frame_format: Annotated[
         str,
         typer.Option(
@@ -251,6 +262,7 @@ def command(
             connect_id_key=id_key,
             unhealthy_without_keys=unhealthy_without_keys,
             frame_format=frames,
+            replica_dies_after=replica_dies_after,
         )
         serve(config, write_env=write_env, exit_with_stdin=exit_with_stdin)
 
@@ -427,6 +439,8 @@ def _knobs(config: StackConfig) -> str:
         shown.append("--start-on-create")
     if config.unhealthy_without_keys:
         shown.append("--unhealthy-without-keys")
+    if config.replica_dies_after is not None:
+        shown.append(f"--replica-dies-after {config.replica_dies_after:g}")
     if config.frame_format != "flat":
         shown.append(f"--frame-format {config.frame_format}")
     if config.connect_id_key != "id":

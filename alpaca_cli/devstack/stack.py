@@ -83,6 +83,9 @@ class StackConfig:
     * ``start_on_create`` - a new worker is already RUNNING when CreateWorker answers.
     * ``unhealthy_without_keys`` - with no ``api_key``, the gateway's ``/health`` says
       Unhealthy (503) while it serves, as a production gateway without API keys does.
+    * ``replica_dies_after`` - seconds after which the WSM replica that opened a connection
+      dies; the next call on the connection reclaims it (DISCONNECTED, then a reconnect with
+      auto_reconnect, within ``reconnect_attempts``).
     * ``frame_format`` - published frames ``flat`` (today), ``envelope`` (older builds, this
       build's websocket-proxy spec) or ``bare`` (Dapr's default type/source, no extensions).
     * ``connect_id_key`` - the key of the id in a WSM Connect result: ``id``,
@@ -114,6 +117,7 @@ class StackConfig:
     connect_id_key: ConnectIdKey = "id"
     unhealthy_without_keys: bool = False
     frame_format: FrameFormat = "flat"
+    replica_dies_after: float | None = None
 
     def reconnect_policy(self) -> ReconnectPolicy:
         """The WSM's policy: the platform's 5 attempts, or ``reconnect_attempts`` then terminal."""
@@ -172,6 +176,7 @@ class EmbeddedPlatform:
             lifecycle_names=self.config.lifecycle_names,
             connect_id_key=self.config.connect_id_key,
             frame_format=self.config.frame_format,
+            replica_dies_after=self.config.replica_dies_after,
         )
         self.workmanager = WorkManager(
             self.broker,

@@ -27,6 +27,15 @@ Knobs for the newer platform ("Newer platform behaviour"), all off by default:
   fails with UNAVAILABLE ``Connection owned by different instance: <id>``, where ``<id>`` is
   the instance id of a (fictitious) peer replica, as during a rolling update. ``List`` still
   shows the record.
+* ``replica_dies_after``: the replica that opened a connection dies that many seconds later:
+  its socket drops without a close frame or an event, frames stop, and ``List`` goes on showing
+  the stale record. The next call on the connection reclaims it, as the surviving replica
+  does: the record moves to a new ``instance_id`` and turns ``DISCONNECTED`` (a
+  ``disconnected`` event); with auto-reconnect a fresh socket is opened through the reconnect
+  policy (same id, URL, topic, tags; nothing resent), so a reclaim can also run out of
+  attempts. The call itself then sees the connection as it is at that moment (a SendRaw
+  answers ``Websocket is not connected``). Each connection's first owner dies once; the
+  survivor keeps it.
 * ``frame_format``: ``flat`` (above), ``envelope`` (the older builds and this build's
   websocket-proxy spec: ``data`` is ``{WebSocketId, WebSocketUrl, Timestamp, Payload (base64),
   ContentType}`` with ContentType ``text/plain`` or ``application/octet-stream``, and no
@@ -200,7 +209,18 @@ class ConnectionRecord:
 class _Connection:
     """A record plus the live socket and the task that reads it (and reconnects)."""
 
-    __slots__ = ("born", "closing", "received", "record", "refreshed", "seq", "task", "ws")
+    __slots__ = (
+        "born",
+        "closing",
+        "dead",
+        "death",
+        "received",
+        "record",
+        "refreshed",
+        "seq",
+        "task",
+        "ws",
+    )
 
     def __init__(self, record: ConnectionRecord, ws: ClientConnection, now: float) -> None:
         self.record = record
@@ -213,6 +233,9 @@ class _Connection:
         """Clock reading at creation: the ``owned_elsewhere`` window starts here."""
         self.refreshed = now
         """Clock reading of the creation or the last successful SendRaw (the record TTL)."""
+        self.dead = False
+        """The owning replica died (``replica_dies_after``); the next call reclaims it."""
+        self.death: asyncio.TimerHandle | None = None
 
 
 def is_loopback_url(url: str) -> bool:
@@ -255,6 +278,8 @@ class WebSocketManager:
     * ``lifecycle_names`` - which documented family of event types to emit.
     * ``connect_id_key`` - the key of the id in :meth:`connect_result`.
     * ``frame_format`` - ``flat``, ``envelope`` or ``bare`` published frames.
+    * ``replica_dies_after`` - seconds after which a connection's first owner dies (``None``:
+      never); the next call on it reclaims it.
     * ``clock`` - monotonic seconds (TTL and ownership windows); tests may pass their own.
 
     Errors are :class:`~alpaca_cli.devstack.rpc.RpcError` with the platform's messages.
@@ -273,6 +298,7 @@ class WebSocketManager:
         lifecycle_names: LifecycleNames = "classic",
         connect_id_key: ConnectIdKey = "id",
         frame_format: FrameFormat = "flat",
+        replica_dies_after: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._broker = broker
@@ -291,6 +317,7 @@ class WebSocketManager:
         self._names = _WSM_EVENT_NAMES[lifecycle_names]
         self.connect_id_key = connect_id_key
         self.frame_format = frame_format
+        self.replica_dies_after = replica_dies_after
         self._clock = clock
 
     # -- API (the gateway's websocketmanager service and the controller call these) ----------
@@ -329,6 +356,9 @@ class WebSocketManager:
         self._connections[record.id] = conn
         self._lifecycle("connected", record)
         conn.task = asyncio.create_task(self._run(conn), name=f"wsm-{record.id}")
+        if self.replica_dies_after is not None:
+            loop = asyncio.get_running_loop()
+            conn.death = loop.call_later(self.replica_dies_after, self._die, conn)
         return record
 
     def connect_result(self, record: ConnectionRecord) -> dict[str, Any]:
@@ -481,7 +511,36 @@ class WebSocketManager:
         conn = self._find(connection_id)
         if self.owned_elsewhere > 0 and self._clock() - conn.born < self.owned_elsewhere:
             raise RpcError(Status.UNAVAILABLE, OWNED_ELSEWHERE + self.peer_instance_id)
+        if conn.dead:
+            self._reclaim(conn)
         return conn
+
+    def _die(self, conn: _Connection) -> None:
+        """The replica owning ``conn`` dies: the socket drops silently, the record goes stale."""
+        conn.death = None
+        if conn.closing:
+            return
+        conn.dead = True
+        if conn.task is not None:
+            conn.task.cancel()
+        ws, conn.ws = conn.ws, None
+        if ws is not None:
+            ws.transport.abort()  # no close frame: a dead process sends none
+        logger.info("wsm: the replica owning %s died; the next call reclaims it", conn.record.id)
+
+    def _reclaim(self, conn: _Connection) -> None:
+        """What the surviving replica does when a call touches a dead replica's connection."""
+        conn.dead = False
+        record = conn.record
+        record.instance_id = f"wsm-{secrets.token_hex(4)}"
+        record.status = ConnectionStatus.DISCONNECTED
+        self._lifecycle("disconnected", record)
+        if record.auto_reconnect and self.policy.attempts > 0:
+            conn.task = asyncio.create_task(self._revive(conn), name=f"wsm-{record.id}-reclaim")
+
+    async def _revive(self, conn: _Connection) -> None:
+        if await self._reconnect(conn, None):
+            await self._run(conn)
 
     def _expire(self) -> None:
         """Drop the records whose TTL ran out; their sockets go on (see the module docstring).
@@ -515,6 +574,8 @@ class WebSocketManager:
 
     async def _shut(self, conn: _Connection) -> None:
         conn.closing = True
+        if conn.death is not None:
+            conn.death.cancel()
         task = conn.task
         ws = conn.ws
         if ws is not None:

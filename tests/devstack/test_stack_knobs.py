@@ -207,6 +207,22 @@ def test_the_stack_turns_reconnect_attempts_into_a_terminal_policy() -> None:
     )
 
 
+def test_a_dead_replica_is_reclaimed_through_the_gateway(
+    loop_thread: LoopThread, scripted_server: ScriptedServer
+) -> None:
+    with platform_with(replica_dies_after=0.5) as (platform, client):
+        conn = ok(client, WSM, "Connect", {"url": scripted_server.url, "auto_reconnect": True})
+        loop_thread.run(scripted_server.wait_connections(1))
+        loop_thread.run(scripted_server.connections[0].wait_closed())
+        send = {"id": conn["id"], "message": b64("{}"), "content_type": "application/json"}
+        refused = call(client, WSM, "SendRaw", send)
+        assert refused["message"] == "Websocket is not connected"
+        until(lambda: connections(client)[0]["status"] == "CONNECTED")
+        [record] = connections(client)
+        assert record["id"] == conn["id"] and record["instanceId"] != platform.wsm.instance_id
+        ok(client, WSM, "SendRaw", send)
+
+
 # -- disconnect ------------------------------------------------------------------------------
 
 
@@ -419,7 +435,8 @@ def test_dev_up_options_reach_the_platform() -> None:
         *("--connection-record-ttl", "1", "--drop-commands", "2", "--reconnect-attempts", "0"),
         *("--lifecycle-names", "reference", "--owned-elsewhere", "0.5"),
         *("--duplicate-create", "--start-on-create", "--unhealthy-without-keys"),
-        *("--frame-format", "bare", "--connect-id-key", "connectionId"),
+        *("--replica-dies-after", "60", "--frame-format", "bare"),
+        *("--connect-id-key", "connectionId"),
     ]
     with subprocess.Popen(
         [sys.executable, "-m", "alpaca_cli", "dev", "up", "--exit-with-stdin", *ports, *knobs],

@@ -441,3 +441,67 @@ def test_every_frame_format_carries_the_raw_payload_the_client_decoder_recovers(
         await wsm.close()
 
     loop_thread.run(scenario())
+
+
+# -- replica reclaim -------------------------------------------------------------------------
+
+
+def test_a_dead_replicas_connection_is_reclaimed_by_the_next_call_and_reopened(
+    loop_thread: LoopThread, broker: Broker, scripted_server: ScriptedServer
+) -> None:
+    async def scenario() -> None:
+        wsm = WebSocketManager(broker, policy=FAST, replica_dies_after=1.0)
+        life = broker.subscribe(LIFECYCLE_TOPIC)
+        record = await wsm.connect(scripted_server.url, auto_reconnect=True, tags={"a": "1"})
+        while wsm.frames_received(record.id) < 1:
+            await asyncio.sleep(0.005)
+        wsm.start_publish(record.id, "frames")
+        await scripted_server.wait_connections(1)
+        await scripted_server.connections[0].wait_closed()  # the owner died: no close frame
+        [stale] = wsm.list()  # List touches no connection: the record is stale, not reclaimed
+        assert (stale.status, stale.instance_id) == (ConnectionStatus.CONNECTED, wsm.instance_id)
+        await expect_rpc_error(
+            lambda: wsm.send_raw(record.id, b'{"n":0}', "application/json"),
+            Status.FAILED_PRECONDITION,
+            "Websocket is not connected",
+        )
+        assert wsm.get(record.id).instance_id != wsm.instance_id  # the survivor owns it now
+        await scripted_server.wait_connections(2)
+        while wsm.get(record.id).status is not ConnectionStatus.CONNECTED:
+            await asyncio.sleep(0.005)
+        again = wsm.get(record.id)
+        assert (again.url, again.topic, again.tags) == (scripted_server.url, "frames", {"a": "1"})
+        await wsm.send_raw(record.id, b'{"n":1}', "application/json")
+        while not scripted_server.received[1]:
+            await asyncio.sleep(0.005)
+        assert scripted_server.received == [[], ['{"n":1}']]  # nothing resent on the new socket
+        kinds = await types_until(life, "connected")
+        kinds += await types_until(life, "connected")
+        assert kinds == ["connecting", "connected", "disconnected", "reconnecting", "connected"]
+        await wsm.close()
+
+    loop_thread.run(scenario())
+
+
+def test_a_reclaim_without_reconnect_attempts_is_final(
+    loop_thread: LoopThread, broker: Broker, scripted_server: ScriptedServer
+) -> None:
+    async def scenario() -> None:
+        policy = ReconnectPolicy(attempts=0, exhausted=ConnectionStatus.DISCONNECTED)
+        wsm = WebSocketManager(broker, policy=policy, replica_dies_after=0.1)
+        life = broker.subscribe(LIFECYCLE_TOPIC)
+        record = await wsm.connect(scripted_server.url, auto_reconnect=True)
+        await scripted_server.wait_connections(1)
+        await scripted_server.connections[0].wait_closed()
+        wsm.set_tag(record.id, "seen", "yes")  # any call reclaims
+        assert wsm.get(record.id).status is ConnectionStatus.DISCONNECTED
+        assert await types_until(life, "disconnected") == [
+            "connecting",
+            "connected",
+            "disconnected",
+        ]
+        await wsm.disconnect(record.id)
+        assert wsm.list() == [] and len(scripted_server.connections) == 1
+        await wsm.close()
+
+    loop_thread.run(scenario())
