@@ -5,8 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DURATION ?= 30
+# Real JavaScript clients (Alpaca's and Dapr's SDKs) for tests/js, pinned by its lockfile.
+NPM ?= npm
+JS_DIR := tests/js
+JS_STAMP := $(JS_DIR)/node_modules/.installed
 
-.PHONY: install test run lint bench clean
+.PHONY: install js test run lint bench clean
 
 install: $(STAMP)
 
@@ -16,7 +20,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
-test: install
+# Without node/npm, or offline, the install is skipped with a note and tests/js skips itself
+# with the reason: the JavaScript clients are an extra check, never a requirement.
+js: $(JS_STAMP)
+
+$(JS_STAMP): $(JS_DIR)/package.json $(JS_DIR)/package-lock.json
+	@if command -v node >/dev/null 2>&1 && command -v $(NPM) >/dev/null 2>&1; then \
+		if $(NPM) ci --prefix $(JS_DIR) --no-audit --no-fund --loglevel=error; then touch $@; \
+		else echo "note: npm ci failed (offline?): tests/js will be skipped" >&2; fi; \
+	else echo "note: node or npm not found: tests/js will be skipped" >&2; fi
+
+test: install js
 	$(BIN)/python -m pytest -q
 
 run: install
@@ -31,4 +45,4 @@ bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache $(JS_DIR)/node_modules

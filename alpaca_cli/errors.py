@@ -179,7 +179,7 @@ GRPC_STATUS_EXIT: Final[dict[str, ExitCode]] = {
     "FAILED_PRECONDITION": ExitCode.REFUSED,
     "ABORTED": ExitCode.UNREACHABLE,
     "OUT_OF_RANGE": ExitCode.USAGE,
-    "UNIMPLEMENTED": ExitCode.REFUSED,
+    "UNIMPLEMENTED": ExitCode.USAGE,  # not a gateway / a sidecar without that API: fix the address
     "INTERNAL": ExitCode.REFUSED,
     "UNAVAILABLE": ExitCode.UNREACHABLE,
     "DATA_LOSS": ExitCode.REFUSED,

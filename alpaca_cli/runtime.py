@@ -9,7 +9,7 @@ opens a bus.
 What it owns::
 
     rt.gateway()          GatewayClient (httpx) for config.api_url
-    rt.bus()              the bus (platform/bus.py): the Dapr sidecar today
+    rt.bus()              the bus (platform/bus.py): the gateway's gRPC pub/sub or a Dapr sidecar
     rt.controller()       the controller RPC on that bus (one reply subscription)
     rt.stream(topic)      the one decoded consumer of a topic (TopicStream), opened on first use
     rt.subscription(t)    the one raw subscription of a topic (lifecycle events)
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from alpaca_cli.platform.bus import Bus, BusSubscription
     from alpaca_cli.platform.controller import ControllerClient
     from alpaca_cli.platform.gateway import GatewayClient
+    from alpaca_cli.platform.gateway_bus import Gap
     from alpaca_cli.state import StateStore
     from alpaca_cli.stream import TopicStream
 
@@ -92,6 +93,8 @@ class Runtime(Closing):
         self._controller: ControllerClient | None = None
         self._streams: dict[str, TopicStream] = {}
         self._subscriptions: dict[str, BusSubscription] = {}
+        self.gaps: list[Gap] = []
+        """Outages of the gateway bus's streams (``gateway_bus.Gap``); ``run`` reports them."""
         self._stack = ExitStack()
         self.stop = stop if stop is not None else threading.Event()
 
@@ -152,14 +155,42 @@ class Runtime(Closing):
 
     def bus(self) -> Bus:
         """The invocation's bus (created once, closed with the runtime; ``-vv`` shows its
-        diagnostics, redacted)."""
+        diagnostics, redacted): the gateway's gRPC pub/sub or a Dapr sidecar, as
+        :meth:`~alpaca_cli.config.Config.chosen_bus` says (``-v`` says why)."""
         if self._bus is None:
-            from alpaca_cli.platform.pubsub import open_pubsub
+            choice = self.config.chosen_bus()
+            bus: Bus
+            if choice.kind == "gateway":
+                from alpaca_cli.platform.gateway_bus import GatewayBus
 
-            bus = open_pubsub(self.config, log=lambda message: self.log(message, level=2))
+                key = self.config.api_key
+                bus = GatewayBus(
+                    self.config.api_grpc,
+                    tls=self.config.api_grpc_tls,
+                    api_key=key.get_secret_value() if key else None,
+                    log=self._log_bus,
+                    on_gap=self._gap,
+                )
+            else:
+                from alpaca_cli.platform.pubsub import open_pubsub
+
+                bus = open_pubsub(self.config, log=self._log_bus)
+            self.log(f"bus: {choice.kind} ({choice.reason})")
             self._stack.callback(bus.close)
             self._bus = bus
         return self._bus
+
+    def _log_bus(self, message: str) -> None:
+        self.log(message, level=2)
+
+    def _gap(self, gap: Gap) -> None:
+        """The gateway's stream on a topic was down and is back: whatever was published in
+        between is lost for good, so say so (and count it: ``run``'s report)."""
+        self.gaps.append(gap)
+        self.warn(
+            f"the gateway's stream on {gap.topic!r} was down for {gap.seconds:.1f} s "
+            f"({gap.reason}); messages published meanwhile are lost"
+        )
 
     def controller(self) -> ControllerClient:
         """The controller RPC on :meth:`bus`: the config's topics and timeout, and :attr:`stop`

@@ -76,9 +76,9 @@ def embedded() -> Iterator[Any]:
 
 
 @pytest.fixture
-def platform_cli(workdir: Path, embedded: Any) -> Cli:
-    """The CLI aimed at the module's embedded platform."""
-    return Cli(cwd=workdir, env=dict(embedded.env()))
+def platform_cli(workdir: Path, embedded: Any, bus: str) -> Cli:
+    """The CLI aimed at the module's embedded platform, over each bus in turn."""
+    return Cli(cwd=workdir, env=bus_env(embedded.env(), bus))
 
 
 def free_port() -> int:
@@ -98,9 +98,28 @@ def embedded_with_feed() -> Iterator[Any]:
 
 
 @pytest.fixture
-def feed_cli(workdir: Path, embedded_with_feed: Any) -> Cli:
-    """The CLI aimed at the module's embedded platform with a feed."""
-    return Cli(cwd=workdir, env=dict(embedded_with_feed.env()))
+def feed_cli(workdir: Path, embedded_with_feed: Any, bus: str) -> Cli:
+    """The CLI aimed at the module's embedded platform with a feed, over each bus in turn."""
+    return Cli(cwd=workdir, env=bus_env(embedded_with_feed.env(), bus))
+
+
+BUSES = ("dapr", "gateway")
+"""The two ways to the platform's pub/sub: a local Dapr sidecar (a job in the cluster) and the
+gateway's gRPC ``virtufin.Pubsub`` (an ops shell that reaches only the gateway)."""
+
+
+@pytest.fixture(params=BUSES)
+def bus(request: pytest.FixtureRequest) -> str:
+    """Each CLI test that talks to a platform runs once per bus."""
+    return str(request.param)
+
+
+def bus_env(env: Mapping[str, str], bus: str) -> dict[str, str]:
+    """What ``dev up --write-env`` wrote, as an operator on ``bus`` has it: the gateway bus gets
+    no ``DAPR_*`` variable at all (``--bus auto`` then picks the gateway by itself)."""
+    if bus == "dapr":
+        return dict(env)
+    return {k: v for k, v in env.items() if not k.startswith("DAPR_")}
 
 
 def gateway_call(platform: Any, service: str, method: str, request: dict[str, Any]) -> Any:

@@ -23,6 +23,7 @@ class ErrorCode(IntEnum):
     SLOW_CLIENT = 407
     INSUFFICIENT_SUBSCRIPTION = 409
     INVALID_SUBSCRIBE_ACTION = 410
+    INSUFFICIENT_SCOPE = 411
     INTERNAL_ERROR = 500
 
     def __str__(self) -> str:
@@ -108,6 +109,12 @@ ERRORS: dict[ErrorCode, ErrorInfo] = {
             ErrorCode.INVALID_SUBSCRIBE_ACTION,
             "invalid subscribe action for this feed",
             "a channel this endpoint lacks",
+            Retry.NO,
+        ),
+        ErrorInfo(
+            ErrorCode.INSUFFICIENT_SCOPE,
+            "insufficient scope",
+            "the key's OAuth scope lacks market data",
             Retry.NO,
         ),
         ErrorInfo(ErrorCode.INTERNAL_ERROR, "internal error", "server side", Retry.BACKOFF),

@@ -160,7 +160,9 @@ def render(
         show(result)
 
 
-CONTROLLER: Final = ("pubsub", "command_topic", "reply_topic", "timeout")
+BUS: Final = ("bus", "api_grpc", "api_grpc_tls", "pubsub")
+"""The options of every command that opens the bus: which one, and where."""
+CONTROLLER: Final = (*BUS, "command_topic", "reply_topic", "timeout")
 """The options of every command that talks to the controller worker over the bus."""
 FILES: Final = ("state", "settings", "env_file")
 """The options every command takes: where its state, settings and ``.env`` are."""

@@ -26,6 +26,7 @@ from alpaca_cli.commands._common import VerboseOption, reported_errors
 from alpaca_cli.errors import UsageError
 
 if TYPE_CHECKING:
+    from alpaca_cli.devstack.gateway_proto import CloudEventShape
     from alpaca_cli.devstack.sidecar import StreamMode
     from alpaca_cli.devstack.stack import EmbeddedPlatform, StackConfig
     from alpaca_cli.devstack.wsm import ConnectIdKey, FrameFormat, LifecycleNames
@@ -43,6 +44,16 @@ def command(
     gateway_port: Annotated[
         int, typer.Option(min=0, max=65535, help=f"Gateway HTTP port. {_PORT_HELP}")
     ] = 5001,
+    gateway_grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            show_default=False,
+            help=f"Gateway gRPC port (pub/sub without a sidecar). {_PORT_HELP} "
+            "[default: 5002, or 0 with --gateway-port 0]",
+        ),
+    ] = None,
     dapr_http_port: Annotated[
         int, typer.Option(min=0, max=65535, help=f"Dapr sidecar HTTP port. {_PORT_HELP}")
     ] = 3500,
@@ -203,6 +214,38 @@ def command(
             help="Key of the connection id in a WSM Connect result (newer builds drift).",
         ),
     ] = "id",
+    subscription_idle_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Gateway gRPC: end a subscription without traffic after S seconds (0: never).",
+        ),
+    ] = 300.0,
+    heartbeat_interval: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Gateway gRPC: send an empty-data heartbeat after S seconds without traffic "
+            "(0: none, so idle subscriptions are reaped).",
+        ),
+    ] = 30.0,
+    cloudevent_proto: Annotated[
+        str,
+        typer.Option(
+            metavar="cncf|nested",
+            help="Gateway gRPC: the CloudEvent message it speaks and reflects: the CNCF one "
+            "(attributes, top-level text_data/binary_data) or the nested data message.",
+        ),
+    ] = "cncf",
+    resiliency_retries: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Redeliver an event a subscriber answers RETRY up to N times, like daprd with "
+            "a resiliency retry policy; 0 (default) is daprd without one: the event goes to the "
+            "dead-letter topic if the subscription named one, else it is dropped.",
+        ),
+    ] = 0,
     write_env: Annotated[
         Path | None,
         typer.Option(
@@ -217,8 +260,9 @@ def command(
     """Run the embedded virtufin platform and an Alpaca stream server until Ctrl+C.
 
     Prints `export KEY=value` lines for a second shell (VIRTUFIN_API_URL, DAPR_HTTP_PORT,
-    DAPR_GRPC_PORT, ALPACA_STREAM_URL and the test credentials ALPACA_API_KEY /
-    ALPACA_API_SECRET that the local Alpaca server accepts). Exits 0 after a clean stop.
+    DAPR_GRPC_PORT, VIRTUFIN_API_HOST, VIRTUFIN_API_GRPC_PORT, ALPACA_STREAM_URL and the test
+    credentials ALPACA_API_KEY / ALPACA_API_SECRET that the local Alpaca server accepts).
+    Exits 0 after a clean stop.
 
     Example: alpaca-md dev up --gateway-port 0 --write-env .devstack.env
     """
@@ -227,6 +271,7 @@ def command(
         names = _lifecycle_names(lifecycle_names)
         id_key = _connect_id_key(connect_id_key)
         frames = _frame_format(frame_format)
+        shape = _cloudevent_shape(cloudevent_proto)
         feed: dict[str, Any] = {
             "drop_after": drop_after,
             "rate": rate,
@@ -263,6 +308,16 @@ def command(
             unhealthy_without_keys=unhealthy_without_keys,
             frame_format=frames,
             replica_dies_after=replica_dies_after,
+            # Asking for any free HTTP port means a throwaway platform: never take 5002 then.
+            gateway_grpc_port=(
+                gateway_grpc_port
+                if gateway_grpc_port is not None
+                else (0 if gateway_port == 0 else 5002)
+            ),
+            subscription_idle_timeout=subscription_idle_timeout,
+            heartbeat_interval=heartbeat_interval,
+            cloudevent_proto=shape,
+            resiliency_retries=resiliency_retries,
         )
         serve(config, write_env=write_env, exit_with_stdin=exit_with_stdin)
 
@@ -305,6 +360,15 @@ def _frame_format(value: str) -> FrameFormat:
         if value == fmt:
             return fmt
     raise UsageError(f"--frame-format {value}: give one of {', '.join(FRAME_FORMATS)}.")
+
+
+def _cloudevent_shape(value: str) -> CloudEventShape:
+    from alpaca_cli.devstack.gateway_proto import CLOUDEVENT_SHAPES
+
+    for shape in CLOUDEVENT_SHAPES:
+        if value == shape:
+            return shape
+    raise UsageError(f"--cloudevent-proto {value}: give one of {', '.join(CLOUDEVENT_SHAPES)}.")
 
 
 def _secret_from_env(var: str | None, option: str) -> str | None:
@@ -394,8 +458,8 @@ async def _serve(config: StackConfig, *, write_env: Path | None, exit_with_stdin
             raise UsageError(f"Cannot start the embedded platform: {exc}") from exc
         raise UsageError(
             f"Cannot start the embedded platform on {config.host}: {exc.strerror or exc}.",
-            hint="A port is probably in use: pick others (--gateway-port, --dapr-http-port, "
-            "--dapr-grpc-port, --feed-port) or 0 for any free port.",
+            hint="A port is probably in use: pick others (--gateway-port, --gateway-grpc-port, "
+            "--dapr-http-port, --dapr-grpc-port, --feed-port) or 0 for any free port.",
         ) from exc
     wrote = False
     try:
@@ -453,6 +517,8 @@ def _announce(platform: EmbeddedPlatform) -> None:
         f"dev up: gateway      {platform.gateway_url}"
         + (" (API key required)" if platform.config.api_key else "")
         + (" (legacy CreateWorker 'topic')" if platform.config.legacy else ""),
+        f"dev up: gateway gRPC {platform.env()['VIRTUFIN_API_HOST']}:{platform.gateway_grpc.port}"
+        f" (h2c, CloudEvent {platform.config.cloudevent_proto})",
         f"dev up: dapr sidecar http :{platform.sidecar.http_port}  "
         f"grpc :{platform.sidecar.grpc_port}",
     ]

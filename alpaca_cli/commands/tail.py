@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from alpaca_cli.commands._common import FILES, takes
+from alpaca_cli.commands._common import BUS, FILES, takes
 
 if TYPE_CHECKING:
     from alpaca_cli.runtime import Invocation
 
 
-@takes("topic", "pubsub", *FILES)
+@takes("topic", *BUS, *FILES)
 def command(
     invocation: Invocation,
     count: Annotated[

@@ -11,7 +11,8 @@ semantics the platform relies on:
   members; a member joining a live group shares that group's backlog.
 * **Acknowledgements.** Every :class:`Delivery` must be settled with :meth:`BrokerSubscription.ack`,
   :meth:`~BrokerSubscription.retry` (redelivered to the group with ``attempt + 1``) or
-  :meth:`~BrokerSubscription.drop` (republished to the subscription's dead-letter topic, if any).
+  :meth:`~BrokerSubscription.drop` (republished unchanged to the subscription's dead-letter
+  topic, if any).
   Deliveries still unsettled when a member closes go back to its group if others remain.
 * **Pub/sub component names.** Topics are namespaced by the event's ``pubsubname`` (and
   ``subscribe(pubsub=...)``), so one broker can stand behind several Dapr components.
@@ -47,7 +48,7 @@ import contextlib
 import enum
 import logging
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 __all__ = [
@@ -277,10 +278,13 @@ class BrokerSubscription:
             )
 
     def drop(self, delivery: Delivery) -> None:
-        """Give up on ``delivery``: republish it to the dead-letter topic if set, else discard."""
+        """Give up on ``delivery``: republish it to the dead-letter topic if set, else discard.
+
+        The event is republished unchanged, as daprd republishes the original bytes: its
+        ``topic`` attribute still names the topic it was first published to.
+        """
         if self._settle(delivery) and self.dead_letter_topic is not None:
-            topic = self.dead_letter_topic
-            self._broker.publish(topic, replace(delivery.event, topic=topic))
+            self._broker.publish(self.dead_letter_topic, delivery.event)
 
     def close(self) -> None:
         """Leave the group. Unsettled deliveries return to the group if other members remain.

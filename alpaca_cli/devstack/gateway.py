@@ -259,8 +259,12 @@ def _json(body: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
+def _failed(status: Status, message: str) -> dict[str, Any]:
+    return {"success": False, "status": status.value, "message": message}
+
+
 def _failure(status: Status, message: str, http_status: int = 200) -> web.Response:
-    return _json({"success": False, "status": status.value, "message": message}, http_status)
+    return _json(_failed(status, message), http_status)
 
 
 def _duration(seconds: float) -> str:
@@ -427,47 +431,52 @@ class Gateway:
             return _failure(Status.INVALID_ARGUMENT, "Request body is not valid JSON", 400)
         if not isinstance(body, dict):
             return _failure(Status.INVALID_ARGUMENT, "Request body must be a JSON object", 400)
-        service = body.get("service")
-        name = body.get("method")
+        data = body.get("request_data", body.get("requestData", "{}"))
+        return _json(await self.invoke_json(body.get("service"), body.get("method"), data))
+
+    async def invoke_json(self, service: Any, name: Any, data: Any) -> dict[str, Any]:
+        """One invoke-json call, whichever port carried it: the answer's fields as a dict.
+
+        Shared by ``POST /v1/gateway/invoke-json`` and the gRPC ``virtufin.Gateway/InvokeJson``
+        (:mod:`alpaca_cli.devstack.gateway_grpc`), so that both transports reach the same
+        backends with the same in-band failures. Never raises for bad input.
+        """
         if not isinstance(service, str) or not service:
-            return _failure(Status.INVALID_ARGUMENT, "Field 'service' is required")
+            return _failed(Status.INVALID_ARGUMENT, "Field 'service' is required")
         if not isinstance(name, str) or not name:
-            return _failure(Status.INVALID_ARGUMENT, "Field 'method' is required")
+            return _failed(Status.INVALID_ARGUMENT, "Field 'method' is required")
         methods = self.services.get(service)
         if methods is None:
-            return _failure(Status.NOT_FOUND, f"Service '{service}' not found")
+            return _failed(Status.NOT_FOUND, f"Service '{service}' not found")
         method = methods.get(name)
         if method is None:
-            return _failure(
+            return _failed(
                 Status.UNIMPLEMENTED, f"Method '{name}' not found in service '{service}'"
             )
-        data = body.get("request_data", body.get("requestData", "{}"))
         if data is None or data == "":
             data = "{}"
         if not isinstance(data, str):
-            return _failure(Status.INVALID_ARGUMENT, "request_data must be a JSON string")
+            return _failed(Status.INVALID_ARGUMENT, "request_data must be a JSON string")
         try:
             request_doc = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return _failure(Status.INVALID_ARGUMENT, "request_data is not valid JSON")
+            return _failed(Status.INVALID_ARGUMENT, "request_data is not valid JSON")
         try:
             parsed = parse_message(method.input, request_doc)
         except SchemaError as exc:
-            return _failure(Status.INVALID_ARGUMENT, f"Invalid request_data: {exc}")
+            return _failed(Status.INVALID_ARGUMENT, f"Invalid request_data: {exc}")
         try:
             result = await asyncio.wait_for(method.handler(parsed), self._deadline)
         except RpcError as exc:
-            return _failure(exc.status, exc.message)
+            return _failed(exc.status, exc.message)
         except TimeoutError:
-            return _failure(Status.DEADLINE_EXCEEDED, f"{service}.{name} did not answer in time")
+            return _failed(Status.DEADLINE_EXCEEDED, f"{service}.{name} did not answer in time")
         except Exception as exc:
             logger.exception("gateway: %s.%s failed", service, name)
-            return _failure(Status.INTERNAL, f"{service}.{name} failed: {type(exc).__name__}")
-        return _json(
-            {
-                "success": True,
-                "status": Status.OK.value,
-                "message": "",
-                "response_data": orjson.dumps(result).decode(),
-            }
-        )
+            return _failed(Status.INTERNAL, f"{service}.{name} failed: {type(exc).__name__}")
+        return {
+            "success": True,
+            "status": Status.OK.value,
+            "message": "",
+            "response_data": orjson.dumps(result).decode(),
+        }

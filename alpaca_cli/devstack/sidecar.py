@@ -1,12 +1,23 @@
 """A Dapr-compatible sidecar over the in-process broker: the pub/sub surface the SDK uses.
 
-``daprd`` cannot run here, so this stand-in answers exactly what the ``dapr`` Python SDK calls
-(``spec/dapr-pubsub.md``):
+``daprd`` cannot run here, so this stand-in answers what the ``dapr`` Python SDK and Dapr's
+JavaScript SDK call (``spec/dapr-pubsub.md``), with daprd's answers and error codes:
 
 * HTTP ``GET /v1.0/healthz`` and ``/v1.0/healthz/outbound`` -> 204 (every ``DaprClient()`` polls
-  the latter first), and ``POST /v1.0/publish/{pubsub}/{topic}`` like the real HTTP API.
-* gRPC ``dapr.proto.runtime.v1.Dapr/PublishEvent`` and the bidirectional
-  ``SubscribeTopicEventsAlpha1``. Every other method answers UNIMPLEMENTED.
+  the latter first), ``GET /v1.0/metadata`` (the JavaScript SDK's start-up probe),
+  ``POST /v1.0/publish/{pubsub}/{topic}`` and ``POST /v1.0-alpha1/publish/bulk/{pubsub}/{topic}``.
+  An empty or unknown pub/sub name or an empty topic is a 404 with daprd's JSON error body.
+* gRPC ``dapr.proto.runtime.v1.Dapr/PublishEvent``, ``BulkPublishEventAlpha1``,
+  ``GetMetadata`` (app id, runtime version, the pub/sub components, the open streaming
+  subscriptions) and the bidirectional ``SubscribeTopicEventsAlpha1``. Every other method
+  answers UNIMPLEMENTED.
+
+Acknowledgements follow daprd (``postman/streaming/streaming.go``): ``SUCCESS`` settles,
+``DROP`` dead-letters (when the subscription named a dead-letter topic) or discards, and
+``RETRY`` (or an unknown status) is an error: redelivered while a resiliency retry policy allows
+(``resiliency_retries``), then dead-lettered if the subscription named a topic, else dropped and
+logged. Without a policy (the default, as daprd without a resiliency spec) there is no retry.
+An event past its ``expiration`` (``ttlInSeconds``) is not delivered.
 
 Several streaming subscriptions on one pub/sub topic (``streams_per_topic``):
 
@@ -38,14 +49,19 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import errno
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 import grpc
+import orjson
 from aiohttp import web
-from dapr.proto.runtime.v1 import appcallback_pb2, dapr_pb2_grpc, pubsub_pb2
+from dapr.proto.runtime.v1 import appcallback_pb2, dapr_pb2_grpc, metadata_pb2, pubsub_pb2
 from google.protobuf import empty_pb2, struct_pb2
 
 from alpaca_cli.devstack.broker import (
@@ -56,9 +72,22 @@ from alpaca_cli.devstack.broker import (
     Delivery,
     SubscriptionClosed,
 )
-from alpaca_cli.devstack.cloudevents import CloudEventError, data_survives, event_from_publish
+from alpaca_cli.devstack.cloudevents import (
+    CloudEventError,
+    data_survives,
+    event_from_publish,
+    has_expired,
+    media_type,
+)
 
-__all__ = ["API_TOKEN_HEADER", "STREAM_MODES", "DaprSidecar", "StreamMode"]
+__all__ = [
+    "API_TOKEN_HEADER",
+    "RUNTIME_VERSION",
+    "STREAM_MODES",
+    "BulkEntry",
+    "DaprSidecar",
+    "StreamMode",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +97,13 @@ API_TOKEN_HEADER = "dapr-api-token"
 StreamMode: TypeAlias = Literal["copy", "split", "single"]
 """How a sidecar serves several streaming subscriptions on one pub/sub topic (module doc)."""
 STREAM_MODES: tuple[StreamMode, ...] = get_args(StreamMode)
+
+RUNTIME_VERSION = "1.16.0"
+"""The daprd version this stand-in answers as (``GetMetadata``); 1.16 is the first whose
+streaming subscriptions may share a topic (``streams_per_topic="split"``)."""
+
+PUBSUB_COMPONENT_TYPE = "pubsub.in-memory"
+"""What ``GetMetadata`` calls the pub/sub components: the broker is in-memory, like daprd's."""
 
 _TOKEN_MISMATCH = "authentication error: api token mismatch"
 _SUCCESS = appcallback_pb2.TopicEventResponse.SUCCESS
@@ -84,10 +120,12 @@ else:  # generic only in the stubs
 class PubsubRequestError(Exception):
     """A request the real sidecar refuses; carries the gRPC code and the runtime's message."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+    def __init__(self, code: grpc.StatusCode, message: str, http_code: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.http_code = http_code
+        """daprd's ``errorCode`` in an HTTP error body (``ERR_PUBSUB_NOT_FOUND`` ...)."""
 
 
 class DaprSidecar:
@@ -107,6 +145,11 @@ class DaprSidecar:
     * ``streams_per_topic`` - ``"copy"``, ``"split"`` or ``"single"`` (module doc): whether
       concurrent streams on one topic each get every message, compete for them as one app id,
       or are refused after the first.
+    * ``resiliency_retries`` - daprd's behaviour with a resiliency retry policy of that many
+      retries: a ``RETRY`` is redelivered up to this many times, then handled as without a
+      policy (dead-letter topic if the subscription set one, else dropped and logged). 0, the
+      default, is daprd without a resiliency policy.
+    * ``clock`` - returns the current UTC time; the wall clock by default.
     """
 
     def __init__(
@@ -121,7 +164,11 @@ class DaprSidecar:
         pubsub_names: Iterable[str] = ("pubsub",),
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         streams_per_topic: StreamMode = "copy",
+        resiliency_retries: int = 0,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
+        if resiliency_retries < 0:
+            raise ValueError("resiliency_retries must be zero or positive")
         if streams_per_topic not in STREAM_MODES:
             raise ValueError(
                 f"streams_per_topic must be one of {', '.join(STREAM_MODES)}, "
@@ -134,6 +181,10 @@ class DaprSidecar:
         self._api_token = api_token
         self.pubsub_names = frozenset(pubsub_names)
         self.max_in_flight = max_in_flight
+        self.resiliency_retries = resiliency_retries
+        """Redeliveries after a ``RETRY`` before the event is dead-lettered or dropped."""
+        self.clock: Callable[[], datetime] = clock or _utcnow
+        """The wall clock (``time`` and ``expiration``); tests pass their own."""
         self._want_http_port = http_port
         self._want_grpc_port = grpc_port
         self._http_port: int | None = None
@@ -142,6 +193,10 @@ class DaprSidecar:
         self._http: web.AppRunner | None = None
         self._streams: dict[BrokerSubscription, tuple[str, str]] = {}
         """Open streams -> their (pubsub, topic)."""
+        self.retries_exhausted = 0
+        """Events a ``RETRY`` could not redeliver: dead-lettered or dropped (diagnostics)."""
+        self.expired = 0
+        """Events not delivered because their ``expiration`` had passed."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -192,7 +247,12 @@ class DaprSidecar:
         app = web.Application(middlewares=[self._http_token_middleware])
         app.router.add_get("/v1.0/healthz", _healthz)
         app.router.add_get("/v1.0/healthz/outbound", _healthz)
-        app.router.add_post("/v1.0/publish/{pubsub}/{topic:.+}", self._http_publish)
+        app.router.add_get("/v1.0/metadata", self._http_metadata)
+        # Segments may be empty so that a missing name gets daprd's JSON 404, not a bare one.
+        app.router.add_post("/v1.0/publish/{pubsub:[^/]*}/{topic:.*}", self._http_publish)
+        app.router.add_post(
+            "/v1.0-alpha1/publish/bulk/{pubsub:[^/]*}/{topic:.*}", self._http_bulk_publish
+        )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self._want_http_port)
@@ -230,14 +290,20 @@ class DaprSidecar:
             PubsubRequestError: empty or unknown pub/sub name, or empty topic.
         """
         if not pubsub:
-            raise PubsubRequestError(grpc.StatusCode.INVALID_ARGUMENT, "pubsub name is empty")
+            raise PubsubRequestError(
+                grpc.StatusCode.INVALID_ARGUMENT, "pubsub name is empty", "ERR_PUBSUB_EMPTY"
+            )
         if pubsub not in self.pubsub_names:
             raise PubsubRequestError(
-                grpc.StatusCode.INVALID_ARGUMENT, f"pubsub {pubsub} is not found"
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"pubsub {pubsub} is not found",
+                "ERR_PUBSUB_NOT_FOUND",
             )
         if topic is not None and not topic:
             raise PubsubRequestError(
-                grpc.StatusCode.INVALID_ARGUMENT, f"topic is empty in pubsub {pubsub}"
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"topic is empty in pubsub {pubsub}",
+                "ERR_TOPIC_EMPTY",
             )
 
     def publish(
@@ -256,8 +322,24 @@ class DaprSidecar:
             PubsubRequestError: bad names, or an unusable ``application/cloudevents+json`` body.
         """
         self.check_pubsub(pubsub, topic)
+        event = self._make_event(
+            pubsub, topic, data, content_type, metadata, traceparent, tracestate
+        )
+        self.broker.publish(topic, event)
+        return event
+
+    def _make_event(
+        self,
+        pubsub: str,
+        topic: str,
+        data: bytes,
+        content_type: str,
+        metadata: dict[str, str],
+        traceparent: str | None,
+        tracestate: str,
+    ) -> CloudEvent:
         try:
-            event = event_from_publish(
+            return event_from_publish(
                 pubsub=pubsub,
                 topic=topic,
                 data=data,
@@ -266,13 +348,85 @@ class DaprSidecar:
                 app_id=self.app_id,
                 traceparent=traceparent,
                 tracestate=tracestate,
+                now=self.clock(),
             )
         except CloudEventError as exc:
+            # daprd: ErrPubsubCloudEventCreation, INVALID_ARGUMENT over gRPC, 500 over HTTP.
             raise PubsubRequestError(
-                grpc.StatusCode.INTERNAL, f"cannot create cloudevent: {exc}"
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"cannot create cloudevent: {exc}",
+                "ERR_PUBSUB_CLOUD_EVENTS_SER",
             ) from exc
-        self.broker.publish(topic, event)
-        return event
+
+    def bulk_publish(
+        self,
+        pubsub: str,
+        topic: str,
+        entries: list[BulkEntry],
+        metadata: dict[str, str],
+        traceparent: str | None = None,
+        tracestate: str = "",
+    ) -> list[tuple[str, str]]:
+        """Publish every entry of a bulk request; return the ``(entry_id, error)`` that failed.
+
+        Request-level metadata applies to every entry, an entry's own metadata on top of it
+        (daprd's ``BulkPublishEventAlpha1``). An entry whose CloudEvent cannot be made fails
+        alone; the others are published.
+
+        Raises:
+            PubsubRequestError: bad names, or missing or repeated entry ids (the whole request
+                is refused, as daprd refuses it).
+        """
+        self.check_pubsub(pubsub, topic)
+        seen: set[str] = set()
+        for entry in entries:
+            if not entry.entry_id or entry.entry_id in seen:
+                raise PubsubRequestError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "entryId is duplicated or not present for entry",
+                    "ERR_PUBSUB_EVENTS_SER",
+                )
+            seen.add(entry.entry_id)
+        failed: list[tuple[str, str]] = []
+        for entry in entries:
+            try:
+                event = self._make_event(
+                    pubsub,
+                    topic,
+                    entry.data,
+                    entry.content_type,
+                    {**metadata, **entry.metadata},
+                    traceparent,
+                    tracestate,
+                )
+            except PubsubRequestError as exc:
+                failed.append((entry.entry_id, exc.message))
+                continue
+            self.broker.publish(topic, event)
+        return failed
+
+    def metadata(self) -> metadata_pb2.GetMetadataResponse:
+        """What ``GetMetadata`` answers: this sidecar, its components and its open streams."""
+        return metadata_pb2.GetMetadataResponse(
+            id=self.app_id,
+            runtime_version=RUNTIME_VERSION,
+            registered_components=[
+                metadata_pb2.RegisteredComponents(
+                    name=name, type=PUBSUB_COMPONENT_TYPE, version="v1"
+                )
+                for name in sorted(self.pubsub_names)
+            ],
+            extended_metadata={"daprRuntimeVersion": RUNTIME_VERSION},
+            subscriptions=[
+                metadata_pb2.PubsubSubscription(
+                    pubsub_name=pubsub,
+                    topic=topic,
+                    dead_letter_topic=sub.dead_letter_topic or "",
+                    type=metadata_pb2.PubsubSubscriptionType.STREAMING,
+                )
+                for sub, (pubsub, topic) in self._streams.items()
+            ],
+        )
 
     def _open_stream(self, pubsub: str, topic: str, dead_letter: str) -> BrokerSubscription:
         """A broker subscription for a new stream, by :attr:`streams_per_topic`.
@@ -321,30 +475,156 @@ class DaprSidecar:
         return await handler(request)
 
     async def _http_publish(self, request: web.Request) -> web.Response:
-        pubsub = request.match_info["pubsub"]
-        topic = request.match_info["topic"]
-        metadata = {
-            key[len("metadata.") :]: value
-            for key, value in request.query.items()
-            if key.startswith("metadata.")
-        }
         try:
             self.publish(
-                pubsub,
-                topic,
+                request.match_info["pubsub"],
+                request.match_info["topic"],
                 await request.read(),
                 request.headers.get("Content-Type", ""),
-                metadata,
+                _query_metadata(request),
                 request.headers.get("traceparent"),
                 request.headers.get("tracestate", ""),
             )
         except PubsubRequestError as exc:
-            if exc.message.endswith("is not found"):
-                return _http_error(404, "ERR_PUBSUB_NOT_FOUND", exc.message)
-            if exc.code is grpc.StatusCode.INVALID_ARGUMENT:
-                return _http_error(400, "ERR_PUBSUB_EMPTY", exc.message)
-            return _http_error(500, "ERR_PUBSUB_CLOUD_EVENTS_SER", exc.message)
+            return _http_refusal(exc)
         return web.Response(status=204)
+
+    async def _http_bulk_publish(self, request: web.Request) -> web.Response:
+        pubsub, topic = request.match_info["pubsub"], request.match_info["topic"]
+        try:
+            self.check_pubsub(pubsub, topic)
+            entries = _bulk_entries_from_json(await request.read())
+            failed = self.bulk_publish(
+                pubsub,
+                topic,
+                entries,
+                _query_metadata(request),
+                request.headers.get("traceparent"),
+                request.headers.get("tracestate", ""),
+            )
+        except PubsubRequestError as exc:
+            return _http_refusal(exc)
+        if not failed:
+            return web.Response(status=204)
+        body = {
+            "failedEntries": [{"entryId": entry_id, "error": error} for entry_id, error in failed],
+            "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE",
+        }
+        return web.json_response(body, status=500)
+
+    async def _http_metadata(self, request: web.Request) -> web.Response:
+        # daprd's HTTP shape (pkg/api/http/metadata.go): camelCase, empty lists left out.
+        answer = self.metadata()
+        body: dict[str, Any] = {
+            "id": answer.id,
+            "runtimeVersion": answer.runtime_version,
+            "components": [
+                {"name": c.name, "type": c.type, "version": c.version}
+                for c in answer.registered_components
+            ],
+            "extended": dict(answer.extended_metadata),
+            "actorRuntime": {"runtimeStatus": "DISABLED", "hostReady": False},
+        }
+        if answer.subscriptions:
+            body["subscriptions"] = [
+                {
+                    "pubsubname": s.pubsub_name,
+                    "topic": s.topic,
+                    "deadLetterTopic": s.dead_letter_topic,
+                    "type": metadata_pb2.PubsubSubscriptionType.Name(s.type),
+                }
+                for s in answer.subscriptions
+            ]
+        return web.json_response(body)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkEntry:
+    """One entry of a bulk publish, the same whether it came over gRPC or HTTP."""
+
+    entry_id: str
+    data: bytes
+    """The event as bytes (HTTP entries are converted by their content type first)."""
+    content_type: str
+    metadata: dict[str, str]
+    """The entry's own publish metadata, applied over the request's."""
+
+
+def _bulk_entries_from_json(body: bytes) -> list[BulkEntry]:
+    """The entries of an HTTP bulk publish (``[{"entryId", "event", "contentType", ...}]``).
+
+    daprd turns each ``event`` into bytes by its content type: a string for ``text/*`` and
+    ``application/xml``, base64 for ``application/octet-stream``, JSON for JSON and
+    CloudEvents (``ConvertEventToBytes``).
+
+    Raises:
+        PubsubRequestError: the body or an entry cannot be read (HTTP 400).
+    """
+
+    def refuse(why: str) -> PubsubRequestError:
+        return PubsubRequestError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"failed deserializing HTTP body: {why}",
+            "ERR_MALFORMED_REQUEST",
+        )  # fmt: skip
+
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise refuse(str(exc)) from exc
+    if not isinstance(doc, list):
+        raise refuse("not a JSON array of entries")
+    entries: list[BulkEntry] = []
+    for item in doc:
+        if not isinstance(item, dict):
+            raise refuse("an entry is not a JSON object")
+        entry_id = item.get("entryId", item.get("entryID", ""))
+        content_type = item.get("contentType") or ""
+        event = item.get("event")
+        metadata = item.get("metadata") or {}
+        if not isinstance(entry_id, str) or not isinstance(content_type, str):
+            raise refuse("entryId and contentType must be strings")
+        if not isinstance(metadata, dict):
+            raise refuse("metadata must be an object")
+        mt = media_type(content_type)
+        if mt == "application/octet-stream":
+            if not isinstance(event, str):
+                raise refuse("a binary event must be a base64 string")
+            try:
+                data = base64.b64decode(event, validate=True)
+            except binascii.Error as exc:
+                raise refuse(f"event is not base64: {exc}") from exc
+        elif mt.startswith("text/") or mt == "application/xml":
+            if not isinstance(event, str):
+                raise refuse(f"a {mt} event must be a string")
+            data = event.encode()
+        else:
+            data = orjson.dumps(event)
+        entries.append(
+            BulkEntry(entry_id, data, content_type, {str(k): str(v) for k, v in metadata.items()})
+        )
+    return entries
+
+
+def _query_metadata(request: web.Request) -> dict[str, str]:
+    return {
+        key[len("metadata.") :]: value
+        for key, value in request.query.items()
+        if key.startswith("metadata.")
+    }
+
+
+def _http_refusal(exc: PubsubRequestError) -> web.Response:
+    """daprd's HTTP status for a refused publish: names -> 404, envelope -> 500, body -> 400."""
+    code = exc.http_code
+    if code in ("ERR_PUBSUB_EMPTY", "ERR_PUBSUB_NOT_FOUND", "ERR_TOPIC_EMPTY"):
+        return _http_error(404, code, exc.message)
+    if code == "ERR_PUBSUB_CLOUD_EVENTS_SER":
+        return _http_error(500, code, exc.message)
+    return _http_error(400, code or "ERR_MALFORMED_REQUEST", exc.message)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -362,22 +642,60 @@ def _bound_port(runner: web.AppRunner) -> int:
     raise OSError("HTTP server bound no TCP address")
 
 
+def _trace_context(context: grpc.aio.ServicerContext[Any, Any]) -> tuple[str | None, str]:
+    traceparent: str | None = None
+    tracestate = ""
+    for key, value in context.invocation_metadata() or ():
+        if key == "traceparent":
+            traceparent = str(value)
+        elif key == "tracestate":
+            tracestate = str(value)
+    return traceparent, tracestate
+
+
 class _DaprServicer(dapr_pb2_grpc.DaprServicer):
-    """The two Dapr RPCs the SDK's pub/sub uses; the base class answers UNIMPLEMENTED."""
+    """The Dapr RPCs the SDKs' pub/sub uses; the base class answers UNIMPLEMENTED."""
 
     def __init__(self, sidecar: DaprSidecar) -> None:
         self._sidecar = sidecar
 
+    async def GetMetadata(
+        self,
+        request: metadata_pb2.GetMetadataRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> metadata_pb2.GetMetadataResponse:
+        return self._sidecar.metadata()
+
+    async def BulkPublishEventAlpha1(
+        self, request: pubsub_pb2.BulkPublishRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pubsub_pb2.BulkPublishResponse:
+        traceparent, tracestate = _trace_context(context)
+        entries = [
+            BulkEntry(e.entry_id, e.event, e.content_type, dict(e.metadata))
+            for e in request.entries
+        ]
+        try:
+            failed = self._sidecar.bulk_publish(
+                request.pubsub_name,
+                request.topic,
+                entries,
+                dict(request.metadata),
+                traceparent,
+                tracestate,
+            )
+        except PubsubRequestError as exc:
+            await context.abort(exc.code, exc.message)
+        return pubsub_pb2.BulkPublishResponse(
+            failedEntries=[
+                pubsub_pb2.BulkPublishResponseFailedEntry(entry_id=entry_id, error=error)
+                for entry_id, error in failed
+            ]
+        )
+
     async def PublishEvent(
         self, request: pubsub_pb2.PublishEventRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> empty_pb2.Empty:
-        traceparent: str | None = None
-        tracestate = ""
-        for key, value in context.invocation_metadata() or ():
-            if key == "traceparent":
-                traceparent = str(value)
-            elif key == "tracestate":
-                tracestate = str(value)
+        traceparent, tracestate = _trace_context(context)
         try:
             self._sidecar.publish(
                 request.pubsub_name,
@@ -399,18 +717,26 @@ class _DaprServicer(dapr_pb2_grpc.DaprServicer):
     ) -> None:
         requests = aiter(request_iterator)
         first = await anext(requests, None)
+        # daprd (pkg/api/grpc/subscribe.go) returns plain errors here, which gRPC sends as
+        # UNKNOWN: the Python SDK then retries them as transient, as against the real sidecar.
         if first is None or first.WhichOneof("subscribe_topic_events_request_type") != (
             "initial_request"
         ):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "initial request is required")
+            await context.abort(grpc.StatusCode.UNKNOWN, "initial request is required")
             return
         init = first.initial_request
+        if not init.pubsub_name:
+            await context.abort(grpc.StatusCode.UNKNOWN, "pubsubName is required")
+            return
+        if not init.topic:
+            await context.abort(grpc.StatusCode.UNKNOWN, "topic is required")
+            return
         try:
             sub = self._sidecar._open_stream(init.pubsub_name, init.topic, init.dead_letter_topic)
         except PubsubRequestError as exc:
             await context.abort(exc.code, exc.message)
             return
-        stream = _Stream(sub)
+        stream = _Stream(sub, self._sidecar)
         reader = asyncio.create_task(stream.read_acks(requests))
         try:
             await context.write(
@@ -425,15 +751,20 @@ class _DaprServicer(dapr_pb2_grpc.DaprServicer):
             (outcome,) = await asyncio.gather(reader, return_exceptions=True)
             if isinstance(outcome, Exception):
                 logger.warning("sidecar: ack reader of %s failed: %r", init.topic, outcome)
+        if stream.error is not None:
+            await context.abort(grpc.StatusCode.UNKNOWN, stream.error)
 
 
 class _Stream:
     """One streaming subscription: events out, acks in, matched by event id."""
 
-    __slots__ = ("_outstanding", "_sub")
+    __slots__ = ("_outstanding", "_sidecar", "_sub", "error")
 
-    def __init__(self, sub: BrokerSubscription) -> None:
+    def __init__(self, sub: BrokerSubscription, sidecar: DaprSidecar) -> None:
         self._sub = sub
+        self._sidecar = sidecar
+        self.error: str | None = None
+        """Why the client's side broke the protocol; the stream then ends with UNKNOWN."""
         # Ids are the publisher's when it sent a whole CloudEvent, so they may repeat: keep a
         # list per id and settle the oldest first.
         self._outstanding: dict[str, list[Delivery]] = {}
@@ -441,18 +772,26 @@ class _Stream:
     async def write_events(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Pump deliveries to the client until the subscription closes."""
         sub = self._sub
+        sidecar = self._sidecar
         outstanding = self._outstanding
+        topic = sub.topic
         try:
             while True:
                 delivery: Delivery | None = await sub.get()
                 while delivery is not None:
                     event = delivery.event
-                    pending = outstanding.get(event.id)
-                    if pending is None:
-                        outstanding[event.id] = [delivery]
+                    if "expiration" in event.extensions and has_expired(event, sidecar.clock()):
+                        # daprd drops an expired event before delivery, with a warning.
+                        logger.warning("sidecar: dropping expired event %s on %s", event.id, topic)
+                        sidecar.expired += 1
+                        sub.ack(delivery)
                     else:
-                        pending.append(delivery)
-                    await context.write(_event_message(event))
+                        pending = outstanding.get(event.id)
+                        if pending is None:
+                            outstanding[event.id] = [delivery]
+                        else:
+                            pending.append(delivery)
+                        await context.write(_event_message(event, topic))
                     delivery = sub.get_nowait()
         except SubscriptionClosed:
             return
@@ -465,6 +804,9 @@ class _Stream:
         outstanding = self._outstanding
         try:
             async for request in requests:
+                if request.HasField("initial_request"):
+                    self.error = "duplicate initial request received"
+                    return
                 if not request.HasField("event_processed"):
                     continue
                 processed = request.event_processed
@@ -480,16 +822,39 @@ class _Stream:
                     sub.ack(delivery)
                 elif status == _DROP:
                     sub.drop(delivery)
-                else:  # RETRY, and statuses this runtime does not know
-                    sub.retry(delivery)
+                else:  # RETRY, and statuses the runtime does not know: an error in daprd
+                    self._failed(delivery)
         except (grpc.RpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
             logger.debug("sidecar: stream read ended: %s", exc)
         finally:
             sub.close()
 
+    def _failed(self, delivery: Delivery) -> None:
+        """A ``RETRY``: redeliver within the retry policy, else dead-letter or drop and log."""
+        sub = self._sub
+        if delivery.attempt <= self._sidecar.resiliency_retries:
+            sub.retry(delivery)
+            return
+        self._sidecar.retries_exhausted += 1
+        event = delivery.event
+        if sub.dead_letter_topic is None:
+            logger.warning(
+                "sidecar: RETRY of event %s on %s/%s with no retry left and no dead-letter "
+                "topic: dropped",
+                event.id,
+                sub.pubsub,
+                sub.topic,
+            )
+        sub.drop(delivery)
 
-def _event_message(event: CloudEvent) -> pubsub_pb2.SubscribeTopicEventsResponseAlpha1:
-    """The ``event_message`` for one event, as a streaming subscriber receives it."""
+
+def _event_message(event: CloudEvent, topic: str) -> pubsub_pb2.SubscribeTopicEventsResponseAlpha1:
+    """The ``event_message`` for one event, as a streaming subscriber of ``topic`` receives it.
+
+    ``topic`` is the subscription's (daprd's ``msg.Topic``); the event's own ``topic``
+    attribute, in the extensions, still names where it was published, so a dead-lettered
+    event shows both.
+    """
     extensions = struct_pb2.Struct()
     if event.extensions:
         try:
@@ -507,7 +872,7 @@ def _event_message(event: CloudEvent) -> pubsub_pb2.SubscribeTopicEventsResponse
             spec_version=event.specversion,
             data_content_type=content_type,
             data=event.data if data_survives(content_type) else b"",
-            topic=event.topic,
+            topic=topic,
             pubsub_name=event.pubsubname,
             extensions=extensions,
         )

@@ -23,6 +23,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 from alpaca_cli.devstack.broker import Broker
 from alpaca_cli.devstack.gateway import Gateway
+from alpaca_cli.devstack.gateway_grpc import (
+    DEFAULT_HEARTBEAT_INTERVAL,
+    DEFAULT_IDLE_TIMEOUT,
+    GatewayGrpc,
+)
+from alpaca_cli.devstack.gateway_proto import CloudEventShape, SubscribeShape
 from alpaca_cli.devstack.sidecar import DaprSidecar, StreamMode
 from alpaca_cli.devstack.workmanager import WorkManager
 from alpaca_cli.devstack.wsm import (
@@ -90,6 +96,15 @@ class StackConfig:
       build's websocket-proxy spec) or ``bare`` (Dapr's default type/source, no extensions).
     * ``connect_id_key`` - the key of the id in a WSM Connect result: ``id``,
       ``connection_id`` or ``connectionId``.
+
+    The gateway's gRPC port (``gateway_grpc_port``, :mod:`~alpaca_cli.devstack.gateway_grpc`)
+    serves pub/sub without a sidecar on the same broker: ``subscription_idle_timeout`` (0: never
+    reaped) and ``heartbeat_interval`` (0: no heartbeats) are its sweeper and keep-alive,
+    ``cloudevent_proto`` (``"cncf"`` / ``"nested"``) and ``subscribe_request`` (``"topics"`` /
+    the older ``"topic"``) the message shapes it speaks and reflects.
+    ``resiliency_retries`` is the sidecar's: 0 (the default) behaves like daprd without a
+    resiliency policy, where a ``RETRY`` dead-letters or drops the event; N redelivers it up
+    to N times first, like daprd with a retry policy of N retries.
     """
 
     host: str = "127.0.0.1"
@@ -118,6 +133,12 @@ class StackConfig:
     unhealthy_without_keys: bool = False
     frame_format: FrameFormat = "flat"
     replica_dies_after: float | None = None
+    gateway_grpc_port: int = 5002
+    subscription_idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    cloudevent_proto: CloudEventShape = "cncf"
+    subscribe_request: SubscribeShape = "topics"
+    resiliency_retries: int = 0
 
     def reconnect_policy(self) -> ReconnectPolicy:
         """The WSM's policy: the platform's 5 attempts, or ``reconnect_attempts`` then terminal."""
@@ -134,6 +155,7 @@ class StackConfig:
         """Every port 0: what tests and ``run --embedded`` want."""
         base: dict[str, Any] = {
             "gateway_port": 0,
+            "gateway_grpc_port": 0,
             "dapr_http_port": 0,
             "dapr_grpc_port": 0,
             "feed_port": 0,
@@ -192,6 +214,7 @@ class EmbeddedPlatform:
             grpc_port=self.config.dapr_grpc_port,
             api_token=self.config.dapr_api_token,
             streams_per_topic=self.config.dapr_streams,
+            resiliency_retries=self.config.resiliency_retries,
         )
         self.gateway = Gateway(
             self.workmanager,
@@ -204,6 +227,17 @@ class EmbeddedPlatform:
             duplicate_create=self.config.duplicate_create,
             keys_required_ready=self.config.unhealthy_without_keys,
         )
+        self.gateway_grpc = GatewayGrpc(
+            self.broker,
+            gateway=self.gateway,
+            host=self.config.host,
+            port=self.config.gateway_grpc_port,
+            api_key=self.config.api_key,
+            cloudevent_proto=self.config.cloudevent_proto,
+            subscribe_request=self.config.subscribe_request,
+            subscription_idle_timeout=self.config.subscription_idle_timeout,
+            heartbeat_interval=self.config.heartbeat_interval,
+        )
         self.feed: Any = None
         """The feed's ``FeedServer`` once started, or its ``FeedProcess`` with
         ``feed_process=True`` (``None`` with ``feed=False``)."""
@@ -213,7 +247,8 @@ class EmbeddedPlatform:
         self._started = False
 
     async def start(self) -> None:
-        """Start the feed, the sidecar and the gateway (in that order); undo all on failure.
+        """Start the feed, the sidecar and the gateway's two ports (in that order); undo all on
+        failure.
 
         Raises:
             OSError: a port is taken (the message names it).
@@ -224,6 +259,7 @@ class EmbeddedPlatform:
             await self.sidecar.start()
             self._sidecar_up = True
             await self.gateway.start()
+            await self.gateway_grpc.start()
         except BaseException:
             await self.stop()
             raise
@@ -251,6 +287,8 @@ class EmbeddedPlatform:
     async def stop(self) -> None:
         """Stop everything, newest first; safe to call twice or after a failed start."""
         self._started = False
+        with contextlib.suppress(Exception):
+            await self.gateway_grpc.stop()
         with contextlib.suppress(Exception):
             await self.gateway.stop()
         with contextlib.suppress(Exception):
@@ -290,6 +328,7 @@ class EmbeddedPlatform:
             grpc_port=old.grpc_port,
             api_token=self.config.dapr_api_token,
             streams_per_topic=self.config.dapr_streams,
+            resiliency_retries=self.config.resiliency_retries,
         )
         await self.sidecar.start()
         self._sidecar_up = True
@@ -324,6 +363,9 @@ class EmbeddedPlatform:
             env["ALPACA_STREAM_URL"] = stream
             env["ALPACA_API_KEY"] = self.alpaca_key
             env["ALPACA_API_SECRET"] = self.alpaca_secret
+        # The platform's own names for the gateway's gRPC port (pub/sub without a sidecar).
+        env["VIRTUFIN_API_HOST"] = runtime_host
+        env["VIRTUFIN_API_GRPC_PORT"] = str(self.gateway_grpc.port)
         if self.config.api_key:
             env["VIRTUFIN_API_KEY"] = self.config.api_key
         if self.config.dapr_api_token:

@@ -5,8 +5,11 @@ Behaviour copied from the platform (``spec/virtufin-platform.md``, "WebSocketMan
 * a connection record has ``id``, ``url``, ``status``, ``topic`` (empty when not publishing),
   ``instance_id``, ``tags`` and ``created_at``;
 * every received frame is published to the record's topic in the **flat** format: the CloudEvent
-  ``data`` is the raw payload, and the extensions ``websocketId``, ``websocketUrl``,
-  ``timestamp`` and ``contentType`` carry the metadata;
+  ``data`` is the payload, and the extensions ``websocketId``, ``websocketUrl``,
+  ``timestamp`` and ``contentType`` carry the metadata. The envelope is made by the sidecar's
+  rules (:func:`~alpaca_cli.devstack.cloudevents.event_from_attributes`), as the real WSM's
+  publish goes through its daprd: ``time`` and trace attributes are added, and JSON frames are
+  re-marshalled (keys sorted, compact), so consumers parse them rather than compare bytes;
 * auto-reconnect tries 5 times, 1 s doubling, capped at 30 s, keeps id, URL and topic, and
   **never** resends anything: whatever handshake the client sent is gone with the old socket;
 * lifecycle events go to ``websocketmanager.lifecycle``, named after one of the documented
@@ -71,6 +74,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from alpaca_cli.devstack.broker import Broker, CloudEvent
+from alpaca_cli.devstack.cloudevents import event_from_attributes
 from alpaca_cli.devstack.rpc import RpcError, Status
 from alpaca_cli.devstack.schema import check_tags
 
@@ -635,22 +639,25 @@ class WebSocketManager:
                 data = frame
                 ctype = "application/octet-stream"
             conn.seq += 1
+            # Through the sidecar's envelope rules, like any publish: the frame gets ``time``
+            # and the trace attributes, and JSON data is re-marshalled as daprd does it.
             publish(
                 topic,
-                CloudEvent(
-                    id=f"{cid}-{conn.seq}",
-                    source=source,
-                    type=FRAME_TYPE,
+                event_from_attributes(
+                    pubsub=pubsub,
                     topic=topic,
-                    pubsubname=pubsub,
-                    datacontenttype=ctype,
-                    data=data,
-                    extensions={
+                    attributes={
+                        "id": f"{cid}-{conn.seq}",
+                        "source": source,
+                        "type": FRAME_TYPE,
+                        "specversion": "1.0",
+                        "datacontenttype": ctype,
                         "websocketId": cid,
                         "websocketUrl": url,
                         "timestamp": timestamp(),
                         "contentType": ctype,
                     },
+                    data=data,
                 ),
             )
 

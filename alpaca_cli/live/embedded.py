@@ -27,7 +27,7 @@ from alpaca_cli.errors import PlatformUnreachable
 
 __all__ = ["REQUIRED_KEYS", "EmbeddedProcess", "dev_up_command", "parse_env", "read_env_file"]
 
-REQUIRED_KEYS = ("VIRTUFIN_API_URL", "DAPR_GRPC_PORT", "DAPR_HTTP_PORT")
+REQUIRED_KEYS = ("VIRTUFIN_API_URL", "VIRTUFIN_API_GRPC_PORT", "DAPR_GRPC_PORT", "DAPR_HTTP_PORT")
 """The env file is complete when these are in it."""
 
 
@@ -69,6 +69,8 @@ def dev_up_command(
         "dev",
         "up",
         "--gateway-port",
+        "0",
+        "--gateway-grpc-port",
         "0",
         "--dapr-http-port",
         "0",

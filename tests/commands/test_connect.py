@@ -112,10 +112,14 @@ def test_a_caller_that_authenticates_at_once_can_skip_the_deadline_warning(
 
 
 def test_reply_topic_option_gets_the_reply_on_that_topic(
-    deployed: Cli, embedded_with_feed: Any
+    deployed: Cli, embedded_with_feed: Any, bus: str
 ) -> None:
     result = ok(deployed("connect", "--reply-topic", "replies.alpaca-md-test", "-vv"))
-    assert "subscribed to pubsub/replies.alpaca-md-test" in result.stderr
+    subscribed = {
+        "dapr": "subscribed to pubsub/replies.alpaca-md-test",
+        "gateway": "subscribed to replies.alpaca-md-test through the gateway",
+    }
+    assert subscribed[bus] in result.stderr
     assert "response.websocketmanagercontroller" not in result.stderr
     assert result.stdout.strip() in {r.id for r in embedded_with_feed.wsm.list()}
     ok(deployed("teardown"))

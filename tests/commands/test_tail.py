@@ -14,21 +14,23 @@ from typing import Any
 import pytest
 
 from alpaca_cli.platform.pubsub import PubsubClient
-from tests.support import Cli, free_port
+from tests.support import BUSES, Cli, bus_env, free_port
 from tests.support_pubsub import CONTROLLER_URL, ok, streaming
 
 RFC3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=BUSES)
 def flowing(
-    embedded_with_feed: Any, tmp_path_factory: pytest.TempPathFactory
+    embedded_with_feed: Any, tmp_path_factory: pytest.TempPathFactory, request: Any
 ) -> Iterator[tuple[Cli, str]]:
-    """Trades for BTC/USD and ETH/USD and quotes for SOL/USD, flowing for the whole module.
+    """Trades for BTC/USD and ETH/USD and quotes for SOL/USD, flowing for the whole module,
+    tailed over each bus in turn.
 
     The tests only read the topic, so one pipeline serves them all (the suite stays quick).
     """
-    cli = Cli(cwd=tmp_path_factory.mktemp("tail"), env=dict(embedded_with_feed.env()))
+    env = bus_env(embedded_with_feed.env(), request.param)
+    cli = Cli(cwd=tmp_path_factory.mktemp("tail"), env=env)
     ok(cli("deploy", "--url", CONTROLLER_URL))
     try:
         connection_id = streaming(cli, "BTC/USD", "ETH/USD", channel="trades")
@@ -193,7 +195,7 @@ def _wait_for_stderr(proc: subprocess.Popen[bytes], text: bytes) -> bytes:
 
 
 def test_sigterm_flushes_buffered_lines_without_pythonunbuffered(
-    flowing: tuple[Cli, str],
+    flowing: tuple[Cli, str], embedded_with_feed: Any
 ) -> None:
     cli, _ = flowing
     proc = _spawn_tail(cli)
@@ -202,7 +204,7 @@ def test_sigterm_flushes_buffered_lines_without_pythonunbuffered(
         # Let data arrive: a streaming subscription of our own sees the same frames.
         from alpaca_cli.config import DaprSettings
 
-        env = cli.env
+        env = embedded_with_feed.env()  # the test's own look at the topic: always the sidecar
         settings = DaprSettings(
             http_port=int(env["DAPR_HTTP_PORT"]), grpc_port=int(env["DAPR_GRPC_PORT"])
         )

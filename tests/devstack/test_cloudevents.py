@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 
+from alpaca_cli.devstack.broker import CloudEvent
 from alpaca_cli.devstack.cloudevents import (
     CloudEventError,
     data_survives,
+    event_from_attributes,
     event_from_publish,
+    has_expired,
+    marshal_json,
 )
 
 TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-01$")
@@ -89,9 +94,12 @@ def test_a_whole_cloudevent_passes_through_with_its_extensions() -> None:
 
 def test_a_passed_through_cloudevent_gets_missing_attributes_filled_in() -> None:
     ev = publish(b'{"data": [1, 2]}', "application/cloudevents+json; charset=utf-8")
-    assert ev.id
+    # daprd fills in source, type and specversion, but never invents an id or a content type.
+    assert (ev.id, ev.datacontenttype) == ("", "")
     assert (ev.source, ev.type, ev.specversion) == ("Dapr", "com.dapr.event.sent", "1.0")
-    assert (ev.datacontenttype, ev.data) == ("application/json", b"[1,2]")
+    assert ev.data == b"[1,2]"
+    assert ev.extensions["time"].endswith("Z")
+    assert TRACEPARENT.match(ev.extensions["traceparent"])
 
 
 @pytest.mark.parametrize(
@@ -133,7 +141,9 @@ def test_an_unusable_cloudevent_is_refused(body: bytes) -> None:
         ("text/csv", True),
         ("application/json", True),
         ("Application/JSON; charset=utf-8", True),
-        ("application/vnd.api+json", True),
+        ("application/vnd.api+json", False),
+        ("application/problem+json", False),
+        ("", False),
         ("application/cloudevents+json", True),
         ("application/xml", True),
         ("application/octet-stream", True),
@@ -152,3 +162,119 @@ def test_base64_helper_roundtrip_matches_the_spec_encoding() -> None:
         "data_base64": base64.b64encode(raw).decode(),
     }
     assert publish(orjson.dumps(doc), "application/cloudevents+json").data == raw
+
+
+NOON = datetime(2026, 3, 1, 12, 0, 0, 250_000, tzinfo=UTC)
+
+
+class TestMarshalJson:
+    def test_compact_sorted_and_html_characters_escaped_as_go_does(self) -> None:
+        raw = b'{ "z": "a<b>&c", "a": {"y": 1, "b": [1, 2.5]} }'
+        assert marshal_json(raw) == b'{"a":{"b":[1,2.5],"y":1},"z":"a\\u003cb\\u003e\\u0026c"}'
+
+    def test_line_separators_are_escaped_too(self) -> None:
+        assert marshal_json('"\u2028\u2029"'.encode()) == b'"\\u2028\\u2029"'
+
+    def test_values_survive_even_where_bytes_do_not(self) -> None:
+        raw = b'[{"T":"t","S":"BTC/USD","p":95000.10,"i":3447222699101865076,"s":0.000022}]'
+        assert marshal_json(raw) != raw
+        assert orjson.loads(marshal_json(raw)) == orjson.loads(raw)
+
+    def test_invalid_json_is_kept_as_it_came(self) -> None:
+        assert marshal_json(b"{not json") == b"{not json"
+
+    def test_a_plain_json_publish_is_re_marshalled(self) -> None:
+        assert publish(b'{"b": 1, "a": 2}', "application/json").data == b'{"a":2,"b":1}'
+        assert publish(b'{"b": 1}', "text/plain").data == b'{"b": 1}', "only JSON is touched"
+
+
+class TestMetadata:
+    def test_trace_overrides_from_cloudevent_metadata(self) -> None:
+        trace = "00-" + "3" * 32 + "-" + "4" * 16 + "-01"
+        ev = publish(
+            b"x",
+            **{"cloudevent.traceparent": trace, "cloudevent.tracestate": "a=b",
+               "cloudevent.source": "src"},
+        )  # fmt: skip
+        assert (ev.extensions["traceparent"], ev.extensions["traceid"]) == (trace, trace)
+        assert (ev.extensions["tracestate"], ev.source) == ("a=b", "src")
+
+    def test_ttl_sets_expiration_in_whole_seconds(self) -> None:
+        ev = event_from_publish(
+            pubsub="pubsub", topic="t", data=b"x", content_type="text/plain",
+            metadata={"ttlInSeconds": "30"}, app_id="app", now=NOON,
+        )  # fmt: skip
+        assert ev.extensions["expiration"] == "2026-03-01T12:00:30Z"
+        assert not has_expired(ev, NOON + timedelta(seconds=29))
+        assert has_expired(ev, NOON + timedelta(seconds=31))
+
+    @pytest.mark.parametrize("ttl", ["soon", "-5"])
+    def test_an_unusable_ttl_is_ignored_as_daprd_ignores_it(self, ttl: str) -> None:
+        assert "expiration" not in publish(b"x", ttlInSeconds=ttl).extensions
+
+    def test_a_passthrough_gets_an_expiration_too(self) -> None:
+        doc = {"id": "1", "datacontenttype": "text/plain", "data": "x"}
+        ev = event_from_publish(
+            pubsub="pubsub", topic="t", data=orjson.dumps(doc),
+            content_type="application/cloudevents+json", metadata={"ttlInSeconds": "1"},
+            app_id="app", now=NOON,
+        )  # fmt: skip
+        assert ev.extensions["expiration"] == "2026-03-01T12:00:01Z"
+
+    def test_an_event_without_a_parsable_expiration_never_expires(self) -> None:
+        for value in (None, "", "tomorrow", "2026-03-01T12:00:00"):
+            event = CloudEvent(id="1", source="s", type="t", topic="t")
+            if value is not None:
+                event.extensions["expiration"] = value
+            assert not has_expired(event, NOON + timedelta(days=365))
+
+
+class TestPassthrough:
+    def test_the_publishers_trace_attributes_are_kept_and_time_added(self) -> None:
+        trace = "00-" + "5" * 32 + "-" + "6" * 16 + "-01"
+        doc = {"id": "1", "traceparent": trace, "traceid": trace, "tracestate": "x=y"}
+        ev = publish(orjson.dumps(doc), "application/cloudevents+json")
+        assert (ev.extensions["traceparent"], ev.extensions["traceid"]) == (trace, trace)
+        assert ev.extensions["tracestate"] == "x=y"
+        assert ev.extensions["time"].endswith("Z")
+
+    def test_the_publishers_own_time_is_kept(self) -> None:
+        doc = {"id": "1", "time": "2020-01-01T00:00:00Z"}
+        ev = publish(orjson.dumps(doc), "application/cloudevents+json")
+        assert ev.extensions["time"] == "2020-01-01T00:00:00Z"
+
+    def test_json_data_of_a_passthrough_is_marshalled_like_daprd(self) -> None:
+        doc = {"datacontenttype": "application/json", "data": {"b": "<", "a": 1}}
+        ev = publish(orjson.dumps(doc), "application/cloudevents+json")
+        assert ev.data == b'{"a":1,"b":"\\u003c"}'
+
+
+def test_attributes_go_through_the_passthrough_rules() -> None:
+    """The embedded WSM's path: parsed attributes plus raw data bytes, no JSON document."""
+    ev = event_from_attributes(
+        pubsub="pubsub",
+        topic="frames",
+        attributes={
+            "id": "c-1",
+            "source": "websocketmanager/w",
+            "type": "frame",
+            "specversion": "1.0",
+            "datacontenttype": "application/json",
+            "websocketId": "c",
+        },
+        data=b'[{"T":"t", "S":"BTC/USD"}]',
+        now=NOON,
+    )
+    assert (ev.id, ev.source, ev.type, ev.topic) == ("c-1", "websocketmanager/w", "frame", "frames")
+    assert ev.data == b'[{"S":"BTC/USD","T":"t"}]'
+    assert ev.extensions["websocketId"] == "c"
+    assert ev.extensions["time"] == "2026-03-01T12:00:00.250000Z"
+    assert TRACEPARENT.match(ev.extensions["traceparent"])
+    assert ev.extensions["traceid"] == ev.extensions["traceparent"]
+    binary = event_from_attributes(
+        pubsub="pubsub",
+        topic="frames",
+        attributes={"id": "c-2", "datacontenttype": "application/octet-stream"},
+        data=b"\x91\x80",
+    )
+    assert binary.data == b"\x91\x80", "binary data is never re-marshalled"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
 import json
 import socket
 import time
@@ -139,7 +140,15 @@ def test_a_stream_opened_after_a_publish_does_not_see_it(client: DaprClient) -> 
         sub.close()
 
 
-def test_retry_redelivers_the_message(client: DaprClient) -> None:
+def test_retry_redelivers_the_message_under_a_retry_policy(
+    start_sidecar: Callable[..., RunningSidecar],
+) -> None:
+    start_sidecar(resiliency_retries=1)
+    with DaprClient() as client:
+        _retry_once_then_succeed(client)
+
+
+def _retry_once_then_succeed(client: DaprClient) -> None:
     sub = client.subscribe("pubsub", "flaky")
     try:
         client.publish_event(
@@ -166,6 +175,8 @@ def test_drop_sends_the_message_to_the_dead_letter_topic(client: DaprClient) -> 
         lost = next(dead)
         dead.respond_success(lost)
         assert (lost.id(), lost.topic(), lost.data()) == (msg.id(), "orders.dead", "poison")
+        # The event itself is republished unchanged: its topic attribute names the origin.
+        assert lost.extensions()["topic"] == "orders"
         time.sleep(ACK_FLUSH)
     finally:
         sub.close()
@@ -229,7 +240,7 @@ def test_an_empty_topic_is_refused(client: DaprClient) -> None:
 def test_a_malformed_cloudevent_is_refused(client: DaprClient) -> None:
     with pytest.raises(DaprGrpcError) as caught:
         client.publish_event("pubsub", "t", "{", data_content_type="application/cloudevents+json")
-    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "cannot create cloudevent" in caught.value.details()
 
 
@@ -273,7 +284,8 @@ def test_a_stream_must_start_with_an_initial_request(dapr_sidecar: RunningSideca
         stub = dapr_pb2_grpc.DaprStub(channel)
         with pytest.raises(grpc.RpcError) as caught:
             list(stub.SubscribeTopicEventsAlpha1(iter([processed]), timeout=5))
-    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # daprd returns a plain error here, which reaches the client as UNKNOWN.
+    assert caught.value.code() == grpc.StatusCode.UNKNOWN
     assert caught.value.details() == "initial request is required"
 
 
@@ -368,7 +380,15 @@ def test_the_async_sdk_publishes_and_streams(dapr_sidecar: RunningSidecar) -> No
                 await c.publish_event(
                     "pubsub",
                     "async",
-                    json.dumps({"id": "a1", "correlationid": "c1", "data": {"k": "v"}}),
+                    # daprd delivers passthrough data only with a datacontenttype.
+                    json.dumps(
+                        {
+                            "id": "a1",
+                            "correlationid": "c1",
+                            "datacontenttype": "application/json",
+                            "data": {"k": "v"},
+                        }
+                    ),
                     data_content_type="application/cloudevents+json",
                 )
                 msg = await sub.next_message()
@@ -557,3 +577,348 @@ def test_copy_is_the_default_and_unknown_modes_are_refused(dapr_sidecar: Running
     assert dapr_sidecar.sidecar.streams_per_topic == "copy"
     with pytest.raises(ValueError, match="streams_per_topic"):
         DaprSidecar(dapr_sidecar.broker, streams_per_topic="both")  # type: ignore[arg-type]
+
+
+# -- daprd's RETRY handling ------------------------------------------------------------------
+
+
+def test_retry_without_a_policy_goes_to_the_dead_letter_topic(client: DaprClient) -> None:
+    sub = client.subscribe("pubsub", "once", dead_letter_topic="once.dead")
+    dead = client.subscribe("pubsub", "once.dead")
+    try:
+        client.publish_event("pubsub", "once", "try me", data_content_type="text/plain")
+        first = next(sub)
+        sub.respond_retry(first)
+        lost = next(dead)
+        dead.respond_success(lost)
+        assert (lost.id(), lost.data(), lost.extensions()["topic"]) == (
+            first.id(),
+            "try me",
+            "once",
+        )
+        time.sleep(ACK_FLUSH)
+    finally:
+        sub.close()
+        dead.close()
+
+
+def test_retry_without_a_policy_or_dead_letter_topic_drops_and_logs(
+    client: DaprClient, dapr_sidecar: RunningSidecar, caplog: pytest.LogCaptureFixture
+) -> None:
+    sub = client.subscribe("pubsub", "gone")
+    try:
+        client.publish_event("pubsub", "gone", "first", data_content_type="text/plain")
+        first = next(sub)
+        with caplog.at_level("WARNING", logger="alpaca_cli.devstack.sidecar"):
+            sub.respond_retry(first)
+            client.publish_event("pubsub", "gone", "second", data_content_type="text/plain")
+            # No redelivery: the next message is the next one published.
+            second = next(sub)
+        sub.respond_success(second)
+        assert (first.data(), second.data()) == ("first", "second")
+        assert dapr_sidecar.sidecar.retries_exhausted == 1
+        assert any("dropped" in r.getMessage() for r in caplog.records)
+        time.sleep(ACK_FLUSH)
+    finally:
+        sub.close()
+
+
+def test_retries_run_out_after_the_policys_count(
+    start_sidecar: Callable[..., RunningSidecar],
+) -> None:
+    start_sidecar(resiliency_retries=2)
+    with DaprClient() as client:
+        sub = client.subscribe("pubsub", "stubborn", dead_letter_topic="stubborn.dead")
+        dead = client.subscribe("pubsub", "stubborn.dead")
+        try:
+            client.publish_event("pubsub", "stubborn", "x", data_content_type="text/plain")
+            seen = []
+            for _ in range(3):  # the delivery and two retries
+                msg = next(sub)
+                seen.append(msg.id())
+                sub.respond_retry(msg)
+            lost = next(dead)
+            dead.respond_success(lost)
+            assert len(set(seen)) == 1 and lost.id() == seen[0]
+            time.sleep(ACK_FLUSH)
+        finally:
+            sub.close()
+            dead.close()
+
+
+def test_negative_resiliency_retries_are_refused(broker: Broker) -> None:
+    with pytest.raises(ValueError, match="resiliency_retries"):
+        DaprSidecar(broker, resiliency_retries=-1)
+
+
+# -- GetMetadata, as Dapr's JavaScript SDK probes it at start-up ---------------------------------
+
+
+def test_grpc_get_metadata_reports_app_components_and_streams(
+    client: DaprClient, dapr_sidecar: RunningSidecar
+) -> None:
+    from dapr.proto.runtime.v1 import metadata_pb2
+
+    sub = client.subscribe("pubsub", "watched", dead_letter_topic="watched.dead")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{dapr_sidecar.sidecar.grpc_port}") as channel:
+            answer = dapr_pb2_grpc.DaprStub(channel).GetMetadata(
+                metadata_pb2.GetMetadataRequest(), timeout=5
+            )
+        assert answer.id == "devstack"
+        assert answer.runtime_version == "1.16.0"
+        assert [(c.name, c.type) for c in answer.registered_components] == [
+            ("pubsub", "pubsub.in-memory")
+        ]
+        [stream] = answer.subscriptions
+        assert (stream.pubsub_name, stream.topic, stream.dead_letter_topic) == (
+            "pubsub",
+            "watched",
+            "watched.dead",
+        )
+        assert stream.type == metadata_pb2.PubsubSubscriptionType.STREAMING
+    finally:
+        sub.close()
+
+
+def test_http_metadata_answers_with_daprds_json_shape(dapr_sidecar: RunningSidecar) -> None:
+    url = f"http://127.0.0.1:{dapr_sidecar.sidecar.http_port}/v1.0/metadata"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.status == 200
+        body = json.loads(response.read())
+    assert body["id"] == "devstack"
+    assert body["runtimeVersion"] == "1.16.0"
+    assert body["components"] == [{"name": "pubsub", "type": "pubsub.in-memory", "version": "v1"}]
+    assert "subscriptions" not in body, "daprd leaves an empty list out"
+
+
+# -- bulk publish --------------------------------------------------------------------------------
+
+
+def test_grpc_bulk_publish_publishes_each_entry_and_reports_failures(
+    client: DaprClient, dapr_sidecar: RunningSidecar
+) -> None:
+    sub = client.subscribe("pubsub", "bulk")
+    entries = [
+        pubsub_pb2.BulkPublishRequestEntry(
+            entry_id="1", event=b'{"n":1}', content_type="application/json"
+        ),
+        pubsub_pb2.BulkPublishRequestEntry(
+            entry_id="2", event=b"{", content_type="application/cloudevents+json"
+        ),
+        pubsub_pb2.BulkPublishRequestEntry(
+            entry_id="3",
+            event=b"three",
+            content_type="text/plain",
+            metadata={"cloudevent.id": "e3"},
+        ),
+    ]
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{dapr_sidecar.sidecar.grpc_port}") as channel:
+            answer = dapr_pb2_grpc.DaprStub(channel).BulkPublishEventAlpha1(
+                pubsub_pb2.BulkPublishRequest(pubsub_name="pubsub", topic="bulk", entries=entries),
+                timeout=5,
+            )
+        assert [(f.entry_id, f.error.startswith("cannot create cloudevent")) for f in
+                answer.failedEntries] == [("2", True)]  # fmt: skip
+        one, three = next(sub), next(sub)
+        sub.respond_success(one)
+        sub.respond_success(three)
+        assert (one.data(), three.data(), three.id()) == ({"n": 1}, "three", "e3")
+        time.sleep(ACK_FLUSH)
+    finally:
+        sub.close()
+
+
+def test_grpc_bulk_publish_refuses_missing_or_repeated_entry_ids(
+    dapr_sidecar: RunningSidecar,
+) -> None:
+    twice = [pubsub_pb2.BulkPublishRequestEntry(entry_id="1", event=b"x") for _ in range(2)]
+    address = f"127.0.0.1:{dapr_sidecar.sidecar.grpc_port}"
+    with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as caught:
+        dapr_pb2_grpc.DaprStub(channel).BulkPublishEventAlpha1(
+            pubsub_pb2.BulkPublishRequest(pubsub_name="pubsub", topic="t", entries=twice),
+            timeout=5,
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_http_bulk_publish_converts_each_event_by_its_content_type(
+    client: DaprClient, dapr_sidecar: RunningSidecar
+) -> None:
+    base = f"http://127.0.0.1:{dapr_sidecar.sidecar.http_port}/v1.0-alpha1/publish/bulk"
+    body = [
+        {"entryId": "a", "event": {"k": "v"}, "contentType": "application/json"},
+        {"entryId": "b", "event": "plain", "contentType": "text/plain"},
+        {"entryId": "c", "event": "AAE=", "contentType": "application/octet-stream"},
+    ]
+    sub = client.subscribe("pubsub", "hbulk")
+    try:
+        request = urllib.request.Request(
+            f"{base}/pubsub/hbulk",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 204
+        got = [next(sub) for _ in body]
+        for msg in got:
+            sub.respond_success(msg)
+        assert [m.raw_data() for m in got] == [b'{"k":"v"}', b"plain", b"\x00\x01"]
+        time.sleep(ACK_FLUSH)
+    finally:
+        sub.close()
+
+
+# -- daprd's error codes -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        pytest.param("/v1.0/publish//t", "ERR_PUBSUB_EMPTY", id="empty-pubsub"),
+        pytest.param("/v1.0/publish/pubsub/", "ERR_TOPIC_EMPTY", id="empty-topic"),
+        pytest.param("/v1.0/publish/nosuch/t", "ERR_PUBSUB_NOT_FOUND", id="unknown-pubsub"),
+        pytest.param("/v1.0-alpha1/publish/bulk//t", "ERR_PUBSUB_EMPTY", id="bulk-empty-pubsub"),
+        pytest.param("/v1.0-alpha1/publish/bulk/pubsub/", "ERR_TOPIC_EMPTY", id="bulk-no-topic"),
+    ],
+)
+def test_http_publish_with_a_missing_name_is_a_404_with_a_json_body(
+    dapr_sidecar: RunningSidecar, path: str, code: str
+) -> None:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{dapr_sidecar.sidecar.http_port}{path}", data=b"[]", method="POST"
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=5)
+    assert caught.value.code == 404
+    assert json.loads(caught.value.read())["errorCode"] == code
+
+
+def test_http_publish_of_a_bad_cloudevent_is_a_500(dapr_sidecar: RunningSidecar) -> None:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{dapr_sidecar.sidecar.http_port}/v1.0/publish/pubsub/t",
+        data=b"{",
+        headers={"Content-Type": "application/cloudevents+json"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=5)
+    assert caught.value.code == 500
+    body = json.loads(caught.value.read())
+    assert body["errorCode"] == "ERR_PUBSUB_CLOUD_EVENTS_SER"
+    assert body["message"].startswith("cannot create cloudevent")
+
+
+def _initial(pubsub: str, topic: str) -> pubsub_pb2.SubscribeTopicEventsRequestAlpha1:
+    return pubsub_pb2.SubscribeTopicEventsRequestAlpha1(
+        initial_request=pubsub_pb2.SubscribeTopicEventsRequestInitialAlpha1(
+            pubsub_name=pubsub, topic=topic
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("pubsub", "topic", "details"),
+    [
+        pytest.param("", "t", "pubsubName is required", id="no-pubsub"),
+        pytest.param("pubsub", "", "topic is required", id="no-topic"),
+    ],
+)
+def test_stream_setup_errors_are_unknown_with_daprds_text(
+    dapr_sidecar: RunningSidecar, pubsub: str, topic: str, details: str
+) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{dapr_sidecar.sidecar.grpc_port}") as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.SubscribeTopicEventsAlpha1(iter([_initial(pubsub, topic)]), timeout=5))
+    assert (caught.value.code(), caught.value.details()) == (grpc.StatusCode.UNKNOWN, details)
+
+
+def test_a_second_initial_request_ends_the_stream(dapr_sidecar: RunningSidecar) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{dapr_sidecar.sidecar.grpc_port}") as channel:
+        stub = dapr_pb2_grpc.DaprStub(channel)
+        requests = iter([_initial("pubsub", "t"), _initial("pubsub", "t")])
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.SubscribeTopicEventsAlpha1(requests, timeout=5))
+    assert caught.value.code() == grpc.StatusCode.UNKNOWN
+    assert caught.value.details() == "duplicate initial request received"
+
+
+# -- the envelope rules end to end ----------------------------------------------------------------
+
+
+def test_ttl_sets_expiration_and_expired_events_are_not_delivered(
+    start_sidecar: Callable[..., RunningSidecar],
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    # Every reading of the sidecar's clock is ten seconds after the previous one, so a
+    # one-second TTL has run out by the time the event is about to be delivered.
+    start = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    readings = itertools.count()
+    running = start_sidecar(clock=lambda: start + timedelta(seconds=10 * next(readings)))
+    with DaprClient() as client:
+        sub = client.subscribe("pubsub", "ttl")
+        try:
+            client.publish_event(
+                "pubsub", "ttl", "stale", data_content_type="text/plain",
+                publish_metadata={"ttlInSeconds": "1"},
+            )  # fmt: skip
+            client.publish_event(
+                "pubsub", "ttl", "fresh", data_content_type="text/plain",
+                publish_metadata={"ttlInSeconds": "3600"},
+            )  # fmt: skip
+            msg = next(sub)
+            sub.respond_success(msg)
+            assert msg.data() == "fresh"
+            published = datetime.fromisoformat(msg.extensions()["time"].replace("Z", "+00:00"))
+            expected = (published + timedelta(seconds=3600)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            assert msg.extensions()["expiration"] == expected
+            assert running.sidecar.expired == 1
+            time.sleep(ACK_FLUSH)
+        finally:
+            sub.close()
+
+
+def test_json_data_is_re_marshalled_like_daprd(client: DaprClient) -> None:
+    sub = client.subscribe("pubsub", "marshal")
+    try:
+        client.publish_event(
+            "pubsub", "marshal", b'{ "b": "<&>", "a": 1 }', data_content_type="application/json"
+        )
+        msg = next(sub)
+        sub.respond_success(msg)
+        assert msg.raw_data() == b'{"a":1,"b":"\\u003c\\u0026\\u003e"}'
+        assert msg.data() == {"a": 1, "b": "<&>"}
+        time.sleep(ACK_FLUSH)
+    finally:
+        sub.close()
+
+
+def test_a_passthrough_keeps_the_publishers_trace_and_gains_a_time(client: DaprClient) -> None:
+    trace = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+    doc = {
+        "specversion": "1.0",
+        "source": "me",
+        "type": "t.x",
+        "traceparent": trace,
+        "tracestate": "k=v",
+        "data": "no id, no datacontenttype",
+    }
+    sub = client.subscribe("pubsub", "pass")
+    try:
+        client.publish_event(
+            "pubsub", "pass", json.dumps(doc), data_content_type="application/cloudevents+json"
+        )
+        msg = next(sub)
+        sub.respond_success(msg)
+        ext = msg.extensions()
+        assert (ext["traceparent"], ext["traceid"], ext["tracestate"]) == (trace, trace, "k=v")
+        assert ext["time"].endswith("Z")
+        # No id or content type is invented, so (as from daprd) the data does not survive.
+        assert (msg.id(), msg.data_content_type(), msg.raw_data()) == ("", "", b"")
+        time.sleep(ACK_FLUSH)
+    finally:
+        sub.close()

@@ -280,7 +280,8 @@ def dev_up(*args: str, env: dict[str, str] | None = None) -> Iterator[subprocess
     """
     child_env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     child_env.update(env or {})
-    ports = ["--gateway-port", "0", "--dapr-http-port", "0", "--dapr-grpc-port", "0"]
+    ports = ["--gateway-port", "0", "--gateway-grpc-port", "0"]
+    ports += ["--dapr-http-port", "0", "--dapr-grpc-port", "0"]
     with subprocess.Popen(
         [sys.executable, "-m", "alpaca_cli", "dev", "up", *ports, "--feed-port", "0", *args],
         stdin=subprocess.PIPE,
@@ -308,7 +309,7 @@ def wait_ready(proc: subprocess.Popen[str]) -> tuple[list[str], list[str]]:
     else:
         raise AssertionError(f"dev up exited early: {''.join(errors)}")
     exports: list[str] = []
-    while len(exports) < 6:
+    while len(exports) < 8:
         line = proc.stdout.readline()
         assert line, "stdout closed before every export line"
         exports.append(line.rstrip("\n"))
@@ -342,6 +343,8 @@ def test_dev_up_serves_writes_its_env_and_exits_when_stdin_closes(tmp_path: Path
             "VIRTUFIN_API_URL",
             "DAPR_HTTP_PORT",
             "DAPR_GRPC_PORT",
+            "VIRTUFIN_API_HOST",
+            "VIRTUFIN_API_GRPC_PORT",
             "ALPACA_STREAM_URL",
             "ALPACA_API_KEY",
             "ALPACA_API_SECRET",
@@ -352,6 +355,12 @@ def test_dev_up_serves_writes_its_env_and_exits_when_stdin_closes(tmp_path: Path
             assert gw.get("/v1/gateway/list-services").status_code == 401
             listed = gw.get("/v1/gateway/list-services", headers={"x-api-key": secret})
             assert listed.json()["services"] == ["workmanager", "websocketmanager"]
+        from alpaca_cli.platform.gateway_bus import GatewayBus
+
+        grpc_address = f"{written['VIRTUFIN_API_HOST']}:{written['VIRTUFIN_API_GRPC_PORT']}"
+        with GatewayBus(grpc_address, api_key=secret) as bus:
+            bus.connect()  # reflection lists virtufin.Pubsub, behind the same key
+            assert bus.shape == "cncf"
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         proc.stdin.close()
         assert proc.wait(timeout=WAIT) == 0
@@ -378,7 +387,8 @@ def test_dev_up_reports_a_taken_port() -> None:
         proc = subprocess.run(
             [
                 *(sys.executable, "-m", "alpaca_cli", "dev", "up", "--gateway-port", str(port)),
-                *("--dapr-http-port", "0", "--dapr-grpc-port", "0", "--feed-port", "0"),
+                *("--gateway-grpc-port", "0", "--dapr-http-port", "0", "--dapr-grpc-port", "0"),
+                *("--feed-port", "0"),
             ],
             capture_output=True,
             text=True,
@@ -490,3 +500,25 @@ def test_dev_up_runs_its_feed_in_a_child_that_dies_with_it() -> None:
         proc.kill()  # no clean-up in dev up at all: the child must still go
         proc.wait()
     assert _wait_gone(feed), "the feed process outlived dev up"
+
+
+def test_dev_up_resiliency_retries_reach_the_sidecar(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import alpaca_cli.commands.dev_up as dev_up
+    from alpaca_cli.main import app
+
+    seen: list[StackConfig] = []
+    monkeypatch.setattr(dev_up, "serve", lambda config, **_: seen.append(config))
+    result = CliRunner().invoke(app, ["dev", "up", "--resiliency-retries", "3"])
+    assert result.exit_code == 0, result.stderr
+    assert [c.resiliency_retries for c in seen] == [3]
+    result = CliRunner().invoke(app, ["dev", "up"])
+    assert [c.resiliency_retries for c in seen] == [3, 0], "daprd without a policy by default"
+    result = CliRunner().invoke(app, ["dev", "up", "--resiliency-retries", "-1"])
+    assert result.exit_code == 2 and "resiliency-retries" in result.stderr
+
+
+def test_the_platforms_sidecar_gets_the_retry_policy() -> None:
+    with start_in_thread(StackConfig.ephemeral(feed=False, resiliency_retries=2)) as platform:
+        assert platform.sidecar.resiliency_retries == 2

@@ -92,7 +92,12 @@ def test_received_frames_are_published_flat_only_while_publishing(
         assert text.extensions["websocketUrl"] == scripted_server.url
         assert text.extensions["contentType"] == "application/json"
         assert text.extensions["timestamp"].endswith("Z")
+        # Made by the sidecar's envelope rules, like any publish: time and trace context.
+        assert text.extensions["time"].endswith("Z")
+        assert text.extensions["traceparent"].startswith("00-")
+        assert text.extensions["traceid"] == text.extensions["traceparent"]
         binary = await next_event(sub)
+        assert binary.extensions["time"].endswith("Z")
         assert binary.data == b"\x81\xa1T\xa1q"
         assert binary.datacontenttype == "application/octet-stream"
         # The server saw a text frame for JSON and a binary one otherwise.
@@ -104,6 +109,24 @@ def test_received_frames_are_published_flat_only_while_publishing(
         wsm.start_publish(record.id, "frames")
         await wsm.send_raw(record.id, b'{"n":3}', "application/json")
         assert (await next_event(sub)).data == b'{"n":3}'
+        await wsm.close()
+
+    loop_thread.run(scenario())
+
+
+def test_json_frames_are_re_marshalled_as_a_sidecar_does(
+    loop_thread: LoopThread, broker: Broker, scripted_server: ScriptedServer
+) -> None:
+    async def scenario() -> None:
+        wsm = WebSocketManager(broker)
+        sub = broker.subscribe("frames")
+        record = await wsm.connect(scripted_server.url)
+        await frames_read(wsm, record.id, 1 if scripted_server.welcome is not None else 0)
+        wsm.start_publish(record.id, "frames")
+        await wsm.send_raw(record.id, b'[{"T": "t", "S": "A&B", "p": 1}]', "application/json")
+        event = await next_event(sub)
+        assert event.data == b'[{"S":"A\\u0026B","T":"t","p":1}]'
+        assert orjson.loads(event.data) == [{"T": "t", "S": "A&B", "p": 1}]
         await wsm.close()
 
     loop_thread.run(scenario())

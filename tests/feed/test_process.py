@@ -71,10 +71,11 @@ def test_serves_the_stream_and_stops_cleanly() -> None:
         pid = feed.pid
         assert pid is not None and pid != os.getpid()
         assert feed.url == f"ws://127.0.0.1:{feed.port}/v1beta3/crypto/us"
-        async with connect(feed.url) as ws:
-            # The loopback feed never negotiates permessage-deflate, even when offered.
+        async with connect(feed.url, compression="deflate") as ws:
+            # The child feed offers permessage-deflate as Alpaca does (FeedConfig.compression
+            # crosses the process boundary with the rest of the config).
             assert ws.response is not None
-            assert "Sec-WebSocket-Extensions" not in ws.response.headers
+            assert "permessage-deflate" in ws.response.headers["Sec-WebSocket-Extensions"]
             assert orjson.loads(await ws.recv())[0]["msg"] == "connected"
             await ws.send(orjson.dumps({"action": "auth", "key": "pk", "secret": "ps"}).decode())
             assert orjson.loads(await ws.recv())[0]["msg"] == "authenticated"

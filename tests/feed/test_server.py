@@ -423,7 +423,68 @@ class TestMsgpack:
         run(scenario)
 
 
+class TestGoSdk:
+    """Alpaca's Go SDK, byte for byte: its subscribe names every channel key it knows."""
+
+    def test_the_go_sdks_exact_subscribe_message_is_accepted(self, run, feed_client):
+        # marketdata/stream/subscription.go getSubChangeMessage: msgpack.Marshal of a map with
+        # action and eleven channels; Go's nil slices encode as msgpack nil (0xc0).
+        channels = ("trades", "quotes", "bars", "updatedBars", "dailyBars", "statuses",
+                    "imbalances", "lulds", "orderbooks", "news", "pricing")  # fmt: skip
+        used = {"trades": ["BTC/USD"], "orderbooks": ["BTC/USD"], "bars": ["ETH/USD"]}
+        message = msgpack.packb({"action": "subscribe", **{c: used.get(c) for c in channels}})
+        assert message.count(b"\xc0") == len(channels) - len(used)
+
+        async def scenario(server: FeedServer) -> None:
+            async with feed_client(server, msgpack_mode=True) as c:
+                assert await c.one() == {"T": "success", "msg": "connected"}
+                assert await c.auth() == {"T": "success", "msg": "authenticated"}
+                await c.ws.send(message)
+                assert await c.one() == subscription(**used)
+                (snapshot,) = await c.frame()
+                assert (snapshot["T"], snapshot["S"], snapshot["r"]) == ("o", "BTC/USD", True)
+                # Unsubscribing the same way (every key, nil for the rest) empties the set.
+                await c.ws.send(message.replace(b"\xa9subscribe", b"\xabunsubscribe"))
+                while (reply := await c.frame())[0]["T"] != "subscription":
+                    pass
+                assert reply == [subscription()]
+
+        run(scenario, rate=0)
+
+    def test_a_non_empty_channel_the_feed_lacks_is_410_even_among_nulls(self, run, feed_client):
+        async def scenario(server: FeedServer) -> None:
+            async with feed_client(server, msgpack_mode=True) as c:
+                await c.one()
+                await c.auth()
+                await c.send({"action": "subscribe", "trades": None, "news": ["*"]})
+                assert await c.one() == error(410, "invalid subscribe action for this feed")
+                await c.send({"action": "subscribe", "trades": ["BTC/USD"], "statuses": []})
+                assert await c.one() == subscription(trades=["BTC/USD"])
+
+        run(scenario, rate=0)
+
+
 class TestTransport:
+    def test_permessage_deflate_is_negotiated_when_the_client_offers_it(self, run):
+        async def scenario(server: FeedServer) -> None:
+            async with connect(server.url, compression="deflate") as ws:
+                assert ws.response is not None
+                assert "permessage-deflate" in ws.response.headers["Sec-WebSocket-Extensions"]
+                assert orjson.loads(await ws.recv()) == [{"T": "success", "msg": "connected"}]
+            async with connect(server.url, compression=None) as ws:
+                assert ws.response is not None
+                assert "Sec-WebSocket-Extensions" not in ws.response.headers
+
+        run(scenario)
+
+    def test_compression_can_be_turned_off_for_raw_frame_tests(self, run):
+        async def scenario(server: FeedServer) -> None:
+            async with connect(server.url, compression="deflate") as ws:
+                assert ws.response is not None
+                assert "Sec-WebSocket-Extensions" not in ws.response.headers
+
+        run(scenario, compression=False)
+
     @pytest.mark.parametrize(
         "path",
         [

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import msgpack
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from alpaca_cli.alpaca.codec import AuthRequest, SubscribeRequest
+from alpaca_cli.alpaca.errors import ErrorCode
 from alpaca_cli.alpaca.messages import Error, Subscription, Success
 from alpaca_cli.devstack.feed.registry import KeyRegistry
 from alpaca_cli.devstack.feed.session import (
@@ -19,6 +22,8 @@ from alpaca_cli.devstack.feed.session import (
     Session,
     SessionState,
     Subscribed,
+    decode_request,
+    error_message,
 )
 
 UNIVERSE = ("BTC/USD", "ETH/USD", "SOL/USD")
@@ -252,6 +257,11 @@ class TestSubscriptions:
         assert sent(actions) == [err(410, "invalid subscribe action for this feed")]
         assert session.subscriptions()["trades"] == []
 
+    def test_an_empty_list_on_a_channel_this_feed_lacks_is_no_request(self):
+        session = authed()
+        actions = session.receive(sub(trades=["BTC/USD"], statuses=[], news=[]), 102.0)
+        assert sent(actions) == [Subscription(trades=("BTC/USD",))]
+
     @pytest.mark.parametrize("symbol", ["btc/usd", "BTCUSD", "BTC/", "/USD", "BTC/USD/X", ""])
     def test_400_for_a_badly_formed_symbol(self, symbol):
         session = authed()
@@ -284,3 +294,64 @@ class TestSecrets:
         logs = " ".join(a.text for a in actions if isinstance(a, Log))
         assert "AKSECRETKEY" not in logs, "key ids are shortened in logs"
         assert "AKSE…" in logs
+
+
+GO_SDK_CHANNELS = (
+    "trades", "quotes", "bars", "updatedBars", "dailyBars", "statuses", "imbalances", "lulds",
+    "orderbooks", "news", "pricing",
+)  # fmt: skip
+"""Every key Alpaca's Go SDK puts in a subscribe (``marketdata/stream/subscription.go``)."""
+
+
+def go_sdk_subscribe(action: str = "subscribe", **used: list[str]) -> bytes:
+    """The Go SDK's message: msgpack, every channel key, ``nil`` for the unused ones."""
+    return msgpack.packb({"action": action, **{c: used.get(c) for c in GO_SDK_CHANNELS}})
+
+
+class TestDecodeRequest:
+    def test_the_go_sdks_null_channels_are_no_request(self):
+        message = decode_request(go_sdk_subscribe(trades=["BTC/USD"], orderbooks=["ETH/USD"]))
+        assert message == SubscribeRequest({"trades": ("BTC/USD",), "orderbooks": ("ETH/USD",)})
+
+    def test_null_channels_in_json_and_in_an_unsubscribe_too(self):
+        payload = orjson.dumps({"action": "unsubscribe", "quotes": ["BTC/USD"], "news": None})
+        assert decode_request(payload) == SubscribeRequest(
+            {"quotes": ("BTC/USD",)}, unsubscribe=True
+        )
+        assert decode_request(payload.decode()) == decode_request(payload)
+
+    def test_a_strict_message_decodes_as_the_codec_does(self):
+        assert decode_request(b'{"action":"auth","key":"k","secret":"s"}') == AuthRequest("k", "s")
+
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            pytest.param(b'{"action":"subscribe","trades":"BTC","news":null}', id="str-channel"),
+            pytest.param(b'{"action":"subscribe","trades":[1],"news":null}', id="int-symbol"),
+            pytest.param(b'{"action":"dance","trades":null}', id="unknown-action"),
+            pytest.param(b"{not json", id="not-json"),
+            pytest.param(b"\xc1", id="not-msgpack"),
+        ],
+    )
+    def test_anything_else_malformed_stays_malformed(self, payload):
+        assert isinstance(decode_request(payload), Malformed)
+
+    def test_the_go_sdks_subscribe_is_answered_with_the_whole_set(self):
+        session = authed()
+        message = decode_request(go_sdk_subscribe(trades=["BTC/USD"]))
+        assert not isinstance(message, Malformed)
+        assert sent(session.receive(message, 102.0)) == [Subscription(trades=("BTC/USD",))]
+
+    def test_a_non_empty_list_on_a_channel_this_feed_lacks_is_still_410(self):
+        session = authed()
+        message = decode_request(go_sdk_subscribe(trades=["BTC/USD"], news=["*"]))
+        assert not isinstance(message, Malformed)
+        assert sent(session.receive(message, 102.0)) == [
+            err(410, "invalid subscribe action for this feed")
+        ]
+        assert session.subscriptions()["trades"] == []
+
+
+def test_411_insufficient_scope_has_the_tables_exact_text():
+    assert error_message(ErrorCode.INSUFFICIENT_SCOPE) == Error(411, "insufficient scope")
+    assert str(ErrorCode(411)) == "411 insufficient scope"

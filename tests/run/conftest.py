@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from alpaca_cli.devstack.stack import EmbeddedPlatform
-from tests.support import embedded_platform
+from tests.support import bus_env, embedded_platform
 
 
 class RunProcess:
@@ -101,13 +101,19 @@ class RunProcess:
 
 
 @pytest.fixture
-def run_cli(tmp_path: Path) -> Iterator[Any]:
-    """Factory: start ``alpaca-md <args>`` in ``tmp_path`` with the given extra environment."""
+def run_cli(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Factory: start ``alpaca-md <args>`` in ``tmp_path`` with the given extra environment.
+
+    A test that also takes the ``bus`` fixture (``tests/support.py``) runs once per bus: on the
+    gateway bus the child gets no ``DAPR_*`` variable, as in an ops shell.
+    """
     started: list[RunProcess] = []
+    bus = request.getfixturevalue("bus") if "bus" in request.fixturenames else "dapr"
 
     def start(args: Sequence[str], env: Mapping[str, str] | None = None) -> RunProcess:
         full = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
         full.update(env or {})
+        full = bus_env(full, bus)
         proc = RunProcess(args, env=full, cwd=tmp_path)
         started.append(proc)
         return proc

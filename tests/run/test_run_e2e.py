@@ -23,12 +23,16 @@ def platform_args(*extra: str) -> list[str]:
     return ["run", "--url", EMBEDDED_WORKER_URL, "--stall-limit", "0", *extra]
 
 
-def test_embedded_run_passes_the_smoke_check_and_reports(run_cli: Any, tmp_path: Path) -> None:
+def test_embedded_run_passes_the_smoke_check_and_reports(
+    run_cli: Any, tmp_path: Path, bus: str
+) -> None:
     report_path = tmp_path / "report.json"
     proc = run_cli(
         [
             "run",
             "--embedded",
+            "--bus",
+            bus,
             "--duration",
             "3",
             "--min-frames",
@@ -83,7 +87,7 @@ def test_sigterm_ends_an_embedded_run_and_its_platform(run_cli: Any) -> None:
 
 
 def test_run_against_a_platform_leaves_nothing_behind(
-    nothing_left: Any, run_cli: Any, platform: Any, tmp_path: Path
+    nothing_left: Any, run_cli: Any, platform: Any, tmp_path: Path, bus: str
 ) -> None:
     report_path = tmp_path / "r.json"
     proc = run_cli(
@@ -114,7 +118,7 @@ def test_too_few_frames_fail_the_smoke_check(
 
 
 def test_a_dropped_connection_is_healed(
-    nothing_left: Any, run_cli: Any, fresh_platform: Any, tmp_path: Path
+    nothing_left: Any, run_cli: Any, fresh_platform: Any, tmp_path: Path, bus: str
 ) -> None:
     platform = fresh_platform(drop_after=2.0)
     report_path = tmp_path / "r.json"

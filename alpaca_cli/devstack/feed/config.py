@@ -100,6 +100,8 @@ class FeedConfig:
         slow_client_after: when set, a frame that waits this many seconds for the client to
             read it counts as an outbound buffer overflow: ``407 slow client``, then a close
             (code 1008). ``None`` (the default) lets a slow client slow its own stream down.
+        compression: accept permessage-deflate when a client offers it, as Alpaca does (the
+            default). Off only for tests that read raw frames off the socket.
     """
 
     host: str = "127.0.0.1"
@@ -120,6 +122,7 @@ class FeedConfig:
     max_frame_messages: int = 500
     seq_field: str | None = None
     slow_client_after: float | None = None
+    compression: bool = True
 
     def __post_init__(self) -> None:
         if (self.key is None) != (self.secret is None):

@@ -32,10 +32,13 @@ from alpaca_cli.devstack.feed.config import UNIVERSE, FeedConfig, SymbolSpec
 from alpaca_cli.devstack.feed.session import Targets
 from alpaca_cli.devstack.feed.source import Message
 
-__all__ = ["TRADE_ID_BASE", "Book", "Market"]
+__all__ = ["QUOTE_BAR_SHARE", "TRADE_ID_BASE", "Book", "Market"]
 
 TRADE_ID_BASE = 2**53
 """The first trade id of every connection is ``TRADE_ID_BASE + 1``; ids then count up by one."""
+
+QUOTE_BAR_SHARE = 0.25
+"""Share of trade-less bar windows drawn as quote mid-price bars (``n = 0``, ``v = 0``)."""
 
 _NS = 1_000_000_000
 _DAY_NS = 86_400 * _NS
@@ -300,7 +303,11 @@ class _Instrument:
     # -- bars ---------------------------------------------------------------------------------
 
     def close_bar(self, rng: random.Random, start: int) -> Bar:
-        """The bar of the window starting at ``start``: from its trades, or drawn at the mid."""
+        """The bar of the window starting at ``start``: from its trades, or drawn at the mid.
+
+        A drawn bar is a quote mid-price bar (``n = 0``, ``v = 0``) :data:`QUOTE_BAR_SHARE` of
+        the time, as Alpaca's crypto bars are when a minute saw no trade.
+        """
         bar = self.minute
         self.minute = None
         if bar is None:
@@ -309,8 +316,13 @@ class _Instrument:
             spread = abs(mid - o) + self.gap * self.tick * rng.random()
             h = round(max(o, mid) + spread * rng.random() / 2, self.decimals)
             low = round(max(self.tick, min(o, mid) - spread * rng.random() / 2), self.decimals)
-            n = rng.randint(1, 40)
-            v = round(self.spec.size * 0.3 * n * (0.5 + rng.random()), 8)
+            if rng.random() < QUOTE_BAR_SHARE:
+                # Alpaca's crypto bars include quote mid-prices: a window without trades
+                # still gets a bar, with n = 0 and v = 0. Clients must not divide by v.
+                n, v = 0, 0.0
+            else:
+                n = rng.randint(1, 40)
+                v = round(self.spec.size * 0.3 * n * (0.5 + rng.random()), 8)
             bar = _Bar(o, h, low, mid, v, n, v * (low + (h - low) * rng.random()))
         self.last_close = bar.c
         day = start - start % _DAY_NS

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
-from alpaca_cli.alpaca.codec import DecodeError, Format, decode_client_message, encode_frame
+from alpaca_cli.alpaca.codec import Format, encode_frame
 from alpaca_cli.alpaca.errors import ErrorCode
 from alpaca_cli.alpaca.messages import DataMessage, Message, Trade
 from alpaca_cli.devstack.feed.config import FeedConfig
@@ -45,12 +45,12 @@ from alpaca_cli.devstack.feed.session import (
     Action,
     Close,
     Log,
-    Malformed,
     Rules,
     Send,
     Session,
     Subscribed,
     Targets,
+    decode_request,
     error_message,
 )
 from alpaca_cli.devstack.feed.source import DataSource
@@ -153,10 +153,11 @@ class FeedServer:
             self.config.port,
             process_request=self._process_request,
             close_timeout=2,
-            # permessage-deflate costs more CPU than it saves on loopback (about 4% of the
-            # feed's time at 10k msg/s). Clients that offer it simply get plain frames, which
-            # RFC 7692 allows; the real Alpaca may compress, the local stand-in need not.
-            compression=None,
+            # Alpaca offers permessage-deflate (RFC 7692) and the Go SDK asks for it, so a
+            # client's inflate path is exercised here too. It costs CPU on loopback (about 4%
+            # of the feed's time at 10k msg/s), which is why the WSM does not offer it there;
+            # a client that does not offer it gets plain frames either way.
+            compression="deflate" if self.config.compression else None,
         )
         sockets = list(self._server.sockets)
         self._port = int(sockets[0].getsockname()[1])
@@ -286,12 +287,7 @@ class _Connection:
 
         try:
             async for payload in self.ws:
-                try:
-                    message = decode_client_message(payload)
-                except DecodeError as exc:
-                    self._apply(self.session.receive(Malformed(exc.reason), self.loop.time()))
-                else:
-                    self._apply(self.session.receive(message, self.loop.time()))
+                self._apply(self.session.receive(decode_request(payload), self.loop.time()))
         except ConnectionClosed:
             pass
         finally:

@@ -18,8 +18,11 @@ Rules, in the order they are checked for one message:
 * ``auth`` when authenticated -> 403; with bad credentials -> 402 (the connection stays open
   and the auth deadline keeps running); when the key holds all its connection slots -> 406 and
   the server closes; otherwise ``authenticated``;
-* ``subscribe``/``unsubscribe`` before auth -> 401; a key that is not a channel of this feed
-  -> 410; a channel whose value is not a list of well-formed symbols -> 400; a subscribe that
+* ``subscribe``/``unsubscribe`` before auth -> 401; a ``null`` or empty list requests nothing,
+  on any key (Alpaca's Go SDK sends every channel key it knows, ``null`` for unused ones, and
+  the real crypto endpoint accepts that: :func:`decode_request`); a non-empty list on a key
+  that is not a channel of this feed -> 410; a channel whose value is not a list of
+  well-formed symbols -> 400; a subscribe that
   would put more than ``symbol_limit`` symbols in a channel -> 405. Any of these rejects the
   whole request and sends no ``subscription`` message. Otherwise the change is applied
   (subscribe adds, unsubscribe removes) and answered with the whole current set.
@@ -33,7 +36,17 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TypeAlias
 
-from alpaca_cli.alpaca.codec import AuthRequest, ClientMessage, SubscribeRequest, is_valid_symbol
+import msgpack
+import orjson
+
+from alpaca_cli.alpaca.codec import (
+    AuthRequest,
+    ClientMessage,
+    DecodeError,
+    SubscribeRequest,
+    decode_client_message,
+    is_valid_symbol,
+)
 from alpaca_cli.alpaca.errors import ERRORS, ErrorCode
 from alpaca_cli.alpaca.messages import Error, Message, Subscription, Success
 from alpaca_cli.devstack.feed.registry import KeyRegistry
@@ -51,6 +64,7 @@ __all__ = [
     "SessionState",
     "Subscribed",
     "Targets",
+    "decode_request",
     "error_message",
     "redact_key",
 ]
@@ -190,6 +204,46 @@ def error_message(code: ErrorCode) -> Error:
     return Error(int(code), ERRORS[code].msg)
 
 
+def decode_request(payload: bytes | bytearray | memoryview | str) -> ClientMessage | Malformed:
+    """Decode one client frame the way Alpaca's server reads it, or say why it cannot.
+
+    The shared codec is strict: a channel value must be a list of strings. Alpaca's Go SDK
+    (``marketdata/stream/subscription.go``) sends every channel key it knows on every
+    ``subscribe``, msgpack ``nil`` for the unused ones, and the real endpoint treats ``null`` as
+    "nothing requested". Only when the strict decoder refuses a frame is it parsed again here,
+    with ``null`` channels left out, so the common path costs nothing extra.
+    """
+    try:
+        return decode_client_message(payload)
+    except DecodeError as exc:
+        stripped = _without_null_channels(payload)
+        if stripped is None:
+            return Malformed(exc.reason)
+        try:
+            return decode_client_message(stripped)
+        except DecodeError as again:
+            return Malformed(again.reason)
+
+
+def _without_null_channels(payload: bytes | bytearray | memoryview | str) -> bytes | None:
+    """The subscribe frame as JSON without its ``null`` keys; None if it is not such a frame."""
+    try:
+        if isinstance(payload, str) or bytes(payload).lstrip()[:1] in (b"{", b"["):
+            obj = orjson.loads(payload)
+        else:
+            obj = msgpack.unpackb(bytes(payload))
+    except Exception:  # any undecodable frame: the strict decoder's reason stands
+        return None
+    if not isinstance(obj, dict) or obj.get("action") not in ("subscribe", "unsubscribe"):
+        return None
+    if None not in obj.values():
+        return None
+    try:
+        return orjson.dumps({k: v for k, v in obj.items() if v is not None})
+    except TypeError:  # non-JSON values (bytes, timestamps): still malformed
+        return None
+
+
 def redact_key(key: str) -> str:
     """A key id shortened for logs: enough to tell keys apart, not enough to use one."""
     return key[:4] + "…" if len(key) > 4 else "…"
@@ -321,7 +375,9 @@ class Session:
         verb = message.action
         if self.state is not SessionState.AUTHENTICATED:
             return self._error(ErrorCode.NOT_AUTHENTICATED, f"{verb} before auth")
-        request = message.channels
+        # An empty list asks for nothing, whatever the key: only a real request on a channel
+        # this feed lacks is refused (the Go SDK names statuses, lulds, news ... every time).
+        request = {name: symbols for name, symbols in message.channels.items() if symbols}
         for name, symbols in request.items():
             if name not in CHANNELS:
                 return self._error(ErrorCode.INVALID_SUBSCRIBE_ACTION, f"no channel {name[:32]!r}")
