@@ -1,17 +1,17 @@
 """The msgspec decoder is pinned to the hand-written one it replaces, on generated frames.
 
 The reference is the decoder as it stood before msgspec (its inline fast path and careful
-per-type decoders). Frames are the spec's shapes, mutated the ways a server or a bug could:
-fields deleted or retyped, unknown keys, odd timestamps (every RFC 3339 form, near misses, a
-msgpack Timestamp), extra levels. Both decoders must give the same messages, or both refuse the
-frame at the same message.
+per-type decoders), kept frozen in :mod:`tests.alpaca.legacy_decoder`. Frames are the spec's
+shapes, mutated the ways a server or a bug could: fields deleted or retyped, unknown keys, odd
+timestamps (every RFC 3339 form, near misses, a msgpack Timestamp), extra levels. Both decoders
+must give the same messages, or both refuse the frame at the same message.
 
-One difference is deliberate: the old decoder took *any* falsy value for a book side (``false``,
-``0``, ``""``, ``{}``) as an empty side, an accident of ``o.get("b") or ()``. The spec asks for
-leniency with a missing side, and the new decoder accepts a missing, ``null`` or empty one, but
-refuses a side that is not an array at all; the test expects exactly that refusal. And one old
-bug is fixed: an ``error`` without ``msg`` lost its unknown keys (a key count stood in for "no
-unknown keys"); the test expects them kept.
+Two differences are deliberate. First, the old decoder took *any* falsy value for a book side
+(``false``, ``0``, ``""``, ``{}``) as an empty side, an accident of ``o.get("b") or ()``. The
+spec asks for leniency with a missing side, and the new decoder accepts a missing, ``null`` or
+empty one, but refuses a side that is not an array at all; the test expects that refusal.
+Second, an old bug is fixed: an ``error`` without ``msg`` lost its unknown keys (a key count
+stood in for "no unknown keys"); the test expects them kept.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ from alpaca_cli.alpaca import codec
 from alpaca_cli.alpaca.codec import DecodeError
 from alpaca_cli.alpaca.messages import Error, Message
 from alpaca_cli.alpaca.timestamps import parse_rfc3339
+from tests.alpaca import legacy_decoder
 
-reference_decode = codec.decode
-new_decode = codec._new_decode
+reference_decode = legacy_decoder.decode
+new_decode = codec.decode
 
 BASE_OBJECTS: list[dict[str, Any]] = [
     {"T": "t", "S": "AVAX/USD", "p": 47.299, "s": 29.205707815,
