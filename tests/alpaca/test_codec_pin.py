@@ -113,7 +113,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError
 
 
-def encode(objs: list[Any], fmt: str) -> bytes:
+def encode(objs: Any, fmt: str) -> bytes:
     if fmt == "json":
         return orjson.dumps(objs, default=_json_default)
     packed: bytes = msgpack.packb(objs)
