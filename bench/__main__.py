@@ -2,7 +2,7 @@
 
 Usage: ``python -m bench [--only decode,startup,e2e,memory] [--quick] [--bus dapr] [--out PATH]``.
 ``--quick`` shrinks every workload (seconds instead of minutes) to check the suite runs; its
-numbers are not the benchmark's. The full run is bounded to about six minutes: the end-to-end
+numbers are not the benchmark's. The full run is bounded to about seven minutes: the end-to-end
 rate ladder has its own time budget and stops at the first rate it cannot sustain. ``--bus``
 picks the transport the end-to-end and memory benchmarks measure (``bench.platform.BUSES``).
 """

@@ -69,6 +69,9 @@ def render(results: dict[str, Any]) -> str:
         rows = []
         for rate, step in (e.get("steps") or {}).items():
             lat = step.get("latency_ms", {})
+            if step.get("setup_failed"):
+                rows.append((f"rate {rate}/s", "pipeline set-up failed under load: NOT sustained"))
+                continue
             rows.append(
                 (
                     f"rate {rate}/s",

@@ -173,3 +173,12 @@ def test_buses_are_chosen_by_name_and_dapr_is_the_default() -> None:
     assert bus_named("dapr").name == "dapr"
     with pytest.raises(ValueError, match="unknown bus"):
         bus_named("carrier-pigeon")
+
+
+def test_a_rung_that_cannot_be_set_up_says_so() -> None:
+    assert "set up" in e2e._why_not(
+        {"offered_rate": 40_000, "sustained": False, "setup_failed": True}
+    )
+    lost = {"offered_rate": 10, "received_rate": 10, "lost": 2, "trades_seen": 5,
+            "latency_ms": {"p99": 3.0}}  # fmt: skip
+    assert e2e._why_not(lost) == "2 trades lost"
