@@ -74,7 +74,7 @@ def header_lines(stats: StreamStats, info: RunInfo, now: float) -> list[str]:
         f"{_status(info.connection_status)}  topic {info.topic or '-'}"
     )
     second = (
-        f"uptime {fmt.duration(now - stats.start)}  {info.phase}  "
+        f"uptime {fmt.duration(stats.streaming_time(now))}  {info.phase}  "
         f"reconnects {stats.reconnects}  errors {stats.errors}  "
         f"last control: {stats.last_control or '-'}"
     )
