@@ -50,6 +50,10 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
         "subscribe",
         "Subscribe the recorded connection to a channel's symbols (additive).",
     ),
+    "unsubscribe": (
+        "unsubscribe",
+        "Unsubscribe the recorded connection from symbols; prints the confirmed remaining set.",
+    ),
     "tail": (
         "tail",
         "Print the messages published to a topic, one line each, until Ctrl+C or a limit.",
