@@ -60,6 +60,10 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
     ),
     "list": ("list_cmd", "List the platform's WebSocket connections and workers."),
     "teardown": ("teardown", "Disconnect, stop and delete what the state file names; idempotent."),
+    "doctor": (
+        "doctor",
+        "Check the platform, the bus, the keys, the stream URL and the state file, in order.",
+    ),
     # Everything at once.
     "run": (
         "run",
