@@ -58,6 +58,10 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
         "tail",
         "Print the messages published to a topic, one line each, until Ctrl+C or a limit.",
     ),
+    "book": (
+        "book",
+        "Show one symbol's L2 order book live: a ladder on a terminal, NDJSON when piped.",
+    ),
     "list": ("list_cmd", "List the platform's WebSocket connections and workers."),
     "teardown": ("teardown", "Disconnect, stop and delete what the state file names; idempotent."),
     "doctor": (
