@@ -220,13 +220,14 @@ class _Run:
     def _flow(self) -> str:
         opts = self.opts
         environ: dict[str, str] | None = None
-        if opts.embedded:
-            environ = self._start_embedded()
         overrides: dict[str, Any] = {}
         if opts.alpaca_url is not None:
             overrides["stream_url"] = opts.alpaca_url
         if opts.symbols:
             overrides["symbols"] = opts.symbols
+        if opts.embedded:
+            self._preflight(overrides)
+            environ = self._start_embedded()
         if self.embedded is not None and opts.invocation.options.state is None:
             overrides["state"] = self.embedded.state_path
         # The guard's event: the first signal ends the reply waits of connect/auth/subscribe.
@@ -256,6 +257,25 @@ class _Run:
         if not self.guard.stop.is_set():
             self._list()
         return reason
+
+    def _preflight(self, overrides: dict[str, Any]) -> None:
+        """Settings, symbols and channels (and, with ``--alpaca-url``, the keys) are checked
+        before the embedded platform starts: a typo must cost a second, not a platform's
+        start-up and shutdown. The platform supplies the rest (URLs, the local test keys)."""
+        import dataclasses
+
+        from alpaca_cli.config import load_config
+        from alpaca_cli.errors import UsageError
+        from alpaca_cli.steps.auth import missing_keys
+
+        options = dataclasses.replace(self.opts.invocation.options, **overrides)
+        config = load_config(options)
+        if self.opts.alpaca_url is not None and (missing := missing_keys(config)):
+            raise UsageError(
+                f"{' and '.join(missing)} not set; --alpaca-url needs your own keys. "
+                "Nothing was started.",
+                hint="Export them (or put them in ./.env).",
+            )
 
     def _require_keys(self) -> None:
         """Missing Alpaca keys fail before anything is created (``auth`` would fail later)."""
