@@ -197,6 +197,8 @@ class SymbolStats:
     first_latency: float | None = None
     """Latency of the first data message: how long the stream took to deliver anything."""
     latencies: LatencySamples = field(default_factory=LatencySamples)
+    decimals: int = 0
+    """Most decimals seen in this symbol's prices: the table shows all its prices so."""
     longest_gap: float = 0.0
     """Longest silence between two data messages of this symbol (seconds)."""
     stale_since: float | None = None
@@ -224,6 +226,8 @@ class SymbolRow:
     age: float | None
     latency: float | None
     first_latency: float | None
+    decimals: int = 0
+    """Decimals to show this symbol's prices with (the most seen for it)."""
 
 
 class StreamStats:
@@ -246,6 +250,8 @@ class StreamStats:
         """The L2 books the views read best bid/ask and levels from."""
         self._apply_books = apply_books
         """False when someone else (the topic consumer) already applies updates to ``books``."""
+        self.channels: tuple[str, ...] = ()
+        """The subscribed channels (``run`` sets them): the table hides what cannot apply."""
         self.expected: tuple[str, ...] = ()
         """The confirmed subscription's symbols: these must get data (``--min-frames``)."""
         self.frames_received = 0
@@ -397,6 +403,7 @@ class StreamStats:
             stats.latencies.add(latency)
             if stats.first_latency is None:
                 stats.first_latency = latency
+        _note_decimals(stats, msg)
         if isinstance(msg, OrderBookUpdate):
             if msg.reset and stats.stale_since is not None:
                 stats.stale_seconds += max(0.0, now - stats.stale_since)
@@ -477,6 +484,7 @@ class StreamStats:
             age=None if stats.last_seen is None else now - stats.last_seen,
             latency=stats.latency,
             first_latency=stats.first_latency,
+            decimals=stats.decimals,
         )
 
     def short_of(self, min_frames: int) -> dict[str, int]:
@@ -484,6 +492,31 @@ class StreamStats:
         symbols = self.expected or tuple(self.symbols)
         counts = {s: self.symbols[s].frames if s in self.symbols else 0 for s in symbols}
         return {s: n for s, n in counts.items() if n < min_frames}
+
+
+DECIMAL_LEVELS = 4
+"""Levels a side of each book message looked at for decimals: enough to learn a symbol's tick
+within a few messages, cheap on a 64 KB snapshot."""
+
+
+def _note_decimals(stats: SymbolStats, msg: Trade | Quote | Bar | OrderBookUpdate) -> None:
+    """Raise ``stats.decimals`` to the most any price of ``msg`` needs."""
+    from alpaca_cli.live.format import decimals_of
+
+    if isinstance(msg, Trade):
+        prices: Iterable[float] = (msg.price,)
+    elif isinstance(msg, Quote):
+        prices = (msg.bid_price, msg.ask_price)
+    elif isinstance(msg, OrderBookUpdate):
+        prices = [p for p, _ in msg.bids[:DECIMAL_LEVELS]] + [
+            p for p, _ in msg.asks[:DECIMAL_LEVELS]
+        ]
+    else:
+        prices = (msg.close,)
+    best = stats.decimals
+    for value in prices:
+        best = max(best, decimals_of(value))
+    stats.decimals = best
 
 
 def describe_control(msg: Success | Subscription | Error) -> str:

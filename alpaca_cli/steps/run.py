@@ -451,6 +451,7 @@ class _Run:
                 ch: tuple(result.confirmed.get(ch) or result.symbols) for ch in channels
             }
             self.stats.expect(dict.fromkeys(s for syms in self.confirmed.values() for s in syms))
+            self.stats.channels = tuple(channels)
             shown = ", ".join(f"{c}: {' '.join(s)}" for c, s in result.confirmed.items() if s)
             step.detail = f"confirmed {shown or ' '.join(result.symbols)}"
 
