@@ -112,7 +112,11 @@ def command(
     url: Annotated[
         str | None,
         typer.Option(
-            "--url", help="Deploy from this code-source URL (skips build).", show_default=False
+            "--package-url",
+            "--url",
+            metavar="URL",
+            help="Deploy from this code-source URL (skips build; --url: the old spelling).",
+            show_default=False,
         ),
     ] = None,
     replace: Annotated[
@@ -157,7 +161,7 @@ def command(
     from alpaca_cli.steps.run import RunOptions, execute
 
     if package is not None and url is not None:
-        raise UsageError("Give either --package or --url, not both.")
+        raise UsageError("Give either --package or --package-url, not both.")
     for flag, path in (("--report", report), ("--junit", junit)):
         if path is not None and (problem := _unwritable(path)) is not None:
             # Found now, not after a whole run whose report would then be lost.
