@@ -12,7 +12,7 @@ them).
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -46,7 +46,7 @@ def command(
     """
     from alpaca_cli.steps.connect import connect_stream
 
-    overrides = {}
+    overrides: dict[str, Any] = {}
     if old_url is not None and invocation.options.stream_url is None:
         # --url was this option's name before deploy and run gave --url another meaning.
         overrides["stream_url"] = old_url
