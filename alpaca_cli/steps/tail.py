@@ -4,8 +4,9 @@ The step (:func:`tail_topic`) consumes the topic through :class:`~alpaca_cli.str
 (which keeps an L2 book per symbol, so order-book lines show the true best bid/ask) and writes:
 
 * text (default): tab-separated ``time kind symbol ...`` with price/size/side for trades,
-  bid/ask for quotes, best bid/ask and level counts for books (``partial`` until the book's
-  first snapshot arrived, ``reset`` on a snapshot), OHLCV for bars; control
+  bid/ask for quotes, best bid/ask and level counts for books (``no snapshot since tail
+  started: ...`` until the book's first snapshot arrived, ``reset`` on a snapshot), OHLCV for
+  bars; control
   messages are marked ``[success]``, ``[subscription]``, errors ``[error]``, undecodable
   frames ``[decode-error]``. The time is the message's own timestamp (RFC 3339 UTC) when it
   has one, else the receive time.
@@ -173,9 +174,15 @@ def make_formatter(
             bid = book.best_bid if book is not None else None
             ask = book.best_ask if book is not None else None
             nb, na = book.depth if book is not None else (0, 0)
-            mark = (
-                "\treset" if msg.reset else ("" if book is not None and book.valid else "\tpartial")
-            )
+            # Said plainly: a book seen only through deltas is not the book.
+            if msg.reset:
+                mark = "\treset"
+            elif book is not None and book.valid:
+                mark = ""
+            elif book is not None and book.resets:
+                mark = "\tstale: no snapshot since the reconnect"
+            else:
+                mark = "\tno snapshot since tail started: levels from updates only"
             return (
                 f"{format_rfc3339(msg.timestamp)}\tbook\t{msg.symbol}\t"
                 f"bid {_num(bid[0]) if bid else '-'}\task {_num(ask[0]) if ask else '-'}\t"
