@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import socket
@@ -47,8 +48,8 @@ class Fault:
             ``truncate`` (headers promise more body than is sent, then close).
         when: ``before`` forwarding, or ``after`` (the gateway handled the call).
         status: the HTTP status of a ``status`` fault.
-        body: its body; ``{api_key}`` is replaced by the request's ``x-api-key`` header (a
-            gateway that echoes the key in an error).
+        body: its body; ``{api_key}`` / ``{api_key_b64}`` are replaced by the request's
+            ``x-api-key`` header, raw / base64 (a gateway that echoes the key in an error).
         times: how many requests it applies to (``None``: all).
     """
 
@@ -191,7 +192,10 @@ class FaultProxy:
 
     def _inject(self, handler: BaseHTTPRequestHandler, fault: Fault) -> None:
         if fault.kind == "status":
-            text = fault.body.replace("{api_key}", handler.headers.get("x-api-key") or "")
+            key = handler.headers.get("x-api-key") or ""
+            text = fault.body.replace("{api_key}", key).replace(
+                "{api_key_b64}", base64.b64encode(key.encode()).decode()
+            )
             self._send(handler, fault.status, text.encode(), "application/json")
         elif fault.kind == "hang":
             self._release.wait()

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TextIO, TypeV
 import typer
 
 from alpaca_cli.errors import AlpacaMdError, ExitCode
+from alpaca_cli.redact import error_text
 
 if TYPE_CHECKING:
     from alpaca_cli.redact import Redactor
@@ -63,27 +64,6 @@ class GlobalOptions:
 
     json: bool = False
     verbose: int = 0
-
-
-SECRET_ENV: Final = ("VIRTUFIN_API_KEY", "ALPACA_API_KEY", "ALPACA_API_SECRET", "DAPR_API_TOKEN")
-"""Secrets an error may echo before any runtime learnt them (the environment's values)."""
-
-
-def error_text(exc: BaseException, redactor: Redactor | None = None) -> str:
-    """``str(exc)`` on one line with every secret masked: the known ones (``redactor``), the
-    environment's (:data:`SECRET_ENV`), raw and base64, and credential-named JSON fields.
-
-    Why here and not only where errors are raised: a gateway error body is the platform's text,
-    and some platforms echo the request's key in it; every place an error becomes text (the
-    ``Error:`` line, ``run``'s final line and report, ``--json``) goes through this.
-    """
-    from alpaca_cli.redact import Redactor
-
-    known = Redactor([v for v in (os.environ.get(n) for n in SECRET_ENV) if v])
-    text = " ".join(str(exc).splitlines())
-    if redactor is not None:
-        text = redactor(text)
-    return known(text)
 
 
 def fail(exc: AlpacaMdError, redactor: Redactor | None = None) -> NoReturn:

@@ -151,8 +151,19 @@ class _Run:
             raise StopRequested(self.guard.reason or "interrupted")
 
     def _say(self, text: str) -> None:
-        sys.stderr.write(text + "\n")
-        sys.stderr.flush()
+        """A line on stderr, secrets masked; a closed stderr never stops the teardown."""
+        try:
+            sys.stderr.write(self.opts.invocation.redactor(text) + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+    def _text(self, error: BaseException) -> str:
+        """An error as the final line and the report say it: one line, secrets masked (a
+        gateway error body may echo the key)."""
+        from alpaca_cli.redact import error_text
+
+        return error_text(error, self.opts.invocation.redactor)
 
     # -- the flow ---------------------------------------------------------------------------------
 
@@ -183,12 +194,12 @@ class _Run:
         elif error is not None:
             failed = next(reversed(self.steps.failed), None) if self.steps.failed else None
             where = f"{failed} failed" if failed else "failed"
-            code, reason = int(error.exit_code), f"{where}: {error}"
+            code, reason = int(error.exit_code), f"{where}: {self._text(error)}"
         else:
             code = int(ExitCode.OK)
         if teardown_error is not None and code == 0:
             code = int(teardown_error.exit_code)
-            reason = f"teardown incomplete: {teardown_error}"
+            reason = f"teardown incomplete: {self._text(teardown_error)}"
         if code == 0 and self.opts.min_frames > 0:
             short = self.stats.short_of(self.opts.min_frames)
             if short:
