@@ -249,6 +249,12 @@ def _guarded(call: Callable[[Any, Redactor], Any]) -> Any:
     with safe_stderr(), reported_errors(redactor), SignalGuard() as guard:
         try:
             result = call(guard.stop, redactor)
+        except BrokenPipeError:
+            # The reader of stdout left (`alpaca-md list | head -1`): not an error.
+            from alpaca_cli.steps.tail import silence_stdout
+
+            silence_stdout(sys.stdout)
+            return None
         except AlpacaMdError as exc:
             if guard.interrupted and not isinstance(exc, Interrupted):
                 # Whatever failed after the signal failed because of it: say both.

@@ -647,5 +647,10 @@ def execute(opts: RunOptions) -> Outcome:
     if opts.json:
         from alpaca_cli.output import write_json
 
-        write_json(report)
+        try:
+            write_json(report)
+        except BrokenPipeError:  # the reader left (`| head`): the outcome stands
+            from alpaca_cli.steps.tail import silence_stdout
+
+            silence_stdout(sys.stdout)
     return outcome

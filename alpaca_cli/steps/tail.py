@@ -338,10 +338,10 @@ def tail_topic(
                 sink.flush()
             except BrokenPipeError:
                 result.reason = "pipe-closed"
-                _silence_stdout(sink)
+                silence_stdout(sink)
     except BrokenPipeError:
         result.reason = "pipe-closed"
-        _silence_stdout(sink)
+        silence_stdout(sink)
     finally:
         stats = stream.stats
         result.frames, result.messages = stats.frames, stats.messages
@@ -350,7 +350,7 @@ def tail_topic(
     return result
 
 
-def _silence_stdout(sink: TextIO) -> None:
+def silence_stdout(sink: TextIO) -> None:
     """After the reader closed the pipe, point stdout at /dev/null so the interpreter's final
     flush cannot raise BrokenPipeError again."""
     import os
