@@ -212,20 +212,31 @@ def make_formatter(
             msg.raw if isinstance(msg, Unknown) else to_wire(msg, "json") for msg in item.messages
         ]
 
+    def error_lines(item: StreamItem, received: str, error: str) -> list[str]:
+        if types is not None and "decode-error" not in types:
+            return []
+        if json_lines:
+            doc = {
+                "received_at": received,
+                "frame": item.meta.to_json(),
+                "error": error,
+                "payload": item.payload.decode("utf-8", errors="replace"),
+            }
+            return [orjson.dumps(doc).decode() + "\n"]
+        return [f"{received}\t[decode-error]\t{error}\n"]
+
     def format_item(item: StreamItem) -> list[str]:
         received = format_rfc3339(item.received_ns)
         if item.error is not None:
-            if types is not None and "decode-error" not in types:
-                return []
-            if json_lines:
-                doc = {
-                    "received_at": received,
-                    "frame": item.meta.to_json(),
-                    "error": item.error,
-                    "payload": item.payload.decode("utf-8", errors="replace"),
-                }
-                return [orjson.dumps(doc).decode() + "\n"]
-            return [f"{received}\t[decode-error]\t{item.error}\n"]
+            return error_lines(item, received, item.error)
+        try:
+            return message_lines(item, received)
+        except (orjson.JSONEncodeError, RecursionError) as exc:
+            # orjson decodes 1024 levels of nesting but encodes only 254: a hostile or broken
+            # frame decodes, then cannot be written back. It is one bad frame, not a crash.
+            return error_lines(item, received, f"cannot re-encode the frame as JSON ({exc})")
+
+    def message_lines(item: StreamItem, received: str) -> list[str]:
         if json_lines:
             frame = item.meta.to_json()
             lines = []
