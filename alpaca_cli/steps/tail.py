@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from alpaca_cli.alpaca.book import Books
     from alpaca_cli.alpaca.messages import Message
     from alpaca_cli.runtime import Runtime
-    from alpaca_cli.stream import StreamItem
+    from alpaca_cli.stream import StreamItem, TopicStream
 
 TYPE_ALIASES: Final[dict[str, frozenset[str]]] = {
     "trade": frozenset({"t"}),
@@ -229,6 +229,62 @@ class Outbox:
         if self.broken:
             raise BrokenPipeError("stdout closed")
         return not self._thread.is_alive()
+
+
+SPLIT_HINT: Final = (
+    "Another consumer of this topic shares the sidecar's app id: give tail an app id of its "
+    "own (dapr run --app-id alpaca-md-tail -- alpaca-md tail), or use --bus gateway."
+)
+
+
+class TradeGaps:
+    """Notices trade ids that skip, the visible sign that this tail gets only part of a topic.
+
+    Beside a Dapr 1.16+ sidecar, two streams of one app id on one topic split its messages:
+    each tail silently loses about half. Nothing in a frame says so, but trade ids do: a
+    connection that numbers its trades consecutively (the embedded feed, one symbol on Alpaca)
+    and then skips, over and over, is being shared. Judged per connection: only a source that
+    has shown consecutive ids (at least :attr:`EVIDENCE` steps of +1) can be said to skip, so
+    interleaved symbols with unrelated id sequences never warn. Warns once.
+    """
+
+    EVIDENCE: Final = 10
+    SKIPS: Final = 10
+
+    def __init__(self) -> None:
+        self._last: dict[str | None, int] = {}
+        self._steps: dict[str | None, list[int]] = {}
+        self.warned = False
+
+    def see(self, item: StreamItem) -> str | None:
+        """The warning, the first time skips show; otherwise ``None``."""
+        from alpaca_cli.alpaca.messages import Trade
+
+        if self.warned:
+            return None
+        source = item.meta.websocket_id
+        last = self._last.get(source)
+        counts = self._steps.setdefault(source, [0, 0, 0])  # consecutive, skips, skipped ids
+        for msg in item.messages:
+            if type(msg) is not Trade or not isinstance(msg.id, int):
+                continue
+            if last is not None:
+                if msg.id == last + 1:
+                    counts[0] += 1
+                elif msg.id > last + 1:
+                    counts[1] += 1
+                    counts[2] += msg.id - last - 1
+            last = msg.id
+        if last is not None:
+            self._last[source] = last
+        consecutive, skips, missing = counts
+        if consecutive >= self.EVIDENCE and skips >= self.SKIPS and skips * 5 >= consecutive:
+            self.warned = True
+            return (
+                f"trade ids skip ({skips} gaps, {missing} trades missing so far): this tail "
+                f"sees only part of the topic. {SPLIT_HINT}"
+            )
+        return None
 
 
 @dataclass(slots=True)
@@ -463,12 +519,13 @@ def tail_topic(
     target = resolve_topic(rt, topic)
     sink = out if out is not None else sys.stdout
     stopping = stop if stop is not None else rt.stop
-    stream = rt.stream(target)
+    stream = _open(rt, target)
     formatter = make_formatter(
         stream.books, json_lines=json_lines, symbols=kept_symbols, types=kept_types
     )
     result = TailResult(topic=target)
     outbox: Outbox | None = None
+    gaps = TradeGaps()
     try:
         stream.open()
         rt.progress(f"Tailing topic {target} (Ctrl+C to stop)")
@@ -493,6 +550,10 @@ def tail_topic(
                     break
                 if item is None:
                     continue
+                if not gaps.warned:
+                    warning = gaps.see(item)
+                    if warning is not None:
+                        rt.warn(warning)
                 lines = formatter(item)
                 if not lines:
                     continue
@@ -537,6 +598,24 @@ def tail_topic(
             result.dropped, result.peak_buffer = outbox.dropped, outbox.peak
         stream.close()
     return result
+
+
+def _open(rt: Runtime, topic: str) -> TopicStream:
+    """Subscribe; a sidecar that allows one stream per topic (Dapr 1.14/1.15) refuses a second
+    one: say why and what to do, on one line (exit 5, the platform refused)."""
+    from alpaca_cli.errors import CommandRefused
+
+    try:
+        return rt.stream(topic)
+    except CommandRefused as exc:
+        if "already subscribed" not in exc.message:
+            raise
+        raise CommandRefused(
+            f"The sidecar refused a second subscription to topic {topic!r}: another tail "
+            "or run already streams it through this sidecar.",
+            status=exc.status,
+            hint=SPLIT_HINT,
+        ) from exc
 
 
 def silence_stdout(sink: TextIO) -> None:
