@@ -1,9 +1,10 @@
 """``make bench``: run every benchmark, write bench/results.json, print a table.
 
-Usage: ``python -m bench [--only decode,startup,e2e,memory] [--quick] [--out PATH]``.
+Usage: ``python -m bench [--only decode,startup,e2e,memory] [--quick] [--bus dapr] [--out PATH]``.
 ``--quick`` shrinks every workload (seconds instead of minutes) to check the suite runs; its
-numbers are not the benchmark's. The full run is bounded to about five minutes: the end-to-end
-rate ladder has its own time budget and stops at the first rate it cannot sustain.
+numbers are not the benchmark's. The full run is bounded to about seven minutes: the end-to-end
+rate ladder has its own time budget and stops at the first rate it cannot sustain. ``--bus``
+picks the transport the end-to-end and memory benchmarks measure (``bench.platform.BUSES``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import decode, e2e, memory, startup
-from bench.platform import DevUp
+from bench.platform import BUSES, DevUp
 from bench.report import render
 
 ALL = ("decode", "startup", "e2e", "memory")
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(ALL), help="comma-separated subset")
     parser.add_argument("--quick", action="store_true", help="tiny workloads (smoke check)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON path")
+    parser.add_argument(
+        "--bus", default=e2e.DEFAULT_BUS, choices=sorted(BUSES), help="end-to-end transport"
+    )
     args = parser.parse_args(argv)
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(only) - set(ALL))
@@ -92,16 +96,16 @@ def main(argv: list[str] | None = None) -> int:
             "e2e",
             lambda: (
                 e2e.run(
-                    rates=(),
-                    fallback_rates=(),
+                    first_rate=0,
                     seconds=2.0,
                     warmup=0.5,
                     budget_seconds=30,
                     ceiling_seconds=1.0,
                     while_up=hook,
+                    bus=args.bus,
                 )
                 if quick
-                else e2e.run(while_up=hook)
+                else e2e.run(while_up=hook, bus=args.bus)
             ),
         )
     if "startup" in only and "errors" in results["startup"]:

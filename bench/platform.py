@@ -16,19 +16,22 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from alpaca_cli.live.embedded import dev_up_command, read_env_file
 
 __all__ = [
+    "BUSES",
     "CONTROLLER_URL",
     "PROFILE_ENV",
+    "Bus",
     "CliError",
     "DevUp",
     "PeakRss",
     "alpaca_md",
+    "bus_named",
     "dev_up",
     "profiled",
     "reap",
@@ -114,9 +117,66 @@ class DevUp:
         for channel in channels:
             self.cli("subscribe", "--channel", channel, "*")
 
+    def stream_on(self, bus: Bus, channels: Sequence[str] = CHANNELS) -> None:
+        """Set the pipeline up for ``bus``: what :meth:`stream` does for the Dapr sidecar."""
+        bus.setup(self, channels)
+
     def teardown(self) -> None:
         with contextlib.suppress(CliError, subprocess.TimeoutExpired):
             self.cli("teardown", timeout=20)
+
+
+@dataclass(frozen=True)
+class Bus:
+    """One way from the WebSocketManager to ``tail``: how the end-to-end benchmark wires it.
+
+    The e2e benchmark takes a bus by name (``--bus``), so a second transport can be measured
+    with the same ladder, analysis and results shape; only its set-up and the ``tail`` options
+    differ. Register it in :data:`BUSES` once the CLI speaks it.
+    """
+
+    name: str
+    path: str
+    """The pipeline as results.json states it."""
+    setup: Callable[[DevUp, Sequence[str]], None]
+    """deploy ... subscribe on a fresh ``dev up``."""
+    tail_args: tuple[str, ...] = ()
+    """Extra ``tail`` options that select this bus."""
+
+
+def _dapr_setup(up: DevUp, channels: Sequence[str]) -> None:
+    up.stream(channels)
+
+
+BUSES: dict[str, Bus] = {
+    "dapr": Bus(
+        "dapr",
+        "dev up feed -> WSM -> Dapr sidecar (gRPC streaming subscription) -> alpaca-md tail "
+        "--output json (pipe)",
+        _dapr_setup,
+    ),
+    "gateway": Bus(
+        "gateway",
+        "dev up feed -> WSM -> broker -> gateway gRPC virtufin.Pubsub Subscribe (reflected "
+        "CloudEvents) -> alpaca-md tail --bus gateway --output json (pipe)",
+        _dapr_setup,
+        tail_args=("--bus", "gateway"),
+    ),
+}
+"""Buses the benchmark can measure: the set-up steps are the same, only ``tail``'s
+subscription differs (a Dapr streaming subscription, or the gateway's gRPC broadcast)."""
+
+
+def bus_named(name: str) -> Bus:
+    """The registered bus ``name``.
+
+    Raises:
+        ValueError: no such bus (the message lists the known ones).
+    """
+    try:
+        return BUSES[name]
+    except KeyError:
+        raise ValueError(f"unknown bus {name!r}; known: {', '.join(sorted(BUSES))}") from None
 
 
 @contextlib.contextmanager

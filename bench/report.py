@@ -69,6 +69,9 @@ def render(results: dict[str, Any]) -> str:
         rows = []
         for rate, step in (e.get("steps") or {}).items():
             lat = step.get("latency_ms", {})
+            if step.get("setup_failed"):
+                rows.append((f"rate {rate}/s", "pipeline set-up failed under load: NOT sustained"))
+                continue
             rows.append(
                 (
                     f"rate {rate}/s",
@@ -79,12 +82,21 @@ def render(results: dict[str, Any]) -> str:
                 )
             )
         ceil = e.get("ceiling") or {}
+        work = e.get("workload") or {}
+        ratios = e.get("ratios") or {}
         rows += [
+            ("bus", work.get("bus")),
+            ("ladder stopped", work.get("stopped_because")),
             ("max sustained rate", e.get("max_sustained_rate")),
             ("plain websocket ceiling", ceil.get("rate")),
-            ("sustained / ceiling", (e.get("ratios") or {}).get("max_sustained_vs_ceiling")),
+            ("ceiling frame size", ceil.get("frame_messages")),
+            ("ceiling server offers", ceil.get("offer_rate")),
+            ("sustained / ceiling", ratios.get("max_sustained_vs_ceiling")),
+            ("offer / max sustained", ratios.get("ceiling_offer_vs_max_sustained")),
             ("p50 ms at 1k/s", (e.get("latency_ms_at_1k") or {}).get("p50")),
             ("p99 ms at 1k/s", (e.get("latency_ms_at_1k") or {}).get("p99")),
+            ("p50 ms at 10k/s", (e.get("latency_ms_at_10k") or {}).get("p50")),
+            ("p99 ms at 10k/s", (e.get("latency_ms_at_10k") or {}).get("p99")),
         ]
         parts.append(_table("end to end", rows + _errors(e), e.get("targets")))
     if (m := results.get("memory")) is not None:
@@ -92,6 +104,9 @@ def render(results: dict[str, Any]) -> str:
             (f"tail MB at {r}/s", v) for r, v in (m.get("tail_peak_rss_mb_by_rate") or {}).items()
         ]
         run = m.get("run") or {}
+        rows.append(
+            ("tail MB at highest sustained", m.get("tail_peak_rss_mb_at_highest_sustained"))
+        )
         rows.append(("run --embedded MB", run.get("peak_rss_mb")))
         rows.append(("run rate applied", run.get("rate_applied")))
         parts.append(_table("memory (peak RSS)", rows + _errors(m), m.get("targets")))

@@ -10,6 +10,14 @@ from collections.abc import Iterator
 os.environ["_TYPER_FORCE_DISABLE_TERMINAL"] = "1"
 
 import pytest
+from hypothesis import settings
+
+# CI runs the property tests on a fixed series of examples, so a landing cannot fail on a case
+# no developer run has met; developers' runs keep searching at random (and replay failures
+# from .hypothesis/). HYPOTHESIS_PROFILE=ci reproduces CI's series locally.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 # The fixtures every area shares (the CLI, embedded platforms): one module, registered here.
 pytest_plugins = ["tests.support", "tests.support_pubsub"]

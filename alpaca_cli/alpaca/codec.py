@@ -6,9 +6,10 @@ of objects. :func:`decode` turns one frame into typed messages and promises a si
 ``dev feed``). Client messages go the other way: :func:`encode_auth` / :func:`encode_subscribe`
 build them and :func:`decode_client_message` parses them on the server side.
 
-Decoding is the hot path of the whole tool, so the per-type decoders are written out by hand:
-one dict lookup per field, exact-type checks (``bool`` is not a number here), and no
-per-message pydantic or ``datetime``.
+Decoding is the hot path of the whole tool, so it is one msgspec schema (Structs tagged on
+``T``) that parses and validates a frame in C, plus a short Python pass for what msgspec cannot
+do: RFC 3339 to integer nanoseconds and ``{"p","s"}`` levels to tuples. No per-message pydantic
+or ``datetime``.
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Literal, TypeAlias
 
 import msgpack
+import msgspec
 import orjson
 from msgpack import Timestamp
+from msgspec.msgpack import Ext
 
 from .messages import (
-    BAR_KINDS,
-    CHANNELS,
+    NOT_ON_WIRE,
     Bar,
+    BarKind,
     Error,
-    Level,
     Message,
     OrderBookUpdate,
     Quote,
@@ -90,11 +93,6 @@ class DecodeError(ValueError):
 
 # --------------------------------------------------------------------------- server frames
 
-_NUM: frozenset[Any] = frozenset({int, float})
-_TICK_KINDS: frozenset[str] = frozenset({"o", "t", "q"})
-"""Message types whose ``t`` the hot loop parses before dispatching on the type."""
-_new = object.__new__
-
 
 class _Bad(Exception):
     """Internal: a field failed validation; turned into DecodeError with the message index."""
@@ -102,485 +100,6 @@ class _Bad(Exception):
     def __init__(self, field: str, reason: str) -> None:
         self.field = field
         self.reason = reason
-
-
-def _ts(value: Any) -> int:
-    # The careful path only: the usual shapes have their timestamps parsed inline in _messages.
-    if value.__class__ is str:
-        try:
-            return parse_rfc3339(value)
-        except (ValueError, IndexError):
-            raise _Bad("t", "bad timestamp") from None
-    if value.__class__ is Timestamp:
-        ts: Timestamp = value
-        return ts.to_unix_nano()
-    raise _Bad("t", "timestamp is neither an RFC 3339 string nor a msgpack Timestamp")
-
-
-def _check(o: dict[str, Any], spec: Mapping[str, frozenset[type] | None]) -> None:
-    """Slow path: find the first field that is missing or ill-typed, to report it precisely.
-
-    Callers come here only after the fast path failed, and ``spec`` names every field the fast
-    path reads (``None``: any type), so this always raises.
-    """
-    for key, types in spec.items():
-        if key not in o:
-            raise _Bad(key, "missing field")
-        if types is not None and o[key].__class__ not in types:
-            raise _Bad(key, "wrong type")
-    raise _Bad("?", "invalid message")
-
-
-def _extra(o: dict[str, Any], known: frozenset[str]) -> dict[str, Any] | None:
-    return {k: v for k, v in o.items() if k not in known} or None
-
-
-_STR = frozenset({str})
-_INT = frozenset({int})
-_TRADE_SPEC: dict[str, frozenset[type] | None] = {
-    "S": _STR,
-    "p": _NUM,
-    "s": _NUM,
-    "i": _INT,
-    "t": None,
-}
-_TRADE_KEYS = frozenset({"T", "S", "p", "s", "t", "i", "tks"})
-
-
-def _trade(o: dict[str, Any]) -> Trade:
-    try:
-        sym = o["S"]
-        p = o["p"]
-        s = o["s"]
-        i = o["i"]
-        t = o["t"]
-    except KeyError:
-        _check(o, _TRADE_SPEC)
-        raise
-    if (
-        sym.__class__ is not str
-        or p.__class__ not in _NUM
-        or s.__class__ not in _NUM
-        or i.__class__ is not int
-    ):
-        _check(o, _TRADE_SPEC)
-    tks = o.get("tks")
-    if tks is not None and tks.__class__ is not str:
-        raise _Bad("tks", "wrong type")
-    n = 6 if tks is None else 7
-    extra = None if len(o) == n else _extra(o, _TRADE_KEYS)
-    ns = _ts(t)
-    return Trade(sym, p, s, ns, i, tks, extra)
-
-
-_QUOTE_SPEC: dict[str, frozenset[type] | None] = {
-    "S": _STR,
-    "bp": _NUM,
-    "bs": _NUM,
-    "ap": _NUM,
-    "as": _NUM,
-    "t": None,
-}
-_QUOTE_KEYS = frozenset({"T", "S", "bp", "bs", "ap", "as", "t"})
-
-
-def _quote(o: dict[str, Any]) -> Quote:
-    try:
-        sym = o["S"]
-        bp = o["bp"]
-        bs = o["bs"]
-        ap = o["ap"]
-        as_ = o["as"]
-        t = o["t"]
-    except KeyError:
-        _check(o, _QUOTE_SPEC)
-        raise
-    if (
-        sym.__class__ is not str
-        or bp.__class__ not in _NUM
-        or bs.__class__ not in _NUM
-        or ap.__class__ not in _NUM
-        or as_.__class__ not in _NUM
-    ):
-        _check(o, _QUOTE_SPEC)
-    extra = None if len(o) == 7 else _extra(o, _QUOTE_KEYS)
-    ns = _ts(t)
-    return Quote(sym, bp, bs, ap, as_, ns, extra)
-
-
-_BAR_SPEC: dict[str, frozenset[type] | None] = {
-    "S": _STR,
-    "o": _NUM,
-    "h": _NUM,
-    "l": _NUM,
-    "c": _NUM,
-    "v": _NUM,
-    "n": _INT,
-    "vw": _NUM,
-    "t": None,
-}
-_BAR_KEYS = frozenset({"T", "S", "o", "h", "l", "c", "v", "t", "n", "vw"})
-
-
-def _bar(o: dict[str, Any]) -> Bar:
-    try:
-        kind = BAR_KINDS[o["T"]]
-        sym = o["S"]
-        op = o["o"]
-        hi = o["h"]
-        lo = o["l"]
-        cl = o["c"]
-        v = o["v"]
-        t = o["t"]
-        n = o["n"]
-        vw = o["vw"]
-    except KeyError:
-        _check(o, _BAR_SPEC)
-        raise
-    if (
-        sym.__class__ is not str
-        or op.__class__ not in _NUM
-        or hi.__class__ not in _NUM
-        or lo.__class__ not in _NUM
-        or cl.__class__ not in _NUM
-        or v.__class__ not in _NUM
-        or n.__class__ is not int
-        or vw.__class__ not in _NUM
-    ):
-        _check(o, _BAR_SPEC)
-    extra = None if len(o) == 10 else _extra(o, _BAR_KEYS)
-    return Bar(kind, sym, op, hi, lo, cl, v, _ts(t), n, vw, extra)
-
-
-_BOOK_SPEC: dict[str, frozenset[type] | None] = {"S": _STR, "t": None}
-_BOOK_KEYS = frozenset({"T", "S", "t", "b", "a", "r"})
-
-
-def _levels(entries: Any, side: str) -> None:
-    """Slow path of :func:`_book`: find what is wrong with one side's levels."""
-    if not entries:  # missing, null or empty: lenient, as the spec asks
-        return
-    if entries.__class__ is not list:
-        raise _Bad(side, "levels are not an array")
-    for e in entries:
-        if e.__class__ is not dict or "p" not in e or "s" not in e:
-            raise _Bad(side, "a level is not an object with p and s")
-        if e["p"].__class__ not in _NUM or e["s"].__class__ not in _NUM:
-            raise _Bad(side, "a level's p or s is not a number")
-
-
-def _book(o: dict[str, Any]) -> OrderBookUpdate:
-    try:
-        sym = o["S"]
-        t = o["t"]
-    except KeyError:
-        _check(o, _BOOK_SPEC)
-        raise
-    if sym.__class__ is not str:
-        raise _Bad("S", "wrong type")
-    # Spec: both sides are normally present, possibly empty; be lenient if one is missing.
-    b: Any = o.get("b") or ()
-    a: Any = o.get("a") or ()
-    r = o.get("r", False)
-    if r.__class__ is not bool:
-        raise _Bad("r", "wrong type")
-    # A plain loop beats map(itemgetter) here: updates carry only a few levels. Anything but
-    # a list of objects with numeric p and s fails inside it (iterating a string or a dict
-    # yields strings, which cannot be indexed by "p"); _levels then names the culprit.
-    bids: list[tuple[float, float]] = []
-    asks: list[tuple[float, float]] = []
-    try:
-        for e in b:
-            p = e["p"]
-            s = e["s"]
-            if p.__class__ not in _NUM or s.__class__ not in _NUM:
-                raise TypeError
-            bids.append((p, s))
-        for e in a:
-            p = e["p"]
-            s = e["s"]
-            if p.__class__ not in _NUM or s.__class__ not in _NUM:
-                raise TypeError
-            asks.append((p, s))
-    except (KeyError, TypeError, IndexError):
-        _levels(o.get("b"), "b")
-        _levels(o.get("a"), "a")
-        raise
-    extra = None if _BOOK_KEYS.issuperset(o) else _extra(o, _BOOK_KEYS)
-    ns = _ts(t)
-    return OrderBookUpdate(sym, ns, bids, asks, r, extra)
-
-
-_SUCCESS_KEYS = frozenset({"T", "msg"})
-
-
-def _success(o: dict[str, Any]) -> Success:
-    msg = o.get("msg")
-    if msg.__class__ is not str:
-        raise _Bad("msg", "missing field" if msg is None else "wrong type")
-    return Success(msg, None if len(o) == 2 else _extra(o, _SUCCESS_KEYS))
-
-
-_ERROR_KEYS = frozenset({"T", "code", "msg"})
-
-
-def _error(o: dict[str, Any]) -> Error:
-    code = o.get("code")
-    if code.__class__ is not int:
-        raise _Bad("code", "missing field" if code is None else "wrong type")
-    msg = o.get("msg", "")
-    if msg.__class__ is not str:
-        raise _Bad("msg", "wrong type")
-    return Error(code, msg, None if len(o) == 3 else _extra(o, _ERROR_KEYS))
-
-
-_SUB_KEYS = frozenset({"T", *CHANNELS})
-
-
-def _symbols(o: dict[str, Any], key: str) -> tuple[str, ...]:
-    value = o.get(key)
-    if value is None:
-        return ()
-    if value.__class__ is not list or not all(s.__class__ is str for s in value):
-        raise _Bad(key, "not an array of symbols")
-    return tuple(value)
-
-
-def _subscription(o: dict[str, Any]) -> Subscription:
-    return Subscription(
-        _symbols(o, "trades"),
-        _symbols(o, "quotes"),
-        _symbols(o, "orderbooks"),
-        _symbols(o, "bars"),
-        _symbols(o, "updatedBars"),
-        _symbols(o, "dailyBars"),
-        None if _SUB_KEYS.issuperset(o) else _extra(o, _SUB_KEYS),
-    )
-
-
-_DECODERS: dict[Any, Callable[[dict[str, Any]], Message]] = {
-    "t": _trade,
-    "q": _quote,
-    "b": _bar,
-    "d": _bar,
-    "u": _bar,
-    "o": _book,
-    "success": _success,
-    "subscription": _subscription,
-    "error": _error,
-}
-
-
-def _unknown(o: dict[str, Any]) -> Unknown:
-    T = o["T"]
-    if T.__class__ is not str:
-        raise _Bad("T", "wrong type")
-    return Unknown(T, o)
-
-
-def _diagnose(data: list[Any], i: int, exc: Exception) -> DecodeError:
-    """Slow path: say why message ``i`` failed when the fast loop hit a raw Python error."""
-    o = data[i]
-    if o.__class__ is not dict:
-        return DecodeError("message is not an object", index=i, field="T")
-    if "T" not in o:
-        return DecodeError("missing field", index=i, field="T")
-    # An unhashable T, or an oddity inside a message that the fast path does not name.
-    return DecodeError(f"invalid message ({type(exc).__name__})", index=i)
-
-
-def _slow(o: Any) -> Message:
-    """One message through its careful decoder: exact errors, every accepted shape."""
-    return _DECODERS.get(o["T"], _unknown)(o)
-
-
-def _messages(data: Any) -> list[Message]:
-    # The hot loop. Trades, quotes, bars and book updates of the usual shape (known keys only,
-    # exact types, ``t`` a cached second plus a fraction) are decoded inline, without a call per
-    # message; anything else, including every malformed message, falls back to _slow, which
-    # accepts and rejects exactly what the per-type decoders do. The fast path only ever
-    # accepts a subset of what _slow accepts, with the same result.
-    if data.__class__ is not list:
-        raise DecodeError("frame is not an array")
-    out: list[Message] = []
-    append = out.append
-    dots = _DOTS
-    wholes = _WHOLES
-    scale = _SCALE
-    num = _NUM
-    new = _new
-    try:
-        for o in data:
-            try:
-                T = o["T"]
-                if T in _TICK_KINDS:
-                    # Books, trades and quotes share the timestamp rules: parse it once.
-                    t = o["t"]
-                    if t.__class__ is str:
-                        f = t[20:-1]
-                        if t[-1] != "Z" or not f.isdigit() or not f.isascii():
-                            raise TypeError
-                        # More than 9 digits: IndexError, so the careful path rejects it.
-                        ns = dots[t[:20]] + int(f) * scale[len(f)]
-                    elif t.__class__ is Timestamp:
-                        # Timestamp.to_unix_nano inlined (a call less); the stubs omit its slots.
-                        ns = t.seconds * 1_000_000_000 + t.nanoseconds  # type: ignore[attr-defined]
-                    else:
-                        raise TypeError
-                if T == "o":
-                    if (
-                        o["S"].__class__ is str
-                        and (b := o["b"]).__class__ is list
-                        and (a := o["a"]).__class__ is list
-                    ):
-                        n = len(o)
-                        if n == 5:
-                            r = False
-                        elif n == 6 and (r := o["r"]).__class__ is bool:
-                            pass
-                        else:
-                            append(_slow(o))
-                            continue
-                        bids: list[Level] = []
-                        asks: list[Level] = []
-                        for e in b:
-                            p = e["p"]
-                            s = e["s"]
-                            if p.__class__ not in num or s.__class__ not in num:
-                                raise TypeError
-                            bids.append((p, s))
-                        for e in a:
-                            p = e["p"]
-                            s = e["s"]
-                            if p.__class__ not in num or s.__class__ not in num:
-                                raise TypeError
-                            asks.append((p, s))
-                        u: OrderBookUpdate = new(OrderBookUpdate)
-                        u.symbol = o["S"]
-                        u.timestamp = ns
-                        u.bids = bids
-                        u.asks = asks
-                        u.reset = r
-                        u.extra = None
-                        append(u)
-                        continue
-                elif T == "t":
-                    sym = o["S"]
-                    p = o["p"]
-                    s = o["s"]
-                    i = o["i"]
-                    if (
-                        len(o) == 7
-                        and sym.__class__ is str
-                        and p.__class__ in num
-                        and s.__class__ in num
-                        and i.__class__ is int
-                        and (tks := o["tks"]).__class__ is str
-                    ):
-                        x: Trade = new(Trade)
-                        x.symbol = sym
-                        x.price = p
-                        x.size = s
-                        x.timestamp = ns
-                        x.id = i
-                        x.taker_side = tks
-                        x.extra = None
-                        append(x)
-                        continue
-                elif T == "q":
-                    sym = o["S"]
-                    bp = o["bp"]
-                    bs = o["bs"]
-                    ap = o["ap"]
-                    as_ = o["as"]
-                    if (
-                        len(o) == 7
-                        and sym.__class__ is str
-                        and bp.__class__ in num
-                        and bs.__class__ in num
-                        and ap.__class__ in num
-                        and as_.__class__ in num
-                    ):
-                        q: Quote = new(Quote)
-                        q.symbol = sym
-                        q.bid_price = bp
-                        q.bid_size = bs
-                        q.ask_price = ap
-                        q.ask_size = as_
-                        q.timestamp = ns
-                        q.extra = None
-                        append(q)
-                        continue
-                elif T in BAR_KINDS:
-                    t = o["t"]
-                    sym = o["S"]
-                    op = o["o"]
-                    hi = o["h"]
-                    lo = o["l"]
-                    cl = o["c"]
-                    v = o["v"]
-                    nt = o["n"]
-                    vw = o["vw"]
-                    if (
-                        len(o) == 10
-                        and sym.__class__ is str
-                        and op.__class__ in num
-                        and hi.__class__ in num
-                        and lo.__class__ in num
-                        and cl.__class__ in num
-                        and v.__class__ in num
-                        and nt.__class__ is int
-                        and vw.__class__ in num
-                    ):
-                        if t.__class__ is Timestamp:
-                            ns = t.seconds * 1_000_000_000 + t.nanoseconds  # type: ignore[attr-defined]
-                        elif len(t) == 20:
-                            ns = wholes[t]
-                        elif t[-1] == "Z" and (f := t[20:-1]).isdigit() and f.isascii():
-                            ns = dots[t[:20]] + int(f) * scale[len(f)]
-                        else:
-                            raise TypeError
-                        append(Bar(BAR_KINDS[T], sym, op, hi, lo, cl, v, ns, nt, vw, None))
-                        continue
-            except (KeyError, TypeError, IndexError, AttributeError, ValueError):
-                # Not the usual shape (or not even an object): let the careful path judge it.
-                pass
-            append(_slow(o))
-    except _Bad as exc:
-        raise DecodeError(exc.reason, index=len(out), field=exc.field) from None
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise _diagnose(data, len(out), exc) from None
-    return out
-
-
-def decode_json(payload: bytes | bytearray | memoryview | str) -> list[Message]:
-    """Messages of one JSON frame.
-
-    Raises:
-        DecodeError: the payload is not a JSON array of well-formed Alpaca messages.
-    """
-    try:
-        data = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        raise DecodeError("not valid JSON") from None
-    return _messages(data)
-
-
-def _unpack(payload: bytes | bytearray | memoryview) -> Any:
-    try:
-        return msgpack.unpackb(payload, raw=False, timestamp=0, strict_map_key=True)
-    except Exception:
-        # msgpack raises a zoo (ExtraData, FormatError, StackError, ValueError, TypeError...).
-        raise DecodeError("not valid msgpack") from None
-
-
-def decode_msgpack(payload: bytes | bytearray | memoryview) -> list[Message]:
-    """Messages of one msgpack frame (``t`` as a Timestamp ext -1, or a string).
-
-    Raises:
-        DecodeError: the payload is not a msgpack array of well-formed Alpaca messages.
-    """
-    return _messages(_unpack(payload))
 
 
 _SPACE = b" \t\r\n"
@@ -603,6 +122,301 @@ def _looks_like_json(payload: bytes | bytearray | memoryview, openers: bytes) ->
     return bool(stripped) and stripped[0] in openers
 
 
+# --------------------------------------------------------------------------- the msgspec decoder
+#
+# One decoder for JSON and msgpack. msgspec decodes a whole frame in C into the tagged union below:
+# the hot kinds straight into their public Structs, the rare ones into private wire twins. That
+# validates every field's type (``bool`` is not a number, ``1.0`` is not an int, a level is an
+# object with numeric ``p`` and ``s``) and rejects unknown keys and unknown ``T``. :func:`_finish`
+# then turns wire forms into values in place: ``t`` into integer nanoseconds (a cached second plus
+# the fraction), levels into tuples, twins into their public classes. A frame msgspec rejects goes
+# to :func:`_careful`, message by message, which keeps unknown keys and unknown ``T`` and names the
+# message and field of a real fault. Both paths share the one schema, so they cannot disagree.
+
+
+class _WireBar(msgspec.Struct, tag_field="T", forbid_unknown_fields=True, gc=False,
+               rename={"symbol": "S", "open": "o", "high": "h", "low": "l", "close": "c",
+                       "volume": "v", "timestamp": "t", "trade_count": "n",
+                       "vwap": "vw"}):  # fmt: skip
+    symbol: str
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    timestamp: str | Ext
+    trade_count: int
+    vwap: float
+
+
+class _MinuteBar(_WireBar, tag="b"):
+    pass
+
+
+class _DailyBar(_WireBar, tag="d"):
+    pass
+
+
+class _UpdatedBar(_WireBar, tag="u"):
+    pass
+
+
+class _WireSuccess(msgspec.Struct, tag_field="T", tag="success", forbid_unknown_fields=True):
+    msg: str
+
+
+class _WireError(msgspec.Struct, tag_field="T", tag="error", forbid_unknown_fields=True):
+    code: int
+    msg: str = ""
+
+
+class _WireSubscription(
+    msgspec.Struct,
+    tag_field="T",
+    tag="subscription",
+    forbid_unknown_fields=True,
+    rename={"updated_bars": "updatedBars", "daily_bars": "dailyBars"},
+):
+    trades: tuple[str, ...] | None = None
+    quotes: tuple[str, ...] | None = None
+    orderbooks: tuple[str, ...] | None = None
+    bars: tuple[str, ...] | None = None
+    updated_bars: tuple[str, ...] | None = None
+    daily_bars: tuple[str, ...] | None = None
+
+
+_Wire: TypeAlias = (
+    Trade | Quote | OrderBookUpdate | _MinuteBar | _DailyBar | _UpdatedBar
+    | _WireSuccess | _WireError | _WireSubscription
+)  # fmt: skip
+_KINDS: tuple[type[msgspec.Struct], ...] = (
+    Trade, Quote, OrderBookUpdate, _MinuteBar, _DailyBar, _UpdatedBar,
+    _WireSuccess, _WireError, _WireSubscription,
+)  # fmt: skip
+_BY_TAG: dict[str, type[msgspec.Struct]] = {str(k.__struct_config__.tag): k for k in _KINDS}
+_WIRE_KEYS: dict[type[msgspec.Struct], frozenset[str]] = {
+    k: frozenset(k.__struct_encode_fields__) - {NOT_ON_WIRE} | {"T"} for k in _KINDS
+}
+_BAR_KIND: dict[type[msgspec.Struct], BarKind] = {
+    _MinuteBar: "b", _DailyBar: "d", _UpdatedBar: "u"
+}  # fmt: skip
+
+
+class _Codec:
+    """The decoders of one wire format (built once: a msgspec Decoder compiles its schema)."""
+
+    __slots__ = ("any", "encode", "fmt", "frame", "message", "objects", "plain", "raws")
+
+    def __init__(self, fmt: Format) -> None:
+        mod: Any = msgspec.json if fmt == "json" else msgspec.msgpack
+        self.fmt = fmt
+        self.frame = mod.Decoder(list[_Wire])
+        self.message = mod.Decoder(_Wire)
+        self.raws = mod.Decoder(list[msgspec.Raw])
+        self.objects = mod.Decoder(dict[str, msgspec.Raw])
+        self.any = mod.Decoder()
+        self.encode = mod.Encoder().encode
+        # Values of unknown keys and unknown messages, as the user gets them: JSON values, or
+        # msgpack values with Timestamps as msgpack.Timestamp (msgspec would make datetimes).
+        self.plain: Callable[[msgspec.Raw], Any] = (
+            self.any.decode
+            if fmt == "json"
+            else lambda raw: msgpack.unpackb(bytes(raw), timestamp=0, strict_map_key=True)
+        )
+
+
+_JSON = _Codec("json")
+_MSGPACK = _Codec("msgpack")
+_NS_LEVEL = attrgetter("p", "s")
+_TS_LOW34 = (1 << 34) - 1
+
+
+def _ext_ns(ext: Ext) -> int:
+    """Nanoseconds of a msgpack Timestamp ext (type -1; 4, 8 or 12 bytes of data)."""
+    data: bytes = ext.data  # type: ignore[assignment]  # bytes at run time; the stubs say Buffer
+    n = len(data)
+    if ext.code != -1 or n not in (4, 8, 12):
+        raise _Bad("t", "timestamp is neither an RFC 3339 string nor a msgpack Timestamp")
+    if n == 8:
+        v = int.from_bytes(data, "big")
+        nanos, secs = v >> 34, v & _TS_LOW34
+    elif n == 4:
+        nanos, secs = 0, int.from_bytes(data, "big")
+    else:
+        nanos = int.from_bytes(data[:4], "big")
+        secs = int.from_bytes(data[4:], "big", signed=True)
+    if nanos >= 1_000_000_000:
+        raise _Bad("t", "bad timestamp")
+    return secs * 1_000_000_000 + nanos
+
+
+def _wire_ns(t: str | Ext) -> int:
+    """``t`` in nanoseconds, the careful way (any RFC 3339 form, or a Timestamp ext)."""
+    if isinstance(t, str):
+        whole = _WHOLES.get(t)  # bars: a whole second, already seen
+        if whole is not None:
+            return whole
+        try:
+            return parse_rfc3339(t)
+        except (ValueError, IndexError):
+            raise _Bad("t", "bad timestamp") from None
+    return _ext_ns(t)
+
+
+def _rare(m: Any) -> Message:
+    """The public message of a decoded wire twin (bars and control messages)."""
+    cls = m.__class__
+    if cls is _WireSuccess:
+        return Success(m.msg)
+    if cls is _WireError:
+        return Error(m.code, m.msg)
+    if cls is _WireSubscription:
+        return Subscription(
+            m.trades or (), m.quotes or (), m.orderbooks or (), m.bars or (),
+            m.updated_bars or (), m.daily_bars or (),
+        )  # fmt: skip
+    return Bar(
+        _BAR_KIND[cls], m.symbol, m.open, m.high, m.low, m.close, m.volume,
+        _wire_ns(m.timestamp), m.trade_count, m.vwap,
+    )  # fmt: skip
+
+
+def _finish(msgs: list[Any], base: int = 0) -> list[Message]:
+    """Turn a decoded frame's wire forms into values, in place; ``base``: index of ``msgs[0]``.
+
+    The usual ``t`` (a cached ``YYYY-MM-DDTHH:MM:SS.`` plus 1 to 9 ASCII digits and ``Z``) costs
+    two slices, one dict lookup and one ``int``; anything else goes through
+    :func:`~.timestamps.parse_rfc3339`, which accepts every RFC 3339 form and caches the second.
+    """
+    dots = _DOTS
+    scale = _SCALE
+    ps = _NS_LEVEL
+    i = 0
+    try:
+        for i, m in enumerate(msgs):
+            cls = m.__class__
+            if cls is OrderBookUpdate:
+                b = m.bids
+                a = m.asks
+                m.bids = list(map(ps, b)) if b else []
+                m.asks = list(map(ps, a)) if a else []
+            elif cls is not Trade and cls is not Quote:
+                msgs[i] = _rare(m)
+                continue
+            t = m.timestamp
+            if t.__class__ is str:
+                f = t[20:-1]
+                try:
+                    if t[-1] != "Z" or not (f.isdigit() and f.isascii()):
+                        raise KeyError
+                    m.timestamp = dots[t[:20]] + int(f) * scale[len(f)]
+                except (KeyError, IndexError):
+                    m.timestamp = _wire_ns(t)
+            else:
+                m.timestamp = _ext_ns(t)
+    except _Bad as exc:
+        raise DecodeError(exc.reason, index=base + i, field=exc.field) from None
+    return msgs
+
+
+def _fault(exc: msgspec.ValidationError, index: int | None) -> DecodeError:
+    """A DecodeError naming the wire key msgspec's message points at (``$.b[0].p`` -> ``b``)."""
+    text = str(exc)
+    reason, _, path = text.partition(" - at `$")
+    field = None
+    m = _PATH_HEAD.match(path)
+    if m is not None:
+        field = m.group(1)
+    else:
+        missing = _MISSING.match(reason)
+        if missing is not None:
+            field = missing.group(1)
+    return DecodeError(reason, index=index, field=field)
+
+
+_PATH_HEAD = re.compile(r"\.([^`.\[]+)")
+_MISSING = re.compile(r"Object missing required field `([^`]*)`")
+
+
+def _careful(payload: Any, codec: _Codec) -> list[Message]:
+    """A frame msgspec rejected as a whole: each message alone, unknown keys and ``T`` kept."""
+    try:
+        raws = codec.raws.decode(payload)
+    except msgspec.ValidationError:
+        raise DecodeError("frame is not an array") from None
+    except msgspec.DecodeError:
+        raise DecodeError(f"not valid {codec.fmt}") from None
+    out: list[Message] = []
+    for i, raw in enumerate(raws):
+        out.append(_careful_one(raw, i, codec))
+    return out
+
+
+def _careful_one(raw: msgspec.Raw, i: int, codec: _Codec) -> Message:
+    try:
+        return _finish([codec.message.decode(raw)], i)[0]
+    except msgspec.ValidationError as exc:
+        first = exc
+    try:
+        obj = codec.objects.decode(raw)
+    except msgspec.ValidationError:
+        raise DecodeError("message is not an object", index=i, field="T") from None
+    if "T" not in obj:
+        raise DecodeError("missing field", index=i, field="T")
+    kind = codec.any.decode(obj["T"])
+    if kind.__class__ is not str:
+        raise DecodeError("wrong type", index=i, field="T")
+    cls = _BY_TAG.get(kind)
+    if cls is None:
+        return Unknown(kind, _plain(codec, raw, i))
+    known = _WIRE_KEYS[cls]
+    extra = {k: v for k, v in obj.items() if k not in known}
+    if not extra:
+        raise _fault(first, i) from None
+    try:
+        wire = codec.message.decode(codec.encode({k: v for k, v in obj.items() if k in known}))
+    except msgspec.ValidationError as exc:
+        raise _fault(exc, i) from None
+    msg: Any = _finish([wire], i)[0]
+    msg.extra = {k: _plain(codec, v, i) for k, v in extra.items()}
+    return msg  # type: ignore[no-any-return]
+
+
+def _plain(codec: _Codec, raw: msgspec.Raw, i: int) -> Any:
+    try:
+        return codec.plain(raw)
+    except Exception:  # msgpack's zoo, e.g. a map key that is not a string deep inside
+        raise DecodeError(f"not valid {codec.fmt}", index=i) from None
+
+
+def _decode_with(payload: Any, codec: _Codec) -> list[Message]:
+    try:
+        msgs = codec.frame.decode(payload)
+    except msgspec.ValidationError:
+        return _careful(payload, codec)
+    except msgspec.DecodeError:
+        raise DecodeError(f"not valid {codec.fmt}") from None
+    return _finish(msgs)
+
+
+def decode_json(payload: bytes | bytearray | memoryview | str) -> list[Message]:
+    """Messages of one JSON frame.
+
+    Raises:
+        DecodeError: the payload is not a JSON array of well-formed Alpaca messages.
+    """
+    return _decode_with(payload, _JSON)
+
+
+def decode_msgpack(payload: bytes | bytearray | memoryview) -> list[Message]:
+    """Messages of one msgpack frame (``t`` as a Timestamp ext -1, or a string).
+
+    Raises:
+        DecodeError: the payload is not a msgpack array of well-formed Alpaca messages.
+    """
+    return _decode_with(payload, _MSGPACK)
+
+
 def decode(payload: bytes | bytearray | memoryview | str) -> list[Message]:
     """Messages of one server frame, JSON or msgpack (a first non-space ``[`` means JSON).
 
@@ -610,14 +424,10 @@ def decode(payload: bytes | bytearray | memoryview | str) -> list[Message]:
         DecodeError: the frame is malformed in any way.
     """
     if payload.__class__ is bytes and payload[:1] == b"[":  # the usual JSON frame: fewer calls
-        try:
-            data = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            raise DecodeError("not valid JSON") from None
-        return _messages(data)
+        return _decode_with(payload, _JSON)
     if isinstance(payload, str) or _looks_like_json(payload, b"[{"):
-        return decode_json(payload)
-    return decode_msgpack(payload)
+        return _decode_with(payload, _JSON)
+    return _decode_with(payload, _MSGPACK)
 
 
 # --------------------------------------------------------------------------- server encoders
@@ -774,6 +584,14 @@ def encode_client_message(msg: ClientMessage, fmt: Format = "json") -> bytes:
         return encode_auth(msg.key, msg.secret, fmt)
     body = {k: list(v) for k, v in msg.channels.items()}
     return _dump({"action": msg.action, **body}, fmt)
+
+
+def _unpack(payload: bytes | bytearray | memoryview) -> Any:
+    try:
+        return msgpack.unpackb(payload, raw=False, timestamp=0, strict_map_key=True)
+    except Exception:
+        # msgpack raises a zoo (ExtraData, FormatError, StackError, ValueError, TypeError...).
+        raise DecodeError("not valid msgpack") from None
 
 
 def decode_client_message(payload: bytes | bytearray | memoryview | str) -> ClientMessage:

@@ -605,6 +605,13 @@ class Supervisor:
             actions.append(Keepalive(tuple(self.session.subscribe_messages())))
         return actions
 
+    @property
+    def terminal_deadline(self) -> float | None:
+        """When a ``disconnected``/``error`` with no sign of life since counts as the
+        connection being gone for good (``None``: no such check pending). Any frame of ours
+        ends the check."""
+        return self._terminal_at
+
     def next_deadline(self) -> float | None:
         """When :meth:`tick` has something to do next (a ``now`` value), or None.
 

@@ -1,14 +1,7 @@
-"""``alpaca-md auth``: send Alpaca's auth message upstream through the controller.
+"""``alpaca-md auth``: the Typer wrapper of :func:`alpaca_cli.steps.auth.authenticate`.
 
-The step (:func:`authenticate`) reads ``ALPACA_API_KEY`` / ``ALPACA_API_SECRET`` (environment or
-``.env``; never a flag) and refuses before anything is sent when one is missing. It sends the
-auth message with the controller's ``send_raw``. When the connection publishes (the state names
-a topic) it first subscribes to that topic, so Alpaca's answer cannot be missed, and reports
-``authenticated`` or the Alpaca error: 402 (bad keys), 406 (connection limit), 409 (no
-subscription for this feed) are credential refusals (exit 4).
-
-The auth message holds the secret: it goes only into ``send_raw`` (base64), which is never
-logged; no result or state field carries it.
+What the step does, and why, is in its module's docstring; here only the options are parsed
+and the result rendered.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
-"""``alpaca-md build``: package the WebSocketManagerController worker with ``dotnet publish``.
+"""``alpaca-md build``: the Typer wrapper of :func:`alpaca_cli.steps.build.build_worker`.
 
-The step (:func:`build_worker`) runs ``dotnet publish <project> -c Release -o <dir>``, checks
-that the project's ``PackageWorker`` target left ``<dir>/worker.zip``, and records its path and
-sha256 in the state file so that ``deploy`` can send exactly what was built.
+What the step does, and why, is in its module's docstring; here only the options are parsed
+and the result rendered.
 """
 
 from __future__ import annotations

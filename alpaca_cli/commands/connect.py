@@ -1,11 +1,7 @@
-"""``alpaca-md connect``: open the upstream Alpaca WebSocket through the controller worker.
+"""``alpaca-md connect``: the Typer wrapper of :func:`alpaca_cli.steps.connect.connect_stream`.
 
-The step (:func:`connect_stream`) sends the controller's ``create`` with the stream URL (settings
-``url``, ``ALPACA_STREAM_URL`` or ``--url``) and records the connection id and URL in the state
-file. Alpaca closes a connection that does not authenticate within 10 s, so the operator is told
-to run ``auth`` promptly (``run`` does it for them).
-
-:func:`require_connection` is shared by the commands that act on the recorded connection.
+What the step does, and why, is in its module's docstring; here only the options are parsed
+and the result rendered.
 """
 
 from __future__ import annotations

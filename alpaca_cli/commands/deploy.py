@@ -1,11 +1,7 @@
-"""``alpaca-md deploy``: create and start the controller worker through the gateway.
+"""``alpaca-md deploy``: the Typer wrapper of :func:`alpaca_cli.steps.deploy.deploy_worker`.
 
-The step (:func:`deploy_worker`) sends CreateWorker (package as base64 content, or a code-source
-URL), MIME ``application/x-dotnet-dll``, input topic = the controller's command topic, and tags
-that mark the worker as ours (so ``teardown --orphans`` can find it after a lost state file);
-then StartWorker. The state lock is held across the whole step, so two concurrent deploys cannot
-both create a worker. A worker that was created but would not start is deleted again, so no
-orphan is left behind; if even that fails, it is recorded in the state for ``teardown``.
+What the step does, and why, is in its module's docstring; here only the options are parsed
+and the result rendered.
 """
 
 from __future__ import annotations

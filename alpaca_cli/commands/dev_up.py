@@ -29,11 +29,14 @@ if TYPE_CHECKING:
     from alpaca_cli.devstack.gateway_proto import CloudEventShape
     from alpaca_cli.devstack.sidecar import StreamMode
     from alpaca_cli.devstack.stack import EmbeddedPlatform, StackConfig
+    from alpaca_cli.devstack.wsm import ConnectIdKey, FrameFormat, LifecycleNames
 
 SECRET_NAMES = frozenset({"VIRTUFIN_API_KEY", "DAPR_API_TOKEN"})
 """Variables the operator already holds: written to ``--write-env`` but never printed."""
 
 _PORT_HELP = "0 = any free port."
+_NEWER = "Newer platform behaviour (issue 12; all off by default)"
+"""Help panel of the options that make the stand-ins behave like the 2026-09-10 platform."""
 
 
 def command(
@@ -109,6 +112,108 @@ def command(
             "(single, Dapr 1.14/1.15).",
         ),
     ] = "copy",
+    connection_record_ttl: Annotated[
+        float | None,
+        typer.Option(
+            rich_help_panel=_NEWER,
+            min=0.001,
+            metavar="S",
+            help="Newer platform: drop a WSM connection record S seconds after its last "
+            "successful SendRaw or its creation (the socket keeps streaming); 300 is the "
+            "platform default. Off when not given.",
+        ),
+    ] = None,
+    drop_commands: Annotated[
+        int,
+        typer.Option(
+            rich_help_panel=_NEWER,
+            min=0,
+            metavar="N",
+            help="Newer platform: ack and drop the first N messages on each worker input "
+            "topic, with no reply (a replica without the worker).",
+        ),
+    ] = 0,
+    reconnect_attempts: Annotated[
+        int | None,
+        typer.Option(
+            rich_help_panel=_NEWER,
+            min=0,
+            metavar="N",
+            help="Newer platform: the WSM gives up after N reconnect attempts and leaves the "
+            "connection DISCONNECTED for good (0 = never reconnect). Default: 5, then ERROR.",
+        ),
+    ] = None,
+    lifecycle_names: Annotated[
+        str,
+        typer.Option(
+            rich_help_panel=_NEWER,
+            metavar="classic|spec|reference",
+            help="Lifecycle event types the WSM and WorkManager emit: classic "
+            "(...lifecycle.connected), spec (...lifecycle.connection.connected, "
+            "...lifecycle.worker.created) or reference (registered ... closed, failed).",
+        ),
+    ] = "classic",
+    owned_elsewhere: Annotated[
+        float,
+        typer.Option(
+            rich_help_panel=_NEWER,
+            min=0,
+            metavar="S",
+            help="Newer platform: for S seconds after a connection is created, calls on it "
+            "fail with 'Connection owned by different instance: <id>' (a rolling update).",
+        ),
+    ] = 0.0,
+    duplicate_create: Annotated[
+        bool,
+        typer.Option(
+            rich_help_panel=_NEWER,
+            help="Newer platform: the gateway runs every CreateWorker twice (a retried call) "
+            "and answers with the second id.",
+        ),
+    ] = False,
+    start_on_create: Annotated[
+        bool,
+        typer.Option(
+            rich_help_panel=_NEWER,
+            help="Newest spec: a new worker is already running after CreateWorker.",
+        ),
+    ] = False,
+    unhealthy_without_keys: Annotated[
+        bool,
+        typer.Option(
+            rich_help_panel=_NEWER,
+            help="Newer platform: without --api-key-env, /health reports Unhealthy (503) "
+            "while everything serves, as outside Development.",
+        ),
+    ] = False,
+    replica_dies_after: Annotated[
+        float | None,
+        typer.Option(
+            rich_help_panel=_NEWER,
+            min=0.001,
+            metavar="S",
+            help="Newer platform: the WSM replica owning a connection dies S seconds after "
+            "creating it (frames stop); the next call on it reclaims it: DISCONNECTED, then "
+            "a fresh socket with auto-reconnect.",
+        ),
+    ] = None,
+    frame_format: Annotated[
+        str,
+        typer.Option(
+            rich_help_panel=_NEWER,
+            metavar="flat|envelope|bare",
+            help="How the WSM publishes frames: flat data with extensions (today), the older "
+            "base64 envelope, or bare (Dapr's default type/source, no extensions).",
+        ),
+    ] = "flat",
+    connect_id_key: Annotated[
+        str,
+        typer.Option(
+            rich_help_panel=_NEWER,
+            metavar="id|connection_id|connectionId",
+            help="Key of the connection id in a WSM Connect result (newer builds drift).",
+        ),
+    ] = "id",
     subscription_idle_timeout: Annotated[
         float,
         typer.Option(
@@ -163,6 +268,9 @@ def command(
     """
     with reported_errors():
         streams = _stream_mode(dapr_streams)
+        names = _lifecycle_names(lifecycle_names)
+        id_key = _connect_id_key(connect_id_key)
+        frames = _frame_format(frame_format)
         shape = _cloudevent_shape(cloudevent_proto)
         feed: dict[str, Any] = {
             "drop_after": drop_after,
@@ -189,6 +297,17 @@ def command(
             # Its own process: the market's generation must not share the relay's GIL.
             feed_process=True,
             dapr_streams=streams,
+            connection_record_ttl=connection_record_ttl,
+            drop_commands=drop_commands,
+            reconnect_attempts=reconnect_attempts,
+            lifecycle_names=names,
+            owned_elsewhere=owned_elsewhere,
+            duplicate_create=duplicate_create,
+            start_on_create=start_on_create,
+            connect_id_key=id_key,
+            unhealthy_without_keys=unhealthy_without_keys,
+            frame_format=frames,
+            replica_dies_after=replica_dies_after,
             # Asking for any free HTTP port means a throwaway platform: never take 5002 then.
             gateway_grpc_port=(
                 gateway_grpc_port
@@ -212,6 +331,35 @@ def _stream_mode(value: str) -> StreamMode:
     raise UsageError(
         f"--dapr-streams {value}: give one of {', '.join(STREAM_MODES)}.",
     )
+
+
+def _lifecycle_names(value: str) -> LifecycleNames:
+    from alpaca_cli.devstack.wsm import LIFECYCLE_FAMILIES
+
+    for family in LIFECYCLE_FAMILIES:
+        if value == family:
+            return family
+    raise UsageError(
+        f"--lifecycle-names {value}: give one of {', '.join(LIFECYCLE_FAMILIES)}.",
+    )
+
+
+def _connect_id_key(value: str) -> ConnectIdKey:
+    from alpaca_cli.devstack.wsm import CONNECT_ID_KEYS
+
+    for key in CONNECT_ID_KEYS:
+        if value == key:
+            return key
+    raise UsageError(f"--connect-id-key {value}: give one of {', '.join(CONNECT_ID_KEYS)}.")
+
+
+def _frame_format(value: str) -> FrameFormat:
+    from alpaca_cli.devstack.wsm import FRAME_FORMATS
+
+    for fmt in FRAME_FORMATS:
+        if value == fmt:
+            return fmt
+    raise UsageError(f"--frame-format {value}: give one of {', '.join(FRAME_FORMATS)}.")
 
 
 def _cloudevent_shape(value: str) -> CloudEventShape:
@@ -336,6 +484,34 @@ async def _serve(config: StackConfig, *, write_env: Path | None, exit_with_stdin
     sys.stderr.write("dev up: stopped.\n")
 
 
+def _knobs(config: StackConfig) -> str:
+    """The newer-platform options in effect, as ``--option value`` text (empty: none)."""
+    shown = []
+    if config.connection_record_ttl is not None:
+        shown.append(f"--connection-record-ttl {config.connection_record_ttl:g}")
+    if config.drop_commands:
+        shown.append(f"--drop-commands {config.drop_commands}")
+    if config.reconnect_attempts is not None:
+        shown.append(f"--reconnect-attempts {config.reconnect_attempts}")
+    if config.lifecycle_names != "classic":
+        shown.append(f"--lifecycle-names {config.lifecycle_names}")
+    if config.owned_elsewhere:
+        shown.append(f"--owned-elsewhere {config.owned_elsewhere:g}")
+    if config.duplicate_create:
+        shown.append("--duplicate-create")
+    if config.start_on_create:
+        shown.append("--start-on-create")
+    if config.unhealthy_without_keys:
+        shown.append("--unhealthy-without-keys")
+    if config.replica_dies_after is not None:
+        shown.append(f"--replica-dies-after {config.replica_dies_after:g}")
+    if config.frame_format != "flat":
+        shown.append(f"--frame-format {config.frame_format}")
+    if config.connect_id_key != "id":
+        shown.append(f"--connect-id-key {config.connect_id_key}")
+    return " ".join(shown)
+
+
 def _announce(platform: EmbeddedPlatform) -> None:
     lines = [
         f"dev up: gateway      {platform.gateway_url}"
@@ -348,6 +524,9 @@ def _announce(platform: EmbeddedPlatform) -> None:
     ]
     if platform.stream_url:
         lines.append(f"dev up: alpaca feed  {platform.stream_url}")
+    knobs = _knobs(platform.config)
+    if knobs:
+        lines.append(f"dev up: newer-platform behaviour: {knobs}")
     lines.append("dev up: ready. Copy the export lines above into another shell; Ctrl+C stops.")
     sys.stderr.write("".join(line + "\n" for line in lines))
     sys.stderr.flush()

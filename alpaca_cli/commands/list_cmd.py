@@ -1,10 +1,8 @@
-"""``alpaca-md list``: the platform's WebSocket connections and workers.
+"""``alpaca-md list``: the Typer wrapper of :func:`alpaca_cli.steps.listing.list_platform`;
+renders tables on a terminal and tab-separated lines otherwise.
 
-Connections come from the controller worker's ``list`` command when the state names a running
-controller (the path the rest of the pipeline uses), otherwise from the gateway's
-``websocketmanager.List`` (which needs no worker and no sidecar). ``--via`` forces either.
-Workers come from ``ListWorkers``. Rows that the state file names are marked, and so are workers
-alpaca-md made (by their tags).
+What the step does, and why, is in its module's docstring; here only the options are parsed
+and the result rendered.
 """
 
 from __future__ import annotations

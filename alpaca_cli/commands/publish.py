@@ -1,8 +1,8 @@
-"""``alpaca-md publish``: have the WebSocketManager publish the connection's frames to a topic.
+"""``alpaca-md publish``: the Typer wrapper of
+:func:`alpaca_cli.steps.publish.start_publishing`.
 
-The step (:func:`start_publishing`) sends the controller's ``publish`` for the connection the
-state names, with the settings' topic (``--topic``), and records the topic: ``auth`` and
-``subscribe`` then listen there for Alpaca's answers, and ``tail`` reads it by default.
+What the step does, and why, is in its module's docstring; here only the options are parsed
+and the result rendered.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
-"""``alpaca-md subscribe``: ask Alpaca for a channel's symbols through the controller.
+"""``alpaca-md subscribe``: the Typer wrapper of
+:func:`alpaca_cli.steps.subscribe.subscribe_symbols`; prints one ``channel<TAB>symbols`` line
+per confirmed channel.
 
-The step (:func:`subscribe_symbols`) validates the channel and the symbols before anything is
-sent (exit 2), builds the additive subscribe message(s) with the Alpaca codec (at most 100
-symbols each) and sends them with the controller's ``send_raw``. When the connection publishes,
-it listens on the topic first and waits for Alpaca's ``subscription`` confirmation, records the
-confirmed set in the state file, and reports 405 (symbol limit) and 410 (channel not available)
-as refusals (exit 5).
+What the step does, and why, is in its module's docstring; here only the options are parsed
+and the result rendered.
 """
 
 from __future__ import annotations

@@ -14,7 +14,14 @@ Wire contract (``spec/virtufin-platform.md``, "Gateway HTTP"):
 * ``GET /health``; never needs the API key. With ``api_key`` set, every other route needs header
   ``x-api-key`` (HTTP 401 otherwise).
 * ``legacy=True`` plays a platform from before mid-Aug 2026: CreateWorker takes ``topic`` (+
-  optional ``group``) and rejects ``topics``, and its schema says so.
+  optional ``group``) and rejects ``topics`` and ``config``, ListWorkers rejects ``filters``,
+  and the schemas say so.
+* ``keys_required_ready=True`` plays a gateway outside Development with no API keys configured:
+  ``/health`` is Unhealthy (HTTP 503, entry ``api-keys``) while every route still serves (spec
+  "Readiness"; the entry's name and text are ours, the real ones are undocumented).
+* ``duplicate_create=True`` plays the gateway's own retry of a CreateWorker that had worked
+  (spec "Newer platform behaviour"): every CreateWorker runs twice and answers with the second
+  worker's id, leaving an extra worker with the same tags behind.
 """
 
 from __future__ import annotations
@@ -57,21 +64,28 @@ _CODE_SOURCE = Message(
     "workmanager.CodeSource",
     (Field("content", 1, "Bytes"), Field("url", 2, "String")),
 )
+_TAG_FILTER = Message(
+    "workmanager.TagFilter", (Field("key", 1, "String"), Field("value", 2, "String"))
+)
 
 
 def _create_worker_message(legacy: bool) -> Message:
-    topic_fields = (
-        (Field("topic", 3, "String"), Field("group", 5, "String"))
+    """Newer platforms take ``topics`` and ``config``; older ones ``topic`` (+ ``group``)."""
+    fields = (
+        (Field("topic", 3, "String"), Field("group", 5, "String"), _TAGS)
         if legacy
-        else (Field("topics", 3, "String", repeated=True),)
+        else (
+            Field("topics", 3, "String", repeated=True),
+            _TAGS,
+            Field("config", 6, "Message", map=True),
+        )
     )
     return Message(
         "workmanager.CreateWorkerRequest",
         (
             Field("code_source", 1, "Message", message=_CODE_SOURCE),
             Field("mime_type", 2, "String"),
-            *topic_fields,
-            _TAGS,
+            *fields,
         ),
     )
 
@@ -81,7 +95,11 @@ def _id_message(name: str) -> Message:
 
 
 def build_services(
-    workmanager: WorkManager, wsm: WebSocketManager, *, legacy: bool = False
+    workmanager: WorkManager,
+    wsm: WebSocketManager,
+    *,
+    legacy: bool = False,
+    duplicate_create: bool = False,
 ) -> dict[str, dict[str, Method]]:
     """The service table: ``{service: {method: Method}}``."""
 
@@ -96,13 +114,17 @@ def build_services(
             topics = [topic] if topic else []
         else:
             topics = req.get("topics", [])
-        worker = workmanager.create_worker(
-            code=CodeSource(content=content, url=url),
-            mime_type=req.get("mime_type", ""),
-            topics=topics,
-            tags=req.get("tags"),
-            group=req.get("group", ""),
-        )
+        args: dict[str, Any] = {
+            "code": CodeSource(content=content, url=url),
+            "mime_type": req.get("mime_type", ""),
+            "topics": topics,
+            "tags": req.get("tags"),
+            "group": req.get("group", ""),
+            "config": req.get("config"),
+        }
+        worker = await workmanager.create(**args)
+        if duplicate_create:  # the gateway retried a call that had already worked
+            worker = await workmanager.create(**args)
         return {"id": worker.id}
 
     async def start_worker(req: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +140,8 @@ def build_services(
         return {}
 
     async def list_workers(req: dict[str, Any]) -> dict[str, Any]:
-        workers = [w.to_json() for w in workmanager.list_workers()]
+        filters = [(f.get("key", ""), f.get("value", "")) for f in req.get("filters", [])]
+        workers = [w.to_json() for w in workmanager.list_workers(filters)]
         return {"workers": workers} if workers else {}
 
     async def connect(req: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +150,7 @@ def build_services(
             auto_reconnect=req.get("auto_reconnect", False),
             tags=req.get("tags"),
         )
-        return {"id": record.id, "status": record.status.value}
+        return wsm.connect_result(record)
 
     async def list_connections(req: dict[str, Any]) -> dict[str, Any]:
         connections = [r.to_json() for r in wsm.list()]
@@ -153,6 +176,22 @@ def build_services(
         )
         return {}
 
+    async def set_tag(req: dict[str, Any]) -> dict[str, Any]:
+        wsm.set_tag(req.get("id", ""), req.get("key", ""), req.get("value", ""))
+        return {}
+
+    async def set_tags(req: dict[str, Any]) -> dict[str, Any]:
+        wsm.set_tags(req.get("id", ""), req.get("tags", {}))
+        return {}
+
+    async def get_tag(req: dict[str, Any]) -> dict[str, Any]:
+        value = wsm.get_tag(req.get("id", ""), req.get("key", ""))
+        return {"value": value} if value else {}
+
+    async def get_tags(req: dict[str, Any]) -> dict[str, Any]:
+        tags = wsm.get_tags(req.get("id", ""))
+        return {"tags": tags} if tags else {}
+
     wm = "workmanager."
     ws = "websocketmanager."
     return {
@@ -161,7 +200,15 @@ def build_services(
             "StartWorker": Method(_id_message(wm + "StartWorkerRequest"), start_worker),
             "StopWorker": Method(_id_message(wm + "StopWorkerRequest"), stop_worker),
             "DeleteWorker": Method(_id_message(wm + "DeleteWorkerRequest"), delete_worker),
-            "ListWorkers": Method(Message(wm + "ListWorkersRequest"), list_workers),
+            "ListWorkers": Method(
+                Message(
+                    wm + "ListWorkersRequest",
+                    ()
+                    if legacy
+                    else (Field("filters", 1, "Message", repeated=True, message=_TAG_FILTER),),
+                ),
+                list_workers,
+            ),
         },
         "websocketmanager": {
             "Connect": Method(
@@ -189,6 +236,21 @@ def build_services(
                 ),
                 send_raw,
             ),
+            "SetTag": Method(
+                Message(
+                    ws + "SetTagRequest",
+                    (_ID, Field("key", 2, "String"), Field("value", 3, "String")),
+                ),
+                set_tag,
+            ),
+            "SetTags": Method(
+                Message(ws + "SetTagsRequest", (_ID, Field("tags", 2, "Message", map=True))),
+                set_tags,
+            ),
+            "GetTag": Method(
+                Message(ws + "GetTagRequest", (_ID, Field("key", 2, "String"))), get_tag
+            ),
+            "GetTags": Method(_id_message(ws + "GetTagsRequest"), get_tags),
         },
     }
 
@@ -227,6 +289,9 @@ class Gateway:
     * ``host``, ``port`` - where to listen (port 0: any free port; :attr:`port` after start).
     * ``api_key`` - when set, required as ``x-api-key`` on every route but ``/health``.
     * ``legacy`` - behave like an older platform (CreateWorker ``topic`` instead of ``topics``).
+    * ``duplicate_create`` - run every CreateWorker twice, answering with the second id.
+    * ``keys_required_ready`` - without ``api_key``, report ``/health`` Unhealthy (readiness)
+      and serve anyway.
     * ``dapr_healthy`` - reports the sidecar's state for ``/health`` (Unhealthy + 503 when False).
     * ``deadline`` - backend deadline per call, seconds (``DEADLINE_EXCEEDED`` after it).
     """
@@ -242,6 +307,8 @@ class Gateway:
         legacy: bool = False,
         dapr_healthy: HealthCheck | None = None,
         deadline: float = 30.0,
+        duplicate_create: bool = False,
+        keys_required_ready: bool = False,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -250,7 +317,10 @@ class Gateway:
         self.legacy = legacy
         self._dapr_healthy = dapr_healthy or (lambda: True)
         self._deadline = deadline
-        self.services = build_services(workmanager, wsm, legacy=legacy)
+        self._keys_missing = keys_required_ready and self._api_key is None
+        self.services = build_services(
+            workmanager, wsm, legacy=legacy, duplicate_create=duplicate_create
+        )
         self._runner: web.AppRunner | None = None
 
     @property
@@ -312,16 +382,19 @@ class Gateway:
                 "tags": [],
             }
 
-        healthy = dapr_ok
+        healthy = dapr_ok and not self._keys_missing
+        entries = {
+            "dapr": entry(
+                dapr_ok, dapr_took, "Dapr sidecar is healthy" if dapr_ok else "Dapr is down"
+            ),
+            "grpc-channel-pool": entry(True, 0.0, "gRPC channel pool is healthy"),
+        }
+        if self._keys_missing:
+            entries["api-keys"] = entry(False, 0.0, "No API keys are configured")
         body = {
             "status": "Healthy" if healthy else "Unhealthy",
             "totalDuration": _duration(time.perf_counter() - started),
-            "entries": {
-                "dapr": entry(
-                    dapr_ok, dapr_took, "Dapr sidecar is healthy" if dapr_ok else "Dapr is down"
-                ),
-                "grpc-channel-pool": entry(True, 0.0, "gRPC channel pool is healthy"),
-            },
+            "entries": entries,
         }
         return _json(body, 200 if healthy else 503)
 

@@ -13,7 +13,13 @@ import logging
 import sys
 from typing import Final
 
-__all__ = ["WIRE_LOGGER", "WireFrameFilter", "configure_logging", "pin_wire_loggers"]
+__all__ = [
+    "WIRE_LOGGER",
+    "WireFrameFilter",
+    "configure_level",
+    "configure_logging",
+    "pin_wire_loggers",
+]
 
 WIRE_LOGGER: Final = "websockets"
 """Root of the loggers whose DEBUG output contains raw frames (secrets included)."""
@@ -50,6 +56,16 @@ def pin_wire_loggers() -> None:
 def configure_logging(verbose: int) -> None:
     """``dev up``'s stderr logging: WARNING, ``-v`` INFO, ``-vv`` DEBUG, never frame dumps."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    configure_level(level)
+
+
+def configure_level(level: int) -> None:
+    """Stderr logging at ``level`` for any devstack process, never frame dumps.
+
+    The feed child (:mod:`alpaca_cli.devstack.feed.process`) calls this with the level its
+    parent passes down: it is the *server* end of the Alpaca socket, so its ``websockets``
+    logger would otherwise dump the client's ``auth`` frame (key and secret) at ``-vv``.
+    """
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -17,7 +17,22 @@ import binascii
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Field", "Message", "SchemaError", "parse_message"]
+from alpaca_cli.devstack.rpc import RpcError, Status
+
+__all__ = [
+    "MAX_TAGS",
+    "MAX_TAG_KEY",
+    "MAX_TAG_VALUE",
+    "Field",
+    "Message",
+    "SchemaError",
+    "check_tags",
+    "parse_message",
+]
+
+MAX_TAGS = 50
+MAX_TAG_KEY = 128
+MAX_TAG_VALUE = 1024
 
 
 class SchemaError(ValueError):
@@ -143,3 +158,30 @@ def _b64(text: str, where: str) -> bytes:
         return base64.b64decode(padded, altchars=alphabet.encode(), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise SchemaError(f"{where}: invalid base64") from exc
+
+
+def check_tags(tags: dict[str, str]) -> None:
+    """The platform's tag limits, the same for workers and connections.
+
+    At most :data:`MAX_TAGS` tags, keys non-empty and up to :data:`MAX_TAG_KEY` characters,
+    values up to :data:`MAX_TAG_VALUE` (``spec/virtufin-platform.md``, "Tags").
+
+    Raises:
+        RpcError: INVALID_ARGUMENT naming the limit that was broken.
+    """
+    if len(tags) > MAX_TAGS:
+        raise RpcError(Status.INVALID_ARGUMENT, f"Too many tags: {len(tags)} (at most {MAX_TAGS})")
+    for key, value in tags.items():
+        if not key:
+            raise RpcError(Status.INVALID_ARGUMENT, "Tag keys must not be empty")
+        if len(key) > MAX_TAG_KEY:
+            raise RpcError(
+                Status.INVALID_ARGUMENT,
+                f"Tag key too long: {len(key)} characters (at most {MAX_TAG_KEY})",
+            )
+        if len(value) > MAX_TAG_VALUE:
+            raise RpcError(
+                Status.INVALID_ARGUMENT,
+                f"Tag value for {key!r} too long: {len(value)} characters"
+                f" (at most {MAX_TAG_VALUE})",
+            )

@@ -13,6 +13,7 @@ subprocess) needs to use this platform exactly as it would use a real one.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -31,7 +32,14 @@ from alpaca_cli.devstack.gateway_grpc import (
 from alpaca_cli.devstack.gateway_proto import CloudEventShape, SubscribeShape
 from alpaca_cli.devstack.sidecar import DaprSidecar, StreamMode
 from alpaca_cli.devstack.workmanager import WorkManager
-from alpaca_cli.devstack.wsm import ReconnectPolicy, WebSocketManager
+from alpaca_cli.devstack.wsm import (
+    ConnectIdKey,
+    ConnectionStatus,
+    FrameFormat,
+    LifecycleNames,
+    ReconnectPolicy,
+    WebSocketManager,
+)
 
 if TYPE_CHECKING:
     from alpaca_cli.devstack.loopthread import LoopThread
@@ -62,6 +70,34 @@ class StackConfig:
     ``dapr_streams`` is the sidecar's ``streams_per_topic``: ``"split"`` / ``"single"`` make
     several streams of one client on one topic compete or fail, as beside a real sidecar.
 
+    The newer platform's long-run behaviours (spec "Newer platform behaviour", issue 12), all
+    off by default, so the platform stays the mid-August 2026 one unless asked:
+
+    * ``connection_record_ttl`` - seconds a WSM connection record lives after its creation or
+      last successful SendRaw; then it leaves ``List`` and calls on it answer
+      ``Connection not found`` while the socket goes on publishing (``300`` plays today's
+      platform default).
+    * ``drop_commands`` - the WorkManager acks and drops the first N messages on each input
+      topic, no reply.
+    * ``reconnect_attempts`` - the WSM gives up after N attempts and leaves the connection
+      ``DISCONNECTED`` for good (0: never reconnects); ``None`` keeps 5 attempts ending in
+      ``ERROR``.
+    * ``lifecycle_names`` - ``classic``, ``spec`` or ``reference`` event-type names (see
+      :mod:`~alpaca_cli.devstack.wsm` and :mod:`~alpaca_cli.devstack.workmanager`).
+    * ``owned_elsewhere`` - seconds after creation during which calls on a connection answer
+      ``Connection owned by different instance: <id>``.
+    * ``duplicate_create`` - the gateway runs every CreateWorker twice, answering the second id.
+    * ``start_on_create`` - a new worker is already RUNNING when CreateWorker answers.
+    * ``unhealthy_without_keys`` - with no ``api_key``, the gateway's ``/health`` says
+      Unhealthy (503) while it serves, as a production gateway without API keys does.
+    * ``replica_dies_after`` - seconds after which the WSM replica that opened a connection
+      dies; the next call on the connection reclaims it (DISCONNECTED, then a reconnect with
+      auto_reconnect, within ``reconnect_attempts``).
+    * ``frame_format`` - published frames ``flat`` (today), ``envelope`` (older builds, this
+      build's websocket-proxy spec) or ``bare`` (Dapr's default type/source, no extensions).
+    * ``connect_id_key`` - the key of the id in a WSM Connect result: ``id``,
+      ``connection_id`` or ``connectionId``.
+
     The gateway's gRPC port (``gateway_grpc_port``, :mod:`~alpaca_cli.devstack.gateway_grpc`)
     serves pub/sub without a sidecar on the same broker: ``subscription_idle_timeout`` (0: never
     reaped) and ``heartbeat_interval`` (0: no heartbeats) are its sweeper and keep-alive,
@@ -87,12 +123,33 @@ class StackConfig:
     reconnect_base_delay: float = 1.0
     feed_process: bool = False
     dapr_streams: StreamMode = "copy"
+    connection_record_ttl: float | None = None
+    drop_commands: int = 0
+    reconnect_attempts: int | None = None
+    lifecycle_names: LifecycleNames = "classic"
+    owned_elsewhere: float = 0.0
+    duplicate_create: bool = False
+    start_on_create: bool = False
+    connect_id_key: ConnectIdKey = "id"
+    unhealthy_without_keys: bool = False
+    frame_format: FrameFormat = "flat"
+    replica_dies_after: float | None = None
     gateway_grpc_port: int = 5002
     subscription_idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
     cloudevent_proto: CloudEventShape = "cncf"
     subscribe_request: SubscribeShape = "topics"
     resiliency_retries: int = 0
+
+    def reconnect_policy(self) -> ReconnectPolicy:
+        """The WSM's policy: the platform's 5 attempts, or ``reconnect_attempts`` then terminal."""
+        if self.reconnect_attempts is None:
+            return ReconnectPolicy(base_delay=self.reconnect_base_delay)
+        return ReconnectPolicy(
+            attempts=self.reconnect_attempts,
+            base_delay=self.reconnect_base_delay,
+            exhausted=ConnectionStatus.DISCONNECTED,
+        )
 
     @classmethod
     def ephemeral(cls, **overrides: Any) -> StackConfig:
@@ -135,9 +192,22 @@ class EmbeddedPlatform:
         self.alpaca_secret = self.config.alpaca_secret or secrets.token_urlsafe(24)
         self.broker = Broker()
         self.wsm = WebSocketManager(
-            self.broker, policy=ReconnectPolicy(base_delay=self.config.reconnect_base_delay)
+            self.broker,
+            policy=self.config.reconnect_policy(),
+            record_ttl=self.config.connection_record_ttl,
+            owned_elsewhere=self.config.owned_elsewhere,
+            lifecycle_names=self.config.lifecycle_names,
+            connect_id_key=self.config.connect_id_key,
+            frame_format=self.config.frame_format,
+            replica_dies_after=self.config.replica_dies_after,
         )
-        self.workmanager = WorkManager(self.broker, self.wsm)
+        self.workmanager = WorkManager(
+            self.broker,
+            self.wsm,
+            drop_commands=self.config.drop_commands,
+            start_on_create=self.config.start_on_create,
+            lifecycle_names=self.config.lifecycle_names,
+        )
         self.sidecar = DaprSidecar(
             self.broker,
             host=self.config.host,
@@ -155,6 +225,8 @@ class EmbeddedPlatform:
             api_key=self.config.api_key,
             legacy=self.config.legacy,
             dapr_healthy=lambda: self._sidecar_up,
+            duplicate_create=self.config.duplicate_create,
+            keys_required_ready=self.config.unhealthy_without_keys,
         )
         self.gateway_grpc = GatewayGrpc(
             self.broker,
@@ -176,19 +248,33 @@ class EmbeddedPlatform:
         self._started = False
 
     async def start(self) -> None:
-        """Start the feed, the sidecar and the gateway's two ports (in that order); undo all on
+        """Start the feed, the sidecar and the gateway's two ports, all at once; undo all on
         failure.
+
+        Why at once: none needs another to bind, and the feed (a child process with an
+        interpreter of its own to boot) takes longest; started one after the other they made
+        ``run --embedded`` wait for the sum instead of the slowest (``make bench``:
+        ``startup.seconds.run_embedded_time_to_first_data``).
 
         Raises:
             OSError: a port is taken (the message names it).
         """
-        try:
-            if self.config.feed:
-                await self._start_feed()
+
+        async def sidecar() -> None:
             await self.sidecar.start()
             self._sidecar_up = True
-            await self.gateway.start()
-            await self.gateway_grpc.start()
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                if self.config.feed:
+                    group.create_task(self._start_feed())
+                group.create_task(sidecar())
+                group.create_task(self.gateway.start())
+                group.create_task(self.gateway_grpc.start())
+        except BaseExceptionGroup as group_error:
+            await self.stop()
+            # One line for the operator: the first failure (a taken port names itself).
+            raise group_error.exceptions[0] from None
         except BaseException:
             await self.stop()
             raise

@@ -10,7 +10,21 @@ Rules from ``spec/virtufin-platform.md`` ("WorkManager, through the gateway"):
   consumer group per topic). A stopped worker consumes nothing.
 * A worker's reply goes to the command's ``replytopic`` extension, else the default reply topic,
   carrying the command's ``correlationid`` (none in, none out).
-* Lifecycle events on ``workmanager.lifecycle``.
+* Lifecycle events on ``workmanager.lifecycle``, in one of the documented families.
+* ``ListWorkers`` takes tag ``filters`` (AND-matched); CreateWorker takes ``config``
+  (``map<string,string>``), stamped on every input CloudEvent the worker receives.
+
+Knobs for the newer platform ("Newer platform behaviour"), off by default:
+
+* ``drop_commands``: the first N messages on each input topic are acked and dropped without a
+  reply, as a replica with no matching worker does (counted per topic, across workers).
+* ``start_on_create``: a new worker is already RUNNING when create answers (newest spec).
+* ``lifecycle_names``: ``classic`` and ``reference`` send
+  ``com.virtufin.workmanager.lifecycle.<registered|starting|online|stopping|stopped|failed>``
+  with ``{worker_id, mime_type, topics, status}`` (the WorkManager page; the C# reference names
+  only the WSM's events); ``spec`` sends ``...lifecycle.worker.<created|started|stopped|error>``
+  with ``{worker_id, replica_id, topic}`` (``topic``: the first input topic; ``error_message``
+  added on ``worker.error``) and nothing for starting/stopping.
 
 Only ``application/x-dotnet-dll`` has an engine, and the only .NET worker this process can run is
 the built-in port of the WebSocketManagerController (:mod:`alpaca_cli.devstack.controller`); any
@@ -21,14 +35,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import logging
+import re
+import secrets
 import uuid
 import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import orjson
@@ -41,7 +58,8 @@ from alpaca_cli.devstack.controller import (
     is_controller_package,
 )
 from alpaca_cli.devstack.rpc import RpcError, Status
-from alpaca_cli.devstack.wsm import WebSocketManager, timestamp
+from alpaca_cli.devstack.schema import check_tags
+from alpaca_cli.devstack.wsm import LifecycleNames, WebSocketManager, timestamp
 
 __all__ = [
     "DOTNET_MIME",
@@ -58,10 +76,21 @@ DOTNET_MIME = "application/x-dotnet-dll"
 LIFECYCLE_TOPIC = "workmanager.lifecycle"
 LIFECYCLE_TYPE = "com.virtufin.workmanager.lifecycle."
 REPLY_TYPE = "com.virtufin.workmanager.worker.reply"
-MAX_TAGS = 50
-MAX_TAG_KEY = 128
-MAX_TAG_VALUE = 1024
 DOWNLOAD_TIMEOUT = 30.0
+
+_CONFIG_KEY = re.compile(r"[a-z0-9]{1,20}")
+"""CloudEvents 1.0 attribute names: lowercase ASCII letters and digits (20 at most advised)."""
+_CONTEXT_ATTRIBUTES: Final = frozenset(
+    {"id", "source", "specversion", "type", "datacontenttype", "dataschema", "subject", "time"}
+    | {"data", "data_base64", "topic", "pubsubname"}
+)
+
+_SPEC_EVENT_NAMES: Final = {
+    "registered": "worker.created",
+    "online": "worker.started",
+    "stopped": "worker.stopped",
+    "failed": "worker.error",
+}
 
 
 class WorkerStatus(StrEnum):
@@ -89,6 +118,7 @@ class Worker:
     topics: list[str]
     tags: dict[str, str]
     group: str = ""
+    config: dict[str, str] = field(default_factory=dict)
     language: str = "dotnet"
     status: WorkerStatus = WorkerStatus.STOPPED
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -109,22 +139,18 @@ class Worker:
         return out
 
 
-def _validate_tags(tags: dict[str, str]) -> None:
-    if len(tags) > MAX_TAGS:
-        raise RpcError(Status.INVALID_ARGUMENT, f"Too many tags: {len(tags)} (at most {MAX_TAGS})")
-    for key, value in tags.items():
-        if not key:
-            raise RpcError(Status.INVALID_ARGUMENT, "Tag keys must not be empty")
-        if len(key) > MAX_TAG_KEY:
+def _validate_config(config: dict[str, str]) -> None:
+    """Config entries become CloudEvent extension attributes, so their names must be valid ones.
+
+    The platform's docs do not say what it refuses; the stand-in holds clients to the
+    CloudEvents naming rule, which any platform that stamps them must live with.
+    """
+    for key in config:
+        if not _CONFIG_KEY.fullmatch(key) or key in _CONTEXT_ATTRIBUTES:
             raise RpcError(
                 Status.INVALID_ARGUMENT,
-                f"Tag key too long: {len(key)} characters (at most {MAX_TAG_KEY})",
-            )
-        if len(value) > MAX_TAG_VALUE:
-            raise RpcError(
-                Status.INVALID_ARGUMENT,
-                f"Tag value for {key!r} too long: {len(value)} characters"
-                f" (at most {MAX_TAG_VALUE})",
+                f"Config key {key!r} is not a usable CloudEvent extension attribute name"
+                " (lowercase letters and digits, at most 20, not a context attribute)",
             )
 
 
@@ -154,6 +180,9 @@ class WorkManager:
     * ``wsm`` - the WebSocketManager the built-in controller drives.
     * ``pubsub`` - pub/sub component name of the input topics and replies.
     * ``reply_topic`` - default reply topic when a command has no ``replytopic`` extension.
+    * ``drop_commands`` - ack and drop the first N messages on each input topic, no reply.
+    * ``start_on_create`` - :meth:`create` leaves a new worker RUNNING (newest spec).
+    * ``lifecycle_names`` - which documented family of event types to emit.
     """
 
     def __init__(
@@ -163,6 +192,10 @@ class WorkManager:
         *,
         pubsub: str = "pubsub",
         reply_topic: str = REPLY_TOPIC,
+        drop_commands: int = 0,
+        start_on_create: bool = False,
+        lifecycle_names: LifecycleNames = "classic",
+        replica_id: str | None = None,
     ) -> None:
         self._broker = broker
         self._wsm = wsm
@@ -170,6 +203,12 @@ class WorkManager:
         self.reply_topic = reply_topic
         self._workers: dict[str, Worker] = {}
         self._lock = asyncio.Lock()
+        self.drop_commands = drop_commands
+        self._dropped: dict[str, int] = {}
+        """Messages dropped so far per input topic (``drop_commands``)."""
+        self.start_on_create = start_on_create
+        self._spec_names = lifecycle_names == "spec"
+        self.replica_id = replica_id or f"workmanager-{secrets.token_hex(4)}"
 
     def create_worker(
         self,
@@ -179,12 +218,13 @@ class WorkManager:
         topics: list[str],
         tags: dict[str, str] | None = None,
         group: str = "",
+        config: dict[str, str] | None = None,
     ) -> Worker:
-        """Register a new, stopped worker.
+        """Register a new, stopped worker (:meth:`create` is the gateway's CreateWorker).
 
         Raises:
-            RpcError: INVALID_ARGUMENT for a bad code source, topics or tags; NOT_FOUND when no
-                engine handles ``mime_type``.
+            RpcError: INVALID_ARGUMENT for a bad code source, topics, tags or config keys;
+                NOT_FOUND when no engine handles ``mime_type``.
         """
         if not mime_type:
             raise RpcError(Status.INVALID_ARGUMENT, "mime_type is required")
@@ -197,7 +237,9 @@ class WorkManager:
                 Status.INVALID_ARGUMENT, "At least one topic is required (non-empty, no spaces)"
             )
         tags = dict(tags or {})
-        _validate_tags(tags)
+        check_tags(tags)
+        config = dict(config or {})
+        _validate_config(config)
         worker = Worker(
             id=str(uuid.uuid4()),
             mime_type=mime_type,
@@ -205,14 +247,53 @@ class WorkManager:
             topics=list(dict.fromkeys(clean)),
             tags=tags,
             group=group,
+            config=config,
         )
         self._workers[worker.id] = worker
         self._lifecycle("registered", worker)
         return worker
 
-    def list_workers(self) -> list[Worker]:
-        """Every worker, oldest first."""
-        return list(self._workers.values())
+    async def create(
+        self,
+        *,
+        code: CodeSource,
+        mime_type: str,
+        topics: list[str],
+        tags: dict[str, str] | None = None,
+        group: str = "",
+        config: dict[str, str] | None = None,
+    ) -> Worker:
+        """CreateWorker: :meth:`create_worker`, then start it with ``start_on_create``.
+
+        A start that fails (an engine error) leaves the worker created and stopped, and the
+        create still answers with its id: the failure shows in the lifecycle events and again
+        on the ``StartWorker`` a client always sends.
+
+        Raises:
+            RpcError: as :meth:`create_worker`.
+        """
+        worker = self.create_worker(
+            code=code, mime_type=mime_type, topics=topics, tags=tags, group=group, config=config
+        )
+        if self.start_on_create:
+            with contextlib.suppress(RpcError):
+                await self.start_worker(worker.id)
+        return worker
+
+    def list_workers(self, filters: list[tuple[str, str]] | None = None) -> list[Worker]:
+        """Every worker, oldest first; with ``filters`` only those carrying every (key, value).
+
+        Raises:
+            RpcError: INVALID_ARGUMENT for a filter with an empty key.
+        """
+        wanted = list(filters or [])
+        if any(not key for key, _ in wanted):
+            raise RpcError(Status.INVALID_ARGUMENT, "Tag filter keys must not be empty")
+        return [
+            w
+            for w in self._workers.values()
+            if all(key in w.tags and w.tags[key] == value for key, value in wanted)
+        ]
 
     def get(self, worker_id: str) -> Worker:
         """The worker ``worker_id``.
@@ -253,7 +334,8 @@ class WorkManager:
             worker.subscriptions.append(sub)
             worker.tasks.append(
                 asyncio.create_task(
-                    self._consume(worker, sub, controller), name=f"worker-{worker.id}-{topic}"
+                    self._consume(worker, topic, sub, controller),
+                    name=f"worker-{worker.id}-{topic}",
                 )
             )
         worker.status = WorkerStatus.RUNNING
@@ -327,7 +409,11 @@ class WorkManager:
             )
 
     async def _consume(
-        self, worker: Worker, sub: BrokerSubscription, controller: WebSocketManagerController
+        self,
+        worker: Worker,
+        topic: str,
+        sub: BrokerSubscription,
+        controller: WebSocketManagerController,
     ) -> None:
         """Handle the topic's commands one at a time, so a client's commands keep their order."""
         while True:
@@ -335,9 +421,12 @@ class WorkManager:
                 delivery = await sub.get()
             except SubscriptionClosed:
                 return
-            event = delivery.event
+            if self._drop(topic):
+                sub.ack(delivery)  # acked: the broker never redelivers it
+                continue
+            event = self._stamp(worker, delivery.event)
             try:
-                reply = await controller.handle(event.data)
+                reply = await self._handle(worker, controller, event)
                 self._reply(worker, event, reply)
             except asyncio.CancelledError:
                 sub.retry(delivery)
@@ -346,6 +435,38 @@ class WorkManager:
                 logger.exception("workmanager: worker %s failed on %s", worker.id, event.id)
             sub.ack(delivery)
             await asyncio.sleep(0)  # let the other workers of this topic take their share
+
+    def _drop(self, topic: str) -> bool:
+        """True for the first ``drop_commands`` messages on ``topic`` (never their payload logged:
+        a ``send_raw`` command carries the Alpaca auth frame)."""
+        done = self._dropped.get(topic, 0)
+        if done >= self.drop_commands:
+            return False
+        self._dropped[topic] = done + 1
+        logger.info(
+            "workmanager: dropped message %d/%d on %s (no reply, as a replica without a worker)",
+            done + 1,
+            self.drop_commands,
+            topic,
+        )
+        return True
+
+    @staticmethod
+    def _stamp(worker: Worker, event: CloudEvent) -> CloudEvent:
+        """The input event as the worker sees it: ``config`` entries added as extensions.
+
+        The event's own attributes win over a config entry of the same name, so a config can
+        never redirect a reply (``replytopic``) or break correlation (``correlationid``).
+        """
+        if not worker.config:
+            return event
+        return dataclasses.replace(event, extensions={**worker.config, **event.extensions})
+
+    async def _handle(
+        self, worker: Worker, controller: WebSocketManagerController, event: CloudEvent
+    ) -> dict[str, Any]:
+        """Run one input event through the worker and return its reply (a seam for tests)."""
+        return await controller.handle(event.data)
 
     def _reply(self, worker: Worker, command: CloudEvent, reply: dict[str, Any]) -> None:
         ext = command.extensions
@@ -370,12 +491,25 @@ class WorkManager:
         )
 
     def _lifecycle(self, kind: str, worker: Worker, *, error: str | None = None) -> None:
-        data: dict[str, Any] = {
-            "worker_id": worker.id,
-            "mime_type": worker.mime_type,
-            "topics": worker.topics,
-            "status": worker.status.value,
-        }
+        """Publish one lifecycle event; ``kind`` is the classic name (see the module docstring)."""
+        data: dict[str, Any]
+        if self._spec_names:
+            spec_kind = _SPEC_EVENT_NAMES.get(kind)
+            if spec_kind is None:
+                return
+            kind = spec_kind
+            data = {
+                "worker_id": worker.id,
+                "replica_id": self.replica_id,
+                "topic": worker.topics[0] if worker.topics else "",
+            }
+        else:
+            data = {
+                "worker_id": worker.id,
+                "mime_type": worker.mime_type,
+                "topics": worker.topics,
+                "status": worker.status.value,
+            }
         if error is not None:
             data["error_message"] = error
         logger.info("workmanager: %s %s", kind, worker.id)

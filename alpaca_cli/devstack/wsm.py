@@ -12,7 +12,43 @@ Behaviour copied from the platform (``spec/virtufin-platform.md``, "WebSocketMan
   re-marshalled (keys sorted, compact), so consumers parse them rather than compare bytes;
 * auto-reconnect tries 5 times, 1 s doubling, capped at 30 s, keeps id, URL and topic, and
   **never** resends anything: whatever handshake the client sent is gone with the old socket;
-* lifecycle events go to ``websocketmanager.lifecycle``.
+* lifecycle events go to ``websocketmanager.lifecycle``, named after one of the documented
+  families (:data:`LIFECYCLE_FAMILIES`);
+* Disconnect closes the socket and removes the record (newest spec), even with auto-reconnect.
+
+Knobs for the newer platform ("Newer platform behaviour"), all off by default:
+
+* ``record_ttl``: a record is dropped that many seconds after its creation or its last
+  successful SendRaw, whichever is later (``CONNECTION_RECORD_TTL_SECONDS``; the stand-in does
+  not enforce the platform's 30-3600 range, so tests can use 1 s). Nothing else refreshes it:
+  not StartPublish, not tags, not a reconnect. The record then vanishes from ``List`` and every
+  call on its id answers ``Connection not found``, while its socket goes on reading and
+  publishing to its topic until the platform stops, as a real replica's socket does.
+* ``policy.exhausted``: ``DISCONNECTED`` makes running out of reconnect attempts terminal (the
+  newer platform); the default ``ERROR`` is the older behaviour.
+* ``owned_elsewhere``: for that many seconds after a connection is created every call on its id
+  fails with UNAVAILABLE ``Connection owned by different instance: <id>``, where ``<id>`` is
+  the instance id of a (fictitious) peer replica, as during a rolling update. ``List`` still
+  shows the record.
+* ``replica_dies_after``: the replica that opened a connection dies that many seconds later:
+  its socket drops without a close frame or an event, frames stop, and ``List`` goes on showing
+  the stale record. The next call on the connection reclaims it, as the surviving replica
+  does: the record moves to a new ``instance_id`` and turns ``DISCONNECTED`` (a
+  ``disconnected`` event); with auto-reconnect a fresh socket is opened through the reconnect
+  policy (same id, URL, topic, tags; nothing resent), so a reclaim can also run out of
+  attempts. The call itself then sees the connection as it is at that moment (a SendRaw
+  answers ``Websocket is not connected``). Each connection's first owner dies once; the
+  survivor keeps it.
+* ``frame_format``: ``flat`` (above), ``envelope`` (the older builds and this build's
+  websocket-proxy spec: ``data`` is ``{WebSocketId, WebSocketUrl, Timestamp, Payload (base64),
+  ContentType}`` with ContentType ``text/plain`` or ``application/octet-stream``, and no
+  extensions) or ``bare`` (flat data published straight to Dapr: Dapr's default type
+  ``com.dapr.event.sent``, source ``websocketmanager``, no extensions).
+* ``connect_id_key``: the key of the id in a Connect result, ``id`` or one of the newer
+  spellings ``connection_id`` / ``connectionId`` (clients must read all three).
+* connection tags: ``SetTag``, ``SetTags``, ``GetTag``, ``GetTags`` and ``tags`` on Connect,
+  with the worker limits (:func:`~alpaca_cli.devstack.schema.check_tags`); they survive
+  reconnects and are never sent upstream.
 
 The reader loop does nothing but publish, because an Alpaca feed batches 10,000+ messages a
 second into frames and the broker's ``publish`` never blocks.
@@ -24,12 +60,13 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 import orjson
@@ -39,11 +76,19 @@ from websockets.exceptions import ConnectionClosed
 from alpaca_cli.devstack.broker import Broker, CloudEvent
 from alpaca_cli.devstack.cloudevents import event_from_attributes
 from alpaca_cli.devstack.rpc import RpcError, Status
+from alpaca_cli.devstack.schema import check_tags
 
 __all__ = [
+    "CONNECT_ID_KEYS",
+    "FRAME_FORMATS",
+    "LIFECYCLE_FAMILIES",
     "LIFECYCLE_TOPIC",
+    "OWNED_ELSEWHERE",
+    "ConnectIdKey",
     "ConnectionRecord",
     "ConnectionStatus",
+    "FrameFormat",
+    "LifecycleNames",
     "ReconnectPolicy",
     "WebSocketManager",
     "is_loopback_url",
@@ -59,6 +104,45 @@ FRAME_TYPE = "com.virtufin.websocketmanager.message"
 CONNECTION_NOT_FOUND = "Connection not found"
 NOT_CONNECTED = "Websocket is not connected"
 TOPIC_REQUIRED = "Topic is required"
+OWNED_ELSEWHERE = "Connection owned by different instance: "
+"""Prefix of the rolling-update refusal; the owning instance's id follows."""
+
+LifecycleNames = Literal["classic", "spec", "reference"]
+"""The documented families of lifecycle event-type names (``--lifecycle-names``)."""
+LIFECYCLE_FAMILIES: Final[tuple[LifecycleNames, ...]] = ("classic", "spec", "reference")
+
+FrameFormat = Literal["flat", "envelope", "bare"]
+"""How published frames look (``--frame-format``)."""
+FRAME_FORMATS: Final[tuple[FrameFormat, ...]] = ("flat", "envelope", "bare")
+BARE_FRAME_TYPE = "com.dapr.event.sent"
+BARE_FRAME_SOURCE = "websocketmanager"
+
+ConnectIdKey = Literal["id", "connection_id", "connectionId"]
+"""The documented keys of the connection id in a Connect result (``--connect-id-key``)."""
+CONNECT_ID_KEYS: Final[tuple[ConnectIdKey, ...]] = ("id", "connection_id", "connectionId")
+
+_WSM_EVENT_NAMES: Final[dict[LifecycleNames, dict[str, str]]] = {
+    # The WebSocketManager page: com.virtufin.websocketmanager.lifecycle.<suffix>.
+    "classic": {k: k for k in ("connecting", "connected", "reconnecting", "disconnected", "error")},
+    # The WSM spec names four, in causal order, and no "connecting": none is sent for it.
+    "spec": {
+        "connected": "connection.connected",
+        "reconnecting": "connection.reconnecting",
+        "disconnected": "connection.disconnected",
+        "error": "connection.error",
+    },
+    # The C# Topics reference. Chosen where it is silent: "registered" when the record is made
+    # (before "connecting"), "degraded" when an open socket drops and a reconnect will follow.
+    "reference": {
+        "registered": "registered",
+        "connecting": "connecting",
+        "connected": "connected",
+        "degraded": "degraded",
+        "reconnecting": "reconnecting",
+        "disconnected": "closed",
+        "error": "failed",
+    },
+}
 
 
 def timestamp(moment: datetime | None = None) -> str:
@@ -81,12 +165,16 @@ class ConnectionStatus(StrEnum):
 class ReconnectPolicy:
     """How a dropped connection is retried: ``attempts`` tries, ``base_delay`` doubling to ``cap``.
 
-    The platform's values are the defaults; tests shrink ``base_delay``.
+    The platform's values are the defaults; tests shrink ``base_delay``. ``exhausted`` is the
+    status once every attempt failed: ``ERROR`` (older builds) or ``DISCONNECTED``, terminal, as
+    the newer platform with configurable attempts does (a client must create a new connection).
+    With ``attempts=0`` a dropped socket goes straight to ``exhausted``.
     """
 
     attempts: int = 5
     base_delay: float = 1.0
     cap: float = 30.0
+    exhausted: ConnectionStatus = ConnectionStatus.ERROR
 
     def delays(self) -> Iterator[float]:
         """The wait before each attempt, in order."""
@@ -125,15 +213,33 @@ class ConnectionRecord:
 class _Connection:
     """A record plus the live socket and the task that reads it (and reconnects)."""
 
-    __slots__ = ("closing", "received", "record", "seq", "task", "ws")
+    __slots__ = (
+        "born",
+        "closing",
+        "dead",
+        "death",
+        "received",
+        "record",
+        "refreshed",
+        "seq",
+        "task",
+        "ws",
+    )
 
-    def __init__(self, record: ConnectionRecord, ws: ClientConnection) -> None:
+    def __init__(self, record: ConnectionRecord, ws: ClientConnection, now: float) -> None:
         self.record = record
         self.ws: ClientConnection | None = ws
         self.task: asyncio.Task[None] | None = None
         self.closing = False
         self.seq = 0
         self.received = 0
+        self.born = now
+        """Clock reading at creation: the ``owned_elsewhere`` window starts here."""
+        self.refreshed = now
+        """Clock reading of the creation or the last successful SendRaw (the record TTL)."""
+        self.dead = False
+        """The owning replica died (``replica_dies_after``); the next call reclaims it."""
+        self.death: asyncio.TimerHandle | None = None
 
 
 def is_loopback_url(url: str) -> bool:
@@ -169,6 +275,16 @@ class WebSocketManager:
     * ``pubsub`` - the pub/sub component name frames are published under.
     * ``policy`` - auto-reconnect attempts and delays.
     * ``open_timeout`` - seconds to wait for one WebSocket handshake.
+    * ``record_ttl`` - seconds a record lives after its creation or last successful SendRaw
+      (``None``: forever, as the mid-2026 builds).
+    * ``owned_elsewhere`` - seconds after creation during which calls on a connection answer
+      ``Connection owned by different instance: <id>`` (0: never).
+    * ``lifecycle_names`` - which documented family of event types to emit.
+    * ``connect_id_key`` - the key of the id in :meth:`connect_result`.
+    * ``frame_format`` - ``flat``, ``envelope`` or ``bare`` published frames.
+    * ``replica_dies_after`` - seconds after which a connection's first owner dies (``None``:
+      never); the next call on it reclaims it.
+    * ``clock`` - monotonic seconds (TTL and ownership windows); tests may pass their own.
 
     Errors are :class:`~alpaca_cli.devstack.rpc.RpcError` with the platform's messages.
     """
@@ -181,6 +297,13 @@ class WebSocketManager:
         instance_id: str | None = None,
         policy: ReconnectPolicy | None = None,
         open_timeout: float = 10.0,
+        record_ttl: float | None = None,
+        owned_elsewhere: float = 0.0,
+        lifecycle_names: LifecycleNames = "classic",
+        connect_id_key: ConnectIdKey = "id",
+        frame_format: FrameFormat = "flat",
+        replica_dies_after: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._broker = broker
         self._pubsub = pubsub
@@ -188,7 +311,18 @@ class WebSocketManager:
         self.policy = policy or ReconnectPolicy()
         self._open_timeout = open_timeout
         self._connections: dict[str, _Connection] = {}
+        self._orphans: list[_Connection] = []
+        """Connections whose record expired: still reading and publishing, unreachable."""
         self._source = f"websocketmanager/{self.instance_id}"
+        self.record_ttl = record_ttl
+        self.owned_elsewhere = owned_elsewhere
+        self.peer_instance_id = f"wsm-{secrets.token_hex(4)}"
+        """The instance ``owned_elsewhere`` names as the owner."""
+        self._names = _WSM_EVENT_NAMES[lifecycle_names]
+        self.connect_id_key = connect_id_key
+        self.frame_format = frame_format
+        self.replica_dies_after = replica_dies_after
+        self._clock = clock
 
     # -- API (the gateway's websocketmanager service and the controller call these) ----------
 
@@ -198,17 +332,20 @@ class WebSocketManager:
         """Open ``url`` and return its record once connected.
 
         Raises:
-            RpcError: INVALID_ARGUMENT for a URL that is not ws/wss, UNAVAILABLE when the
-                handshake fails (the record is not kept).
+            RpcError: INVALID_ARGUMENT for a URL that is not ws/wss or tags over the limits,
+                UNAVAILABLE when the handshake fails (the record is not kept).
         """
         _check_url(url)
+        tags = {k: v for k, v in (tags or {}).items() if v}
+        check_tags(tags)
         record = ConnectionRecord(
             id=str(uuid.uuid4()),
             url=url,
             instance_id=self.instance_id,
             auto_reconnect=auto_reconnect,
-            tags=dict(tags or {}),
+            tags=tags,
         )
+        self._lifecycle("registered", record)
         self._lifecycle("connecting", record)
         try:
             ws = await self._open(url)
@@ -218,19 +355,27 @@ class WebSocketManager:
             raise RpcError(
                 Status.UNAVAILABLE, f"Failed to connect to {url}: {_describe(exc)}"
             ) from exc
-        conn = _Connection(record, ws)
+        conn = _Connection(record, ws, self._clock())
         record.status = ConnectionStatus.CONNECTED
         self._connections[record.id] = conn
         self._lifecycle("connected", record)
         conn.task = asyncio.create_task(self._run(conn), name=f"wsm-{record.id}")
+        if self.replica_dies_after is not None:
+            loop = asyncio.get_running_loop()
+            conn.death = loop.call_later(self.replica_dies_after, self._die, conn)
         return record
 
+    def connect_result(self, record: ConnectionRecord) -> dict[str, Any]:
+        """The Connect response: the id under ``connect_id_key``, and the status name."""
+        return {self.connect_id_key: record.id, "status": record.status.value}
+
     def list(self) -> list[ConnectionRecord]:
-        """Every connection this instance holds, oldest first."""
+        """Every connection this instance holds, oldest first (expired records left out)."""
+        self._expire()
         return [c.record for c in self._connections.values()]
 
     def get(self, connection_id: str) -> ConnectionRecord:
-        """The record of ``connection_id``.
+        """The record of ``connection_id`` (diagnostics: no ownership check).
 
         Raises:
             RpcError: NOT_FOUND ``Connection not found``.
@@ -245,9 +390,9 @@ class WebSocketManager:
         """Close the connection for good (no reconnect) and forget its record.
 
         Raises:
-            RpcError: NOT_FOUND ``Connection not found``.
+            RpcError: NOT_FOUND ``Connection not found``; UNAVAILABLE while owned elsewhere.
         """
-        conn = self._find(connection_id)
+        conn = self._call(connection_id)
         del self._connections[connection_id]
         await self._shut(conn)
         conn.record.status = ConnectionStatus.DISCONNECTED
@@ -258,9 +403,9 @@ class WebSocketManager:
 
         Raises:
             RpcError: NOT_FOUND, INVALID_ARGUMENT ``Topic is required``, FAILED_PRECONDITION
-                ``Websocket is not connected``.
+                ``Websocket is not connected``; UNAVAILABLE while owned elsewhere.
         """
-        conn = self._find(connection_id)
+        conn = self._call(connection_id)
         if not topic:
             raise RpcError(Status.INVALID_ARGUMENT, TOPIC_REQUIRED)
         if conn.record.status is not ConnectionStatus.CONNECTED:
@@ -271,18 +416,21 @@ class WebSocketManager:
         """Stop publishing; the connection stays open.
 
         Raises:
-            RpcError: NOT_FOUND.
+            RpcError: NOT_FOUND; UNAVAILABLE while owned elsewhere.
         """
-        self._find(connection_id).record.topic = ""
+        self._call(connection_id).record.topic = ""
 
     async def send_raw(self, connection_id: str, message: bytes, content_type: str) -> None:
         """Send one frame upstream: text for JSON/text content types, binary otherwise.
 
         Raises:
             RpcError: NOT_FOUND, FAILED_PRECONDITION ``Websocket is not connected``,
-                INVALID_ARGUMENT for a text frame that is not UTF-8.
+                INVALID_ARGUMENT for a text frame that is not UTF-8; UNAVAILABLE while owned
+                elsewhere.
+
+        A successful send refreshes the record's TTL; a failed one does not.
         """
-        conn = self._find(connection_id)
+        conn = self._call(connection_id)
         ws = conn.ws
         if ws is None or conn.record.status is not ConnectionStatus.CONNECTED:
             raise RpcError(Status.FAILED_PRECONDITION, NOT_CONNECTED)
@@ -298,11 +446,57 @@ class WebSocketManager:
             await ws.send(payload)
         except ConnectionClosed as exc:
             raise RpcError(Status.FAILED_PRECONDITION, NOT_CONNECTED) from exc
+        conn.refreshed = self._clock()
+
+    def set_tag(self, connection_id: str, key: str, value: str) -> None:
+        """Set one tag; an empty ``value`` removes it.
+
+        Raises:
+            RpcError: NOT_FOUND; INVALID_ARGUMENT over the limits (nothing changes then);
+                UNAVAILABLE while owned elsewhere.
+        """
+        record = self._call(connection_id).record
+        tags = dict(record.tags)
+        if value:
+            tags[key] = value
+        else:
+            tags.pop(key, None)
+        check_tags(tags)
+        record.tags = tags
+
+    def set_tags(self, connection_id: str, tags: dict[str, str]) -> None:
+        """Replace every tag with ``tags``; entries with an empty value are left out.
+
+        Raises:
+            RpcError: NOT_FOUND; INVALID_ARGUMENT over the limits (nothing changes then);
+                UNAVAILABLE while owned elsewhere.
+        """
+        record = self._call(connection_id).record
+        clean = {k: v for k, v in tags.items() if v}
+        check_tags(clean)
+        record.tags = clean
+
+    def get_tag(self, connection_id: str, key: str) -> str:
+        """The value of tag ``key``, ``""`` when it is not set.
+
+        Raises:
+            RpcError: NOT_FOUND; UNAVAILABLE while owned elsewhere.
+        """
+        return self._call(connection_id).record.tags.get(key, "")
+
+    def get_tags(self, connection_id: str) -> dict[str, str]:
+        """A copy of every tag of the connection.
+
+        Raises:
+            RpcError: NOT_FOUND; UNAVAILABLE while owned elsewhere.
+        """
+        return dict(self._call(connection_id).record.tags)
 
     async def close(self) -> None:
-        """Close every connection (platform shutdown)."""
-        conns = list(self._connections.values())
+        """Close every connection, expired ones included (platform shutdown)."""
+        conns = [*self._connections.values(), *self._orphans]
         self._connections.clear()
+        self._orphans.clear()
         for conn in conns:
             await self._shut(conn)
             conn.record.status = ConnectionStatus.DISCONNECTED
@@ -310,10 +504,63 @@ class WebSocketManager:
     # -- internals ---------------------------------------------------------------------------
 
     def _find(self, connection_id: str) -> _Connection:
+        self._expire()
         conn = self._connections.get(connection_id)
         if conn is None:
             raise RpcError(Status.NOT_FOUND, CONNECTION_NOT_FOUND)
         return conn
+
+    def _call(self, connection_id: str) -> _Connection:
+        """:meth:`_find` for an RPC on the connection: refused while another instance owns it."""
+        conn = self._find(connection_id)
+        if self.owned_elsewhere > 0 and self._clock() - conn.born < self.owned_elsewhere:
+            raise RpcError(Status.UNAVAILABLE, OWNED_ELSEWHERE + self.peer_instance_id)
+        if conn.dead:
+            self._reclaim(conn)
+        return conn
+
+    def _die(self, conn: _Connection) -> None:
+        """The replica owning ``conn`` dies: the socket drops silently, the record goes stale."""
+        conn.death = None
+        if conn.closing:
+            return
+        conn.dead = True
+        if conn.task is not None:
+            conn.task.cancel()
+        ws, conn.ws = conn.ws, None
+        if ws is not None:
+            ws.transport.abort()  # no close frame: a dead process sends none
+        logger.info("wsm: the replica owning %s died; the next call reclaims it", conn.record.id)
+
+    def _reclaim(self, conn: _Connection) -> None:
+        """What the surviving replica does when a call touches a dead replica's connection."""
+        conn.dead = False
+        record = conn.record
+        record.instance_id = f"wsm-{secrets.token_hex(4)}"
+        record.status = ConnectionStatus.DISCONNECTED
+        self._lifecycle("disconnected", record)
+        if record.auto_reconnect and self.policy.attempts > 0:
+            conn.task = asyncio.create_task(self._revive(conn), name=f"wsm-{record.id}-reclaim")
+
+    async def _revive(self, conn: _Connection) -> None:
+        if await self._reconnect(conn, None):
+            await self._run(conn)
+
+    def _expire(self) -> None:
+        """Drop the records whose TTL ran out; their sockets go on (see the module docstring).
+
+        Checked on every access rather than by a timer: no caller can tell the difference, and
+        the stand-in stays free of background work.
+        """
+        ttl = self.record_ttl
+        if ttl is None:
+            return
+        now = self._clock()
+        for cid, conn in list(self._connections.items()):
+            if now - conn.refreshed >= ttl:
+                del self._connections[cid]
+                self._orphans.append(conn)
+                logger.info("wsm: record of %s expired (TTL %s s); its socket stays open", cid, ttl)
 
     async def _open(self, url: str) -> ClientConnection:
         # proxy=None: a loopback feed must never be routed through a proxy from the environment.
@@ -331,6 +578,8 @@ class WebSocketManager:
 
     async def _shut(self, conn: _Connection) -> None:
         conn.closing = True
+        if conn.death is not None:
+            conn.death.cancel()
         task = conn.task
         ws = conn.ws
         if ws is not None:
@@ -362,10 +611,15 @@ class WebSocketManager:
                 record.status = ConnectionStatus.DISCONNECTED
                 self._lifecycle("disconnected", record, error=error)
                 return
-            if not await self._reconnect(conn):
+            if self.policy.attempts > 0:
+                record.status = ConnectionStatus.RECONNECTING
+                self._lifecycle("degraded", record, error=error)
+            if not await self._reconnect(conn, error):
                 return
 
     async def _read(self, conn: _Connection, ws: ClientConnection) -> None:
+        if self.frame_format != "flat":
+            return await self._read_drifted(conn, ws)
         record = conn.record
         publish = self._broker.publish
         pubsub = self._pubsub
@@ -407,10 +661,62 @@ class WebSocketManager:
                 ),
             )
 
-    async def _reconnect(self, conn: _Connection) -> bool:
-        """Try the policy's attempts; True once connected again (same id, URL, topic)."""
+    async def _read_drifted(self, conn: _Connection, ws: ClientConnection) -> None:
+        """:meth:`_read` for the ``envelope`` and ``bare`` formats (kept apart: the flat loop
+        is the hot path and stays branch-free)."""
+        import base64
+
         record = conn.record
-        last: BaseException | None = None
+        envelope = self.frame_format == "envelope"
+        while True:
+            frame = await ws.recv()
+            conn.received += 1
+            topic = record.topic
+            if not topic:
+                continue
+            raw = frame.encode() if isinstance(frame, str) else frame
+            conn.seq += 1
+            if envelope:
+                wrapped = {
+                    "WebSocketId": record.id,
+                    "WebSocketUrl": record.url,
+                    "Timestamp": timestamp(),
+                    "Payload": base64.b64encode(raw).decode(),
+                    "ContentType": (
+                        "text/plain" if isinstance(frame, str) else "application/octet-stream"
+                    ),
+                }
+                event = CloudEvent(
+                    id=f"{record.id}-{conn.seq}",
+                    source=self._source,
+                    type=FRAME_TYPE,
+                    topic=topic,
+                    pubsubname=self._pubsub,
+                    data=orjson.dumps(wrapped),
+                )
+            else:
+                event = CloudEvent(
+                    id=str(uuid.uuid4()),
+                    source=BARE_FRAME_SOURCE,
+                    type=BARE_FRAME_TYPE,
+                    topic=topic,
+                    pubsubname=self._pubsub,
+                    datacontenttype=(
+                        "application/json" if isinstance(frame, str) else "application/octet-stream"
+                    ),
+                    data=raw,
+                )
+            self._broker.publish(topic, event)
+
+    async def _reconnect(self, conn: _Connection, dropped: BaseException | None) -> bool:
+        """Try the policy's attempts; True once connected again (same id, URL, topic, tags).
+
+        When they run out the record settles on ``policy.exhausted``: ``ERROR`` with an
+        ``error`` event, or ``DISCONNECTED`` (terminal) with a ``disconnected`` event carrying
+        the last failure.
+        """
+        record = conn.record
+        last: BaseException | None = dropped
         for attempt, delay in enumerate(self.policy.delays(), start=1):
             record.status = ConnectionStatus.RECONNECTING
             self._lifecycle("reconnecting", record, attempt=attempt)
@@ -430,8 +736,11 @@ class WebSocketManager:
             record.status = ConnectionStatus.CONNECTED
             self._lifecycle("connected", record, attempt=attempt)
             return True
-        record.status = ConnectionStatus.ERROR
-        self._lifecycle("error", record, error=last)
+        record.status = self.policy.exhausted
+        if record.status is ConnectionStatus.DISCONNECTED:
+            self._lifecycle("disconnected", record, error=last)
+        else:
+            self._lifecycle("error", record, error=last)
         return False
 
     def _lifecycle(
@@ -442,6 +751,14 @@ class WebSocketManager:
         attempt: int | None = None,
         error: BaseException | None = None,
     ) -> None:
+        """Publish one lifecycle event, under this family's name for ``kind`` (if it has one).
+
+        ``kind`` is the internal (classic) name, plus ``registered`` and ``degraded``, which
+        only the reference family sends. The data is the same in every family.
+        """
+        suffix = self._names.get(kind)
+        if suffix is None:
+            return
         data: dict[str, Any] = {
             "connection_id": record.id,
             "url": record.url,
@@ -458,7 +775,7 @@ class WebSocketManager:
             CloudEvent(
                 id=str(uuid.uuid4()),
                 source=self._source,
-                type=LIFECYCLE_TYPE + kind,
+                type=LIFECYCLE_TYPE + suffix,
                 topic=LIFECYCLE_TOPIC,
                 pubsubname=self._pubsub,
                 data=orjson.dumps(data),

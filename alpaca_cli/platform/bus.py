@@ -22,13 +22,28 @@ Contract (every implementation):
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 import orjson
 
-__all__ = ["QUEUE_SIZE", "SOURCE", "Bus", "BusSubscription", "Event"]
+from alpaca_cli.closing import Closing
+from alpaca_cli.errors import AlpacaMdError
+
+__all__ = [
+    "QUEUE_SIZE",
+    "SOURCE",
+    "Bus",
+    "BusSubscription",
+    "Event",
+    "QueuedSubscription",
+    "grpc_details",
+]
 
 QUEUE_SIZE: Final = 4096
 """Events one subscription buffers between its reader and the consumer."""
@@ -117,3 +132,147 @@ class Bus(Protocol):
     def close(self) -> None:
         """Close every subscription, then the connection. Idempotent."""
         ...
+
+
+class _Failure:
+    """Queued by a reader thread when its stream fails for good; the consumer re-raises it."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: AlpacaMdError) -> None:
+        self.error = error
+
+
+_CLOSED: Final = object()
+
+
+class QueuedSubscription(Closing):
+    """The consumer half both buses share: a reader thread puts events into a bounded queue,
+    one consumer takes them out with :meth:`get`.
+
+    A subclass starts the reader (:meth:`_start_reader`) whose loop calls :meth:`_put` per
+    event, :meth:`_fail` when the stream fails for good and :meth:`_end` when it stops, and
+    implements :meth:`_stop_reading` (wake the reader: close the SDK stream, cancel the call).
+
+    When the queue (``queue_size``) is full the reader waits, which stops it reading its
+    stream: HTTP/2 flow control then pushes back on the server; nothing is dropped here.
+    Thread use: one consumer thread calls :meth:`get`; :meth:`close` may be called from any
+    thread (it wakes the consumer, which then sees end of stream).
+    """
+
+    def __init__(self, topic: str, *, queue_size: int = QUEUE_SIZE) -> None:
+        self.topic = topic
+        self._queue: queue.Queue[Event | _Failure | object] = queue.Queue(queue_size)
+        self._closed = threading.Event()
+        self._ended = False
+        self._thread: threading.Thread | None = None
+        self.received = 0
+        """Events taken off the stream so far."""
+
+    def _start_reader(self, name: str) -> None:
+        self._thread = threading.Thread(target=self._read, name=name, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
+
+    def _stop_reading(self) -> None:
+        """Wake the reader thread so that it sees :attr:`_closed` (subclass hook)."""
+
+    # -- the reader's side ------------------------------------------------------------------------
+
+    def _put(self, event: Event) -> None:
+        """Queue one event, waiting while the queue is full (until closed)."""
+        self.received += 1
+        closed = self._closed
+        while not closed.is_set():
+            try:
+                self._queue.put(event, timeout=0.25)
+                return
+            except queue.Full:
+                continue
+
+    def _fail(self, error: AlpacaMdError) -> None:
+        self._offer(_Failure(error))
+
+    def _end(self) -> None:
+        self._offer(_CLOSED)
+
+    def _offer(self, item: object) -> None:
+        """Queue ``item`` even when the queue is full (the consumer may be gone)."""
+        while True:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                with contextlib.suppress(queue.Empty):
+                    self._queue.get_nowait()
+
+    # -- the consumer's side ----------------------------------------------------------------------
+
+    def get(self, timeout: float | None = None) -> Event | None:
+        """The next event, or ``None`` when ``timeout`` seconds pass without one.
+
+        Raises:
+            EOFError: the subscription was closed (by :meth:`close`).
+            PlatformUnreachable, CredentialsRefused, UsageError, ...: the stream failed.
+        """
+        if self._ended:
+            raise EOFError(f"subscription to {self.topic!r} is closed")
+        try:
+            item = self._queue.get(timeout=timeout) if timeout != 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if isinstance(item, Event):
+            return item
+        self._ended = True
+        if isinstance(item, _Failure):
+            raise item.error
+        raise EOFError(f"subscription to {self.topic!r} is closed")
+
+    def pending(self) -> bool:
+        """True when an event is waiting (``get(timeout=0)`` would not return ``None``)."""
+        return not self._queue.empty()
+
+    def __iter__(self) -> Iterator[Event]:
+        """Events until the subscription is closed (blocking)."""
+        while True:
+            try:
+                event = self.get()
+            except EOFError:
+                return
+            if event is not None:
+                yield event
+
+    def close(self, linger: float = 0.0) -> None:
+        """End the stream. Idempotent.
+
+        Args:
+            linger: seconds to wait first so that the last acknowledgements reach the server
+                (an ack queued right before closing is often lost, and a real sidecar would
+                then redeliver it to the next consumer of its app id).
+        """
+        if self._closed.is_set():
+            return
+        if linger > 0:
+            time.sleep(linger)
+        self._closed.set()
+        with contextlib.suppress(Exception):
+            self._stop_reading()
+        self._offer(_CLOSED)
+        thread = self._thread
+        if thread is not None and threading.current_thread() is not thread:
+            thread.join(timeout=2.0)
+
+
+def grpc_details(rpc: Any) -> str:
+    """The text of a gRPC error (``details()``, else ``message()``), else its class name: never
+    the multi-line ``str`` of an ``RpcError``, since messages are one line."""
+    for attr in ("details", "message"):
+        fn = getattr(rpc, attr, None)
+        if callable(fn):
+            with contextlib.suppress(Exception):
+                text = fn()
+                if text:
+                    return str(text)
+    return type(rpc).__name__

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import queue
 import threading
 import time
 import uuid
@@ -66,7 +65,7 @@ from alpaca_cli.errors import (
     GatewayUnreachable,
     UsageError,
 )
-from alpaca_cli.platform.bus import QUEUE_SIZE, SOURCE, Event
+from alpaca_cli.platform.bus import QUEUE_SIZE, SOURCE, Event, QueuedSubscription, grpc_details
 
 __all__ = [
     "BACKOFF_BASE",
@@ -571,7 +570,7 @@ class GatewayBus(Closing):
         code = getattr(exc, "code", None)
         status = code() if callable(code) else None
         name = getattr(status, "name", "UNKNOWN")
-        details = _details(exc)
+        details = grpc_details(exc)
         cls = error_class(name)
         where = f"the gateway at {self.address}"
         if issubclass(cls, CredentialsRefused):
@@ -725,16 +724,6 @@ def _serialize(message: Any) -> bytes:
     return data
 
 
-def _details(exc: BaseException) -> str:
-    fn = getattr(exc, "details", None)
-    if callable(fn):
-        with contextlib.suppress(Exception):
-            text = fn()
-            if text:
-                return str(text)
-    return type(exc).__name__
-
-
 def _metadata_interceptor(api_key: str) -> Any:
     """A client interceptor adding ``x-api-key`` to every call (reflection's too).
 
@@ -791,19 +780,7 @@ def _metadata_interceptor(api_key: str) -> Any:
 # -- a subscription -------------------------------------------------------------------------------
 
 
-class _Failure:
-    """Queued by the reader thread when the stream fails for good; the consumer re-raises it."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: AlpacaMdError) -> None:
-        self.error = error
-
-
-_CLOSED: Final = object()
-
-
-class GatewaySubscription(Closing):
+class GatewaySubscription(QueuedSubscription):
     """A topic consumed through ``Subscribe``; events come out of :meth:`get`, in order.
 
     The reader thread re-opens the stream whenever it ends or fails with a retryable status
@@ -817,17 +794,12 @@ class GatewaySubscription(Closing):
     """
 
     def __init__(self, bus: GatewayBus, topic: str, *, queue_size: int = QUEUE_SIZE) -> None:
-        self.topic = topic
+        super().__init__(topic, queue_size=queue_size)
         self._bus = bus
-        self._queue: queue.Queue[Event | _Failure | object] = queue.Queue(queue_size)
-        self._closed = threading.Event()
         self._opened = threading.Event()
         self._open_error: AlpacaMdError | None = None
         self._call: Any = None
         self._call_lock = threading.Lock()
-        self._ended = False
-        self.received = 0
-        """Events taken off the stream so far (heartbeats not included)."""
         self.heartbeats = 0
         """Empty-data messages seen (the gateway's keep-alives)."""
         self.gaps = 0
@@ -836,8 +808,7 @@ class GatewaySubscription(Closing):
         """Total time without a stream, over the gaps that are over."""
         self.subscription_id: str | None = None
         """The gateway's id for the current stream, when it sends one."""
-        self._thread = threading.Thread(target=self._read, name=f"gateway-{topic}", daemon=True)
-        self._thread.start()
+        self._start_reader(f"gateway-{topic}")
 
     def __repr__(self) -> str:
         return f"GatewaySubscription(topic={self.topic!r}, gaps={self.gaps})"
@@ -894,12 +865,12 @@ class GatewaySubscription(Closing):
                         self._open_error = error
                         self._opened.set()
                         # ...unless it gave up waiting for headers: then get() raises it.
-                        self._offer(_Failure(error))
+                        self._fail(error)
                         return
                     if name not in RETRYABLE_STATUSES:
-                        self._offer(_Failure(error))
+                        self._fail(error)
                         return
-                    reason = f"{name}: {_details(exc)}"
+                    reason = f"{name}: {grpc_details(exc)}"
                 if closed.is_set():
                     break
                 self._opened.set()
@@ -922,12 +893,10 @@ class GatewaySubscription(Closing):
                     break
         except Exception as exc:  # a decoding bug must not hang the consumer
             if not closed.is_set():
-                self._offer(
-                    _Failure(AlpacaMdError(f"reading topic {self.topic!r} failed: {exc!r}"))
-                )
+                self._fail(AlpacaMdError(f"reading topic {self.topic!r} failed: {exc!r}"))
         finally:
             self._opened.set()
-            self._offer(_CLOSED)
+            self._end()
 
     def _stream_open(self, headers: Any, gap_started: float | None, reason: str) -> None:
         for key, value in headers or ():
@@ -947,81 +916,27 @@ class GatewaySubscription(Closing):
 
     def _pump(self, call: Any) -> None:
         event_of = self._bus._event_of
-        put = self._queue.put
-        closed = self._closed
+        put = self._put
         topic = self.topic
         for response in call:
             event = event_of(response, topic, time.time_ns())
             if event is None:
                 self.heartbeats += 1
                 continue
-            self.received += 1
-            while not closed.is_set():
-                try:
-                    put(event, timeout=0.25)
-                    break
-                except queue.Full:
-                    continue
+            put(event)
 
-    def _offer(self, item: object) -> None:
-        """Queue ``item`` even when the queue is full (the consumer may be gone)."""
-        while True:
-            try:
-                self._queue.put_nowait(item)
-                return
-            except queue.Full:
-                with contextlib.suppress(queue.Empty):
-                    self._queue.get_nowait()
-
-    # -- the consumer -----------------------------------------------------------------------------
-
-    def get(self, timeout: float | None = None) -> Event | None:
-        """The next event, or ``None`` when ``timeout`` seconds pass without one.
-
-        Raises:
-            EOFError: the subscription was closed (by :meth:`close`).
-            CredentialsRefused, UsageError, ...: the stream failed for good.
-        """
-        if self._ended:
-            raise EOFError(f"subscription to {self.topic!r} is closed")
-        try:
-            item = self._queue.get(timeout=timeout) if timeout != 0 else self._queue.get_nowait()
-        except queue.Empty:
-            return None
-        if isinstance(item, Event):
-            return item
-        self._ended = True
-        if isinstance(item, _Failure):
-            raise item.error
-        raise EOFError(f"subscription to {self.topic!r} is closed")
-
-    def pending(self) -> bool:
-        """True when an event is waiting (``get(timeout=0)`` would not return ``None``)."""
-        return not self._queue.empty()
-
-    def __iter__(self) -> Iterator[Event]:
-        """Events until the subscription is closed (blocking)."""
-        while True:
-            try:
-                event = self.get()
-            except EOFError:
-                return
-            if event is not None:
-                yield event
-
-    def close(self, linger: float = 0.0) -> None:
-        """End the stream (cancels the call). Idempotent. ``linger`` is accepted for the
-        :class:`~alpaca_cli.platform.bus.BusSubscription` contract: there are no acks to let
-        go out, so it is ignored."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
+    def _stop_reading(self) -> None:
+        """Cancel the current call (the reader then sees :attr:`_closed`); the subscription has
+        no acknowledgements, so ``close(linger)`` waits for nothing that matters here."""
         with self._call_lock:
             call = self._call
         if call is not None:
             with contextlib.suppress(Exception):
                 call.cancel()
         self._bus._forget(self)
-        self._offer(_CLOSED)
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=2.0)
+
+    def close(self, linger: float = 0.0) -> None:
+        """End the stream (idempotent). There are no acknowledgements to let go out, so
+        ``linger`` (part of the :class:`~alpaca_cli.platform.bus.BusSubscription` contract)
+        is not waited for."""
+        super().close(0.0)

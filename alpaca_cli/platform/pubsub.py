@@ -37,12 +37,11 @@ from __future__ import annotations
 import builtins
 import contextlib
 import logging
-import queue
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -57,7 +56,7 @@ from alpaca_cli.errors import (
     UsageError,
     grpc_status_error,
 )
-from alpaca_cli.platform.bus import QUEUE_SIZE, SOURCE, Event
+from alpaca_cli.platform.bus import QUEUE_SIZE, SOURCE, Event, QueuedSubscription, grpc_details
 
 if TYPE_CHECKING:
     from alpaca_cli.config import Config, DaprSettings
@@ -215,7 +214,7 @@ class PubsubClient(Closing):
         if rpc is None:
             return _unreachable(self.settings, f"{action} failed: {type(exc).__name__}: {exc}")
         name = rpc.code().name
-        details = _details(rpc)
+        details = grpc_details(rpc)
         if name == "UNAUTHENTICATED":
             return CredentialsRefused(
                 f"the Dapr sidecar at {self.settings.grpc_address} refused {action}: {details}.",
@@ -309,149 +308,50 @@ class PubsubClient(Closing):
         self._subscriptions.discard(sub)
 
 
-class _Failure:
-    """Queued by the reader thread when the stream fails; the consumer re-raises it."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: AlpacaMdError) -> None:
-        self.error = error
-
-
-_CLOSED: Final = object()
-
-
-class Subscription(Closing):
-    """A topic being consumed; events come out of :meth:`get` or iteration, in order.
-
-    Thread use: one consumer thread calls :meth:`get`; :meth:`close` may be called from any
-    thread (it wakes the consumer, which then sees end of stream).
-    """
+class Subscription(QueuedSubscription):
+    """A topic consumed through the sidecar's streaming subscription (``get``/iteration);
+    each event is acknowledged (``respond_success``) once it is queued."""
 
     def __init__(
         self, client: PubsubClient, topic: str, sdk_sub: Any, *, queue_size: int = QUEUE_SIZE
     ) -> None:
-        self.topic = topic
+        super().__init__(topic, queue_size=queue_size)
         self._client = client
         self._sdk_sub = sdk_sub
-        self._queue: queue.Queue[Event | _Failure | object] = queue.Queue(queue_size)
-        self._closed = threading.Event()
-        self._ended = False
-        self.received = 0
-        """Events taken off the stream so far."""
-        self._thread = threading.Thread(target=self._read, name=f"pubsub-{topic}", daemon=True)
-        self._thread.start()
+        self._start_reader(f"pubsub-{topic}")
 
     def __repr__(self) -> str:
         return f"Subscription(topic={self.topic!r})"
 
     def _read(self) -> None:
         sdk_sub = self._sdk_sub
-        put = self._queue.put
         closed = self._closed
         try:
             while not closed.is_set():
                 msg = sdk_sub.next_message()
-                event = Event(
-                    msg.id(),
-                    msg.source(),
-                    msg.type(),
-                    msg.topic(),
-                    msg.data_content_type(),
-                    msg.raw_data(),
-                    msg.extensions(),
-                    time.time_ns(),
+                self._put(
+                    Event(
+                        msg.id(),
+                        msg.source(),
+                        msg.type(),
+                        msg.topic(),
+                        msg.data_content_type(),
+                        msg.raw_data(),
+                        msg.extensions(),
+                        time.time_ns(),
+                    )
                 )
-                self.received += 1
-                while not closed.is_set():
-                    try:
-                        put(event, timeout=0.25)
-                        break
-                    except queue.Full:
-                        continue
                 if not closed.is_set():
                     sdk_sub.respond_success(msg)
         except Exception as exc:
             if not closed.is_set():
-                error = self._client.map_error(exc, action=f"reading topic {self.topic!r}")
-                self._offer(_Failure(error))
+                self._fail(self._client.map_error(exc, action=f"reading topic {self.topic!r}"))
         finally:
-            self._offer(_CLOSED)
+            self._end()
 
-    def _offer(self, item: object) -> None:
-        """Queue ``item`` even when the queue is full (the consumer may be gone)."""
-        while True:
-            try:
-                self._queue.put_nowait(item)
-                return
-            except queue.Full:
-                with contextlib.suppress(queue.Empty):
-                    self._queue.get_nowait()
-
-    def get(self, timeout: float | None = None) -> Event | None:
-        """The next event, or ``None`` when ``timeout`` seconds pass without one.
-
-        Raises:
-            EOFError: the subscription was closed (by :meth:`close`).
-            SidecarUnreachable, CredentialsRefused, UsageError: the stream failed.
-        """
-        if self._ended:
-            raise EOFError(f"subscription to {self.topic!r} is closed")
-        try:
-            item = self._queue.get(timeout=timeout) if timeout != 0 else self._queue.get_nowait()
-        except queue.Empty:
-            return None
-        if isinstance(item, Event):
-            return item
-        self._ended = True
-        if isinstance(item, _Failure):
-            raise item.error
-        raise EOFError(f"subscription to {self.topic!r} is closed")
-
-    def pending(self) -> bool:
-        """True when an event is waiting (``get(timeout=0)`` would not return ``None``)."""
-        return not self._queue.empty()
-
-    def __iter__(self) -> Iterator[Event]:
-        """Events until the subscription is closed (blocking)."""
-        while True:
-            try:
-                event = self.get()
-            except EOFError:
-                return
-            if event is not None:
-                yield event
-
-    def close(self, linger: float = 0.0) -> None:
-        """End the stream. Idempotent.
-
-        Args:
-            linger: seconds to wait first so that the last acknowledgements reach the sidecar
-                (an ack queued right before closing is often lost, and a real sidecar would
-                then redeliver it to the next consumer of this app id).
-        """
-        if self._closed.is_set():
-            return
-        if linger > 0:
-            time.sleep(linger)
-        self._closed.set()
-        with contextlib.suppress(Exception):
-            self._sdk_sub.close()
+    def _stop_reading(self) -> None:
+        self._sdk_sub.close()
         self._client._forget(self)
-        self._offer(_CLOSED)
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=2.0)
-
-
-def _details(rpc: Any) -> str:
-    for attr in ("details", "message"):
-        fn = getattr(rpc, attr, None)
-        if callable(fn):
-            with contextlib.suppress(Exception):
-                text = fn()
-                if text:
-                    return str(text)
-    return str(rpc)
 
 
 _configure_lock = threading.Lock()

@@ -95,17 +95,21 @@ def test_discovery_lists_both_services(client: httpx.Client) -> None:
 @pytest.mark.parametrize(
     ("service", "method", "fields"),
     [
-        ("workmanager", "CreateWorker", ["code_source", "mime_type", "topics", "tags"]),
+        ("workmanager", "CreateWorker", ["code_source", "mime_type", "topics", "tags", "config"]),
         ("workmanager", "StartWorker", ["id"]),
         ("workmanager", "StopWorker", ["id"]),
         ("workmanager", "DeleteWorker", ["id"]),
-        ("workmanager", "ListWorkers", []),
+        ("workmanager", "ListWorkers", ["filters"]),
         ("websocketmanager", "Connect", ["url", "auto_reconnect", "tags"]),
         ("websocketmanager", "List", []),
         ("websocketmanager", "Disconnect", ["id"]),
         ("websocketmanager", "StartPublish", ["id", "topic"]),
         ("websocketmanager", "StopPublish", ["id"]),
         ("websocketmanager", "SendRaw", ["id", "message", "content_type"]),
+        ("websocketmanager", "SetTag", ["id", "key", "value"]),
+        ("websocketmanager", "SetTags", ["id", "tags"]),
+        ("websocketmanager", "GetTag", ["id", "key"]),
+        ("websocketmanager", "GetTags", ["id"]),
     ],
 )
 def test_schema_describes_every_method(

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from alpaca_cli.devstack.feed.config import FeedConfig
+from alpaca_cli.devstack.logs import configure_level
 from alpaca_cli.devstack.parent import stop_on_stdin_eof
 
 __all__ = ["FeedProcess", "config_from_json", "config_to_json", "main"]
@@ -253,9 +254,8 @@ def main() -> None:
     except (ValueError, KeyError, TypeError) as exc:
         _report({"error": f"bad configuration: {exc}", "type": "ValueError"})
         return
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # Never frame dumps: this end receives the client's auth frame (key and secret).
+    configure_level(level)
     asyncio.run(_serve(config))
 
 

@@ -48,7 +48,7 @@ from alpaca_cli.alpaca.codec import (
     is_valid_symbol,
 )
 from alpaca_cli.alpaca.errors import ERRORS, ErrorCode
-from alpaca_cli.alpaca.messages import Error, Message, Subscription, Success
+from alpaca_cli.alpaca.messages import CHANNELS, Error, Message, Subscription, Success
 from alpaca_cli.devstack.feed.registry import KeyRegistry
 
 __all__ = [
@@ -69,8 +69,8 @@ __all__ = [
     "redact_key",
 ]
 
-CHANNELS: tuple[str, ...] = ("trades", "quotes", "orderbooks", "bars", "updatedBars", "dailyBars")
-"""The channels of the crypto endpoint, in the order the ``subscription`` message lists them."""
+# CHANNELS (the crypto endpoint's channels, in the order the ``subscription`` message lists them)
+# is the core's one list: the server and the client cannot disagree about it.
 
 STREAM_CHANNELS: tuple[str, ...] = ("trades", "quotes", "orderbooks")
 """Channels whose messages are paced by ``rate``; the bar channels follow the clock instead."""
