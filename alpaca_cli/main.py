@@ -165,7 +165,9 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except AlpacaMdError as exc:  # pragma: no cover - the commands report their own errors
-        sys.stderr.write(f"Error: {exc}\n")
+        from alpaca_cli.redact import error_text
+
+        sys.stderr.write(f"Error: {error_text(exc)}\n")
         sys.exit(int(exc.exit_code))
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")

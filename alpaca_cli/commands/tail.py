@@ -73,6 +73,15 @@ def command(
             help="Say so on stderr when no message was printed for this long; 0 = never.",
         ),
     ] = 30.0,
+    max_buffer: Annotated[
+        int,
+        typer.Option(
+            "--max-buffer",
+            metavar="BYTES",
+            help="Output held for a slow stdout reader; when full, new messages are dropped "
+            "and counted (a warning shows the lag) until it catches up.",
+        ),
+    ] = 16 * 1024 * 1024,
 ) -> None:
     """Print the messages published to a topic, one line each, until Ctrl+C or a limit.
 
@@ -80,6 +89,8 @@ def command(
     (or --json) writes NDJSON: one raw Alpaca message per line with the frame's metadata.
     Ctrl+C and SIGTERM exit 130 after flushing; --count/--duration exit 0 (give both to bound
     a --count by time). After --stall-limit seconds without a message a warning goes to stderr.
+    A reader that does not keep up never makes tail grow past --max-buffer: the messages
+    beyond it are dropped, counted and warned about on stderr.
 
     Beside a real Dapr sidecar give tail an app id of its own:
     dapr run --app-id alpaca-md-tail -- alpaca-md tail
@@ -112,20 +123,29 @@ def command(
                 json_lines=output == "json" or invocation.json,
                 out=sink,
                 stop=guard.stop,
+                max_buffer=max_buffer,
             )
     except ForceQuit:
         sys.stderr.write("Interrupted.\n")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     if result.reason == "pipe-closed" and sink is not sys.stdout:
         # The step silences stdout only when it wrote to it directly; the watch wrapped it.
-        from alpaca_cli.steps.tail import _silence_stdout
+        from alpaca_cli.steps.tail import silence_stdout
 
-        _silence_stdout(sys.stdout)
+        silence_stdout(sys.stdout)
     rt.log(
         f"tail: {result.lines} lines from {result.frames} frames "
-        f"({result.messages} messages, {result.decode_errors} decode errors); "
+        f"({result.messages} messages, {result.decode_errors} decode errors, "
+        f"{result.dropped} dropped, peak buffer {result.peak_buffer} bytes); "
         f"ended: {result.reason}"
     )
+    if result.dropped:
+        rt.warn(
+            f"{result.dropped} messages were dropped because stdout did not keep up "
+            f"(peak buffer {result.peak_buffer} of {max_buffer} bytes)"
+        )
+    if result.unwritten:
+        rt.warn(f"{result.unwritten} bytes of output were never written: stdout stopped reading")
     if result.reason == "interrupted":
         rt.progress(f"Interrupted after {result.lines} messages.")
         raise typer.Exit(int(ExitCode.INTERRUPTED))

@@ -165,8 +165,19 @@ class _Run:
             raise StopRequested(self.guard.reason or "interrupted")
 
     def _say(self, text: str) -> None:
-        sys.stderr.write(text + "\n")
-        sys.stderr.flush()
+        """A line on stderr, secrets masked; a closed stderr never stops the teardown."""
+        try:
+            sys.stderr.write(self.opts.invocation.redactor(text) + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+    def _text(self, error: BaseException) -> str:
+        """An error as the final line and the report say it: one line, secrets masked (a
+        gateway error body may echo the key)."""
+        from alpaca_cli.redact import error_text
+
+        return error_text(error, self.opts.invocation.redactor)
 
     # -- the flow ---------------------------------------------------------------------------------
 
@@ -197,12 +208,12 @@ class _Run:
         elif error is not None:
             failed = next(reversed(self.steps.failed), None) if self.steps.failed else None
             where = f"{failed} failed" if failed else "failed"
-            code, reason = int(error.exit_code), f"{where}: {error}"
+            code, reason = int(error.exit_code), f"{where}: {self._text(error)}"
         else:
             code = int(ExitCode.OK)
         if teardown_error is not None and code == 0:
             code = int(teardown_error.exit_code)
-            reason = f"teardown incomplete: {teardown_error}"
+            reason = f"teardown incomplete: {self._text(teardown_error)}"
         if code == 0 and self.opts.min_frames > 0:
             short = self.stats.short_of(self.opts.min_frames)
             if short:
@@ -803,5 +814,10 @@ def execute(opts: RunOptions) -> Outcome:
     if opts.json:
         from alpaca_cli.output import write_json
 
-        write_json(report)
+        try:
+            write_json(report)
+        except BrokenPipeError:  # the reader left (`| head`): the outcome stands
+            from alpaca_cli.steps.tail import silence_stdout
+
+            silence_stdout(sys.stdout)
     return outcome
