@@ -97,10 +97,10 @@ def fault_proxy(upstream: str, faults: Faults) -> Iterator[str]:
             except OSError:
                 pass
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._handle("GET")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._handle("POST")
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

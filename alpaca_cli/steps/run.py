@@ -582,6 +582,10 @@ class _Run:
             rt.close()
         embedded, self.embedded = self.embedded, None
         if embedded is not None:
+            if rt is not None and rt.store.path != embedded.state_path:
+                # A teardown that did not finish left ids in the user's --state file, of a
+                # platform that stops now: teardown could never remove them (hole 13).
+                self._forget_embedded(rt.store.path, rt.config.api_url)
             embedded.stop()
             embedded.cleanup()
 
@@ -628,9 +632,13 @@ class _Run:
 
         try:
             store = StateStore(path, lock_timeout=1.0)
+            if store.read() is None:
+                return
             with store.transaction() as state:
                 if state.gateway_url not in (None, gateway_url):
                     return
+                if state.worker or state.connection or state.pending:
+                    self._say(f"{path} no longer names them: their platform is gone.")
                 state.worker = None
                 state.connection = None
                 state.pending = []
