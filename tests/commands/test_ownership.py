@@ -311,3 +311,41 @@ def test_a_full_disk_while_recording_the_worker_deletes_it_again(
     # teardown resolves the pending entry: nothing carries its tag any more.
     assert Cli(cwd=workdir, env=bus_env(gateway_only.env(), bus))("teardown").exit_code == 0
     assert not path.exists()
+
+
+def test_a_dropped_idempotent_command_is_sent_once_more(
+    workdir: Path, dropping: Any, bus: str
+) -> None:
+    """Issue 12: ``publish`` dropped by a replica without a worker gets one more try."""
+    from alpaca_cli.state import ConnectionRecord
+    from tests.support import gateway_call
+
+    cli = Cli(cwd=workdir, env=bus_env(dropping.env(), bus))
+    assert cli("deploy", "--url", EMBEDDED_URL).exit_code == 0
+    url = dropping.stream_url
+    conn = gateway_call(dropping, "websocketmanager", "Connect", {"url": url})
+    with StateStore(cli.state_path).transaction() as state:
+        state.connection = ConnectionRecord(id=conn["id"], url=url)
+    result = cli("publish", "--timeout", "2")
+    assert result.exit_code == 0, result.stderr
+    assert dropping.wsm.get(conn["id"]).topic == "alpaca-ticks"
+    assert cli("teardown").exit_code == 0
+
+
+def test_an_older_platform_rejecting_tag_filters_is_filtered_client_side(
+    workdir: Path, bus: str
+) -> None:
+    """Issue 12: ListWorkers ``filters`` rejected (older platform): the duplicate check still
+    finds exactly our workers, and deletes the extra one."""
+    with embedded_platform(feed=False, legacy=True, duplicate_create=True) as platform:
+        other = Cli(cwd=workdir / "other", env=bus_env(platform.env(), bus))
+        (workdir / "other").mkdir()
+        assert other("deploy", "--url", EMBEDDED_URL).exit_code == 0  # someone else's
+        cli = Cli(cwd=workdir, env=bus_env(platform.env(), bus))
+        result = cli("deploy", "--url", EMBEDDED_URL)
+        assert result.exit_code == 0, result.stderr
+        assert "duplicate worker" in result.stderr
+        assert len([w for w in platform.workmanager.list_workers() if ours(w)]) == 2
+        assert cli("teardown").exit_code == 0
+        assert other("teardown").exit_code == 0
+        assert platform.workmanager.list_workers() == []
