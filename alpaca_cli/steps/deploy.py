@@ -301,6 +301,8 @@ def _create(
         created = gateway.create_worker(topics=topics, content=content, url=url, tags=tags)
         answered, topic_field = created.id, created.topic_field
     except AlpacaMdError as exc:
+        if _never_sent(exc):
+            return None, topic_field, (), exc  # the gateway refused the connection itself
         error = exc
     try:
         ours = [w.id for w in gateway.list_workers(tags={TAG_INTENT: intent})]
@@ -330,6 +332,14 @@ def _create(
                 f"be deleted ({exc}): `alpaca-md teardown --orphans --yes` removes it"
             )
     return answered, topic_field, extras, None
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """Whether a gateway call failed before its request could reach anything (connection
+    refused, unknown host): then nothing can have been created."""
+    import httpx
+
+    return isinstance(exc.__cause__, httpx.ConnectError)
 
 
 def _unrecorded(gateway: GatewayClient, worker_id: str, exc: StateError) -> StateError:

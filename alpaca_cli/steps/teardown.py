@@ -185,18 +185,28 @@ def find_orphan_connections(
     return orphans, other_hosts
 
 
-def _platform_gone(rt: Runtime) -> str | None:
+def _platform_gone(rt: Runtime, recorded: str | None) -> str | None:
     """Why the state's platform is gone (its gateway refuses connections), or ``None``.
 
-    Only a refused or unresolvable connection counts: a gateway that answers 5xx, or a slow
-    one, is still there, and what it holds must not be forgotten.
+    The gateway asked is the one the state file was written against (``recorded``), else the
+    configured one. Only a refused or unresolvable connection counts: a gateway that answers
+    5xx, or a slow one, is still there, and what it holds must not be forgotten.
     """
     import httpx
 
     from alpaca_cli.errors import GatewayUnreachable
 
+    gateway = rt.gateway()
+    if recorded and recorded.rstrip("/") != gateway.base_url:
+        from alpaca_cli.platform.gateway import GatewayClient
+
+        key = rt.config.api_key
+        gateway = GatewayClient(
+            recorded, api_key=key.get_secret_value() if key else None, timeout=10.0
+        )
+        rt.callback(gateway.close)
     try:
-        rt.gateway().list_workers()
+        gateway.list_workers()
     except GatewayUnreachable as exc:
         if isinstance(exc.__cause__, httpx.ConnectError):
             return str(exc)
@@ -291,7 +301,7 @@ def teardown(
             connection_id = state.connection.id if state.connection else None
         result.nothing_named = worker_id is None and connection_id is None and not state.pending
         if forget and not explicit:
-            why = _platform_gone(rt)
+            why = _platform_gone(rt, state.gateway_url)
             if why is not None:
                 _forget(rt, state, result, why)
                 worker_id = connection_id = None

@@ -147,7 +147,8 @@ def test_forget_drops_the_ids_of_a_platform_that_is_gone(cli: Cli) -> None:
     cli.state_path.write_text(json.dumps(data))
     env = {"VIRTUFIN_API_URL": gone}
     assert cli("teardown", env=env).exit_code == 3  # without --forget: kept, exit 3
-    result = cli("teardown", "--forget", env=env)
+    # The gateway asked is the one the state file was written against, whatever is configured.
+    result = cli("teardown", "--forget")
     assert result.exit_code == 0, result.stderr
     assert "worker w-gone" in result.stderr and "connection c-gone" in result.stderr
     assert "forgetting" in result.stderr
@@ -349,3 +350,12 @@ def test_an_older_platform_rejecting_tag_filters_is_filtered_client_side(
         assert cli("teardown").exit_code == 0
         assert other("teardown").exit_code == 0
         assert platform.workmanager.list_workers() == []
+
+
+def test_a_gateway_that_refuses_connections_leaves_no_pending_entry(cli: Cli) -> None:
+    """Nothing can have been created when the gateway refused the connection itself: no
+    pending entry stays behind for a later teardown to trip over."""
+    gone = f"http://127.0.0.1:{free_port()}"
+    result = cli("deploy", "--url", EMBEDDED_URL, env={"VIRTUFIN_API_URL": gone})
+    assert result.exit_code == 3, result.stderr
+    assert not cli.state_path.exists()
