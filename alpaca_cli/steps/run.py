@@ -497,7 +497,7 @@ class _Run:
         nothing: this run cleans up after itself and never touches what it did not create.
         """
 
-        from alpaca_cli.errors import AlpacaMdError
+        from alpaca_cli.errors import AlpacaMdError, StateError
 
         if self.torn_down or self.rt is None:
             return None
@@ -537,7 +537,14 @@ class _Run:
         self.info.phase = "teardown"
         try:
             with self.steps.step("teardown", "removing the connection and the worker") as step:
-                result = teardown(rt, worker=worker, connection=connection)
+                # Ownership is in memory: an unreadable or busy state file must not keep this
+                # run from removing what it created (it waits for the lock briefly).
+                rt.store.lock_timeout = min(rt.store.lock_timeout, TEARDOWN_TIMEOUT)
+                try:
+                    result = teardown(rt, worker=worker, connection=connection)
+                except StateError as exc:
+                    self._say(f"Warning: {exc}; removing what this run created without it")
+                    result = teardown(rt, worker=worker, connection=connection, use_state=False)
                 removed = [
                     x
                     for x in (

@@ -20,6 +20,8 @@ gateway refuses connections): they are named, then dropped from the state file.
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -276,6 +278,7 @@ def teardown(
     worker: str | None = None,
     connection: str | None = None,
     forget: bool = False,
+    use_state: bool = True,
 ) -> TeardownResult:
     """Remove what the state names (and, with ``orphans``, ours that nothing names).
 
@@ -283,6 +286,8 @@ def teardown(
     the state file names them, and the state file forgets only those: what ``run`` does with
     what it created itself (it owns that, in memory), and a way out for ids no state file
     names any more. ``forget`` drops every id of the state file when its platform is gone.
+    ``use_state=False`` (explicit targets only) never reads nor writes the state file: ``run``
+    removing what it created when its state file became unreadable or stays locked.
 
     Never raises for a platform failure on one item: it is recorded in ``failures`` and ``left``
     and the state keeps naming it. Raises only for a corrupt/locked state file.
@@ -293,7 +298,14 @@ def teardown(
     result = TeardownResult()
     gateway: GatewayClient = rt.gateway()
     explicit = worker is not None or connection is not None
-    with rt.store.transaction() as state:
+    if not use_state and not explicit:
+        raise ValueError("teardown(use_state=False) needs worker= or connection=")
+    from alpaca_cli.state import State as FreshState
+
+    store: AbstractContextManager[State] = (
+        rt.store.transaction() if use_state else contextlib.nullcontext(FreshState())
+    )
+    with store as state:
         if explicit:
             worker_id, connection_id = worker, connection
         else:
@@ -395,7 +407,7 @@ def teardown(
                         result.failures.append(exc)
                         result.left.append(f"orphaned worker {orphan.id}")
 
-        if result.complete and state.worker is None and state.connection is None:
+        if use_state and result.complete and state.worker is None and state.connection is None:
             result.state_cleared = rt.store.clear()
 
     if result.state_cleared:

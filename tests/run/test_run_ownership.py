@@ -183,3 +183,18 @@ def test_a_killed_embedded_run_leaves_no_temp_directory_for_good(
     assert json.loads(again.stdout)["exit_code"] == 0
     assert not stale.exists()
     assert [p for p in tmp.iterdir() if p.name.startswith("alpaca-md-embedded-")] == []
+
+
+def test_a_state_file_corrupted_during_the_run_does_not_stop_its_teardown(
+    nothing_left: Any, run_cli: Any, platform: Any, tmp_path: Path
+) -> None:
+    """A run owns what it created: an unreadable state file at teardown used to mean
+    "Teardown incomplete" and everything left on the platform."""
+    proc = run_cli(platform_args("--duration", "120"), platform.env())
+    proc.wait_for_line("… stream:")
+    (tmp_path / ".alpaca-md" / "state.json").write_text("{not json")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait() == 130, proc.stderr
+    assert "removing what this run created without it" in proc.stderr
+    assert "✓ teardown" in proc.stderr and "Traceback" not in proc.stderr
+    nothing_left(platform)
