@@ -34,7 +34,8 @@ def command(
         bool,
         typer.Option(
             "--orphans",
-            help="Also find workers tagged as made by alpaca-md that no state file names.",
+            help="Also find workers and connections tagged as made by alpaca-md that no state "
+            "file names.",
         ),
     ] = False,
     yes: Annotated[
