@@ -3,10 +3,12 @@
 Stable API (other modules rely on it)::
 
     State (pydantic, version 1): run_id, gateway_url, build, worker, connection, publish_topic,
-        channel, subscriptions (channel -> symbols), authenticated_at, created_at, updated_at
+        channel, subscriptions (channel -> symbols), authenticated_at, pending, created_at,
+        updated_at
     BuildRecord(project, package_path, package_sha256, built_at)
     WorkerRecord(id, topics, package_path, package_url, package_sha256, created_at)
     ConnectionRecord(id, url, created_at)
+    PendingRecord(kind, intent, url, created_at)   # an object about to be created (tagged)
     StateStore(path, *, lock_timeout=30.0)
         .read() -> State | None                 # no lock: writes are atomic renames
         .transaction() -> ContextManager[State] # exclusive lock across read-modify-write;
@@ -84,6 +86,22 @@ class ConnectionRecord(_Record):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class PendingRecord(_Record):
+    """A worker or connection this invocation is about to create ("intent before side effect").
+
+    Written (and fsynced) before CreateWorker or the controller's ``create``; the object is
+    tagged with ``intent`` (``alpaca-md-intent``). A crash at any instant therefore leaves an
+    object that is either recorded or findable by that tag: ``teardown`` looks for it and
+    removes it, then drops the entry.
+    """
+
+    kind: Literal["worker", "connection"]
+    intent: str
+    url: str | None = None
+    """For a connection: the upstream URL (a dropped ``create`` is looked for by it too)."""
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class State(_Record):
     """Version 1 of the state file."""
 
@@ -98,6 +116,8 @@ class State(_Record):
     subscriptions: dict[str, list[str]] = Field(default_factory=dict)
     """Confirmed subscriptions: channel -> symbols."""
     authenticated_at: datetime | None = None
+    pending: list[PendingRecord] = Field(default_factory=list)
+    """Objects being created, not yet recorded above (see :class:`PendingRecord`)."""
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -122,6 +142,8 @@ class StateStore:
         self.lock_timeout = lock_timeout
         self._held = False
         self._clear_pending = False
+        self._baseline: dict[str, object] | None = None
+        """What the file holds now, inside :meth:`transaction` (a :meth:`write` moves it)."""
 
     def __repr__(self) -> str:
         return f"StateStore({str(self.path)!r})"
@@ -173,6 +195,23 @@ class StateStore:
             ) from None
 
     # -- locking and writing ------------------------------------------------------------------
+
+    def write(self, state: State) -> None:
+        """Write ``state`` now, inside :meth:`transaction`, and go on holding the lock.
+
+        Why: "intent before side effect": a step records a pending entry durably before it
+        creates anything, and the record of what it made right after, without letting another
+        invocation in between.
+
+        Raises:
+            StateError: the write failed (the old file stays intact); called outside a
+                transaction is a bug (RuntimeError).
+        """
+        if not self._held:
+            raise RuntimeError("StateStore.write() outside transaction()")
+        state.updated_at = utcnow()
+        self._write(state)
+        self._baseline = state.model_dump(mode="json")
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -226,17 +265,18 @@ class StateStore:
             try:
                 current = self.read()
                 state = current if current is not None else State()
-                before = state.model_dump(mode="json")
+                self._baseline = state.model_dump(mode="json")
                 yield state
                 if self._clear_pending:
                     self._unlink()
                     return
-                if state.model_dump(mode="json") != before:
+                if state.model_dump(mode="json") != self._baseline:
                     state.updated_at = utcnow()
                     self._write(state)
             finally:
                 self._held = False
                 self._clear_pending = False
+                self._baseline = None
 
     def clear(self) -> bool:
         """Remove the state file; ``True`` if there was one.
@@ -312,6 +352,7 @@ __all__ = [
     "STATE_VERSION",
     "BuildRecord",
     "ConnectionRecord",
+    "PendingRecord",
     "State",
     "StateStore",
     "WorkerRecord",

@@ -7,7 +7,8 @@ request's API key) live in the transport; a proxy injects them in front of any g
 embedded one in tests and in ``make soak``.
 
 Faults are keyed by what is called: ``"workmanager.StartWorker"`` (the ``service.method`` of an
-``invoke-json`` body) or a path (``"/health"``), or ``"*"`` for every request. Each fault acts
+``invoke-json`` body) or a path (``"/health"``; ``"/v1/grpc/*"`` for every path under it), or
+``"*"`` for every request. Each fault acts
 ``before`` forwarding (the gateway never sees the call) or ``after`` (the call took effect, its
 answer is lost: the hard case for "nothing left behind").
 
@@ -166,7 +167,9 @@ class FaultProxy:
                 key = f"{doc['service']}.{doc['method']}"
             except (ValueError, KeyError, TypeError):
                 pass
-        fault = self._take([key, path, "*"])
+        with self._lock:
+            prefixes = [k for k in self._rules if k.endswith("*") and path.startswith(k[:-1])]
+        fault = self._take([key, path, *prefixes, "*"])
         with self._lock:
             self.hits[key] = self.hits.get(key, 0) + 1
             if fault is not None:

@@ -109,10 +109,12 @@ def command(
     try:
         with SignalGuard(quiet=True) as guard, invocation.open(stop=guard.stop) as rt:
             sink: Any = sys.stdout
+            on_idle = None
             if stall_limit > 0:
                 from alpaca_cli.live.stallwatch import StallWatch
 
                 sink = StallWatch(sys.stdout, stall_limit, rt.warn)
+                on_idle = sink.check
             result = tail_topic(
                 rt,
                 topic=invocation.options.topic,
@@ -124,6 +126,7 @@ def command(
                 out=sink,
                 stop=guard.stop,
                 max_buffer=max_buffer,
+                on_idle=on_idle,
             )
     except ForceQuit:
         sys.stderr.write("Interrupted.\n")

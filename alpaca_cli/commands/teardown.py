@@ -7,9 +7,11 @@ so running it again later finishes the job.
 
 The connection is closed through the controller worker's ``disconnect`` while that worker still
 runs; when the controller cannot be reached, the gateway's ``websocketmanager.Disconnect`` does the
-same without it. ``--orphans`` also looks for workers tagged as made by alpaca-md that no state
-file on this host names (a lost or deleted state file), lists them, and removes them with
-``--yes``.
+same without it. ``--orphans`` also looks for workers and connections tagged as made by
+alpaca-md that no state file on this host names (a lost or deleted state file), lists them, and
+removes them with ``--yes``. ``--worker ID`` / ``--connection ID`` remove exactly those;
+``--forget`` drops the ids of a platform that is gone (exit codes: 0 done, 2 usage or state
+file, 3 gateway unreachable, 4 key refused, 5 refused).
 """
 
 from __future__ import annotations
@@ -32,18 +34,44 @@ def command(
         bool,
         typer.Option(
             "--orphans",
-            help="Also find workers tagged as made by alpaca-md that no state file names.",
+            help="Also find workers and connections tagged as made by alpaca-md that no state "
+            "file names.",
         ),
     ] = False,
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="With --orphans: remove them, not just list them.")
     ] = False,
+    worker: Annotated[
+        str | None,
+        typer.Option(
+            "--worker",
+            metavar="ID",
+            help="Stop and delete this worker (only it), whether or not a state file names it.",
+        ),
+    ] = None,
+    connection: Annotated[
+        str | None,
+        typer.Option(
+            "--connection",
+            metavar="ID",
+            help="Close this connection (only it), whether or not a state file names it.",
+        ),
+    ] = None,
+    forget: Annotated[
+        bool,
+        typer.Option(
+            "--forget",
+            help="When the state file's platform is gone (its gateway refuses connections), "
+            "say which ids it names and drop them from the file.",
+        ),
+    ] = False,
 ) -> None:
     """Disconnect, stop and delete what the state file names; idempotent.
 
     Clears the state file only when everything is gone; otherwise keeps it, says what is left
-    and exits with the failure's code. --orphans lists workers made by alpaca-md that no state
-    file names; --orphans --yes removes them.
+    and exits with the failure's code. --orphans lists workers and connections made by
+    alpaca-md that no state file names; --orphans --yes removes them. --worker ID /
+    --connection ID remove just those; --forget drops the ids of a platform that is gone.
 
     Example: alpaca-md teardown --orphans --yes
     """
@@ -52,8 +80,14 @@ def command(
 
     if yes and not orphans:
         raise UsageError("--yes only applies to --orphans; add --orphans.")
+    if forget and (worker or connection):
+        raise UsageError(
+            "--forget drops what the state file names; it does not go with --worker/--connection."
+        )
     with invocation.open() as rt:
-        result = teardown(rt, orphans=orphans, yes=yes)
+        result = teardown(
+            rt, orphans=orphans, yes=yes, worker=worker, connection=connection, forget=forget
+        )
 
     def show(result: TeardownResult) -> None:
         # What was removed, one id a line: the data of this command (the README's promise).
@@ -63,14 +97,19 @@ def command(
         for orphan in result.orphans:
             removed = "removed" if orphan.id in result.orphans_removed else "orphan"
             sys.stdout.write(f"{orphan.id}\t{orphan.status}\t{removed}\n")
-        if result.orphans and not yes:
+        for conn in result.orphan_connections:
+            removed = "removed" if conn.id in result.orphans_removed else "orphan"
+            sys.stdout.write(f"{conn.id}\t{conn.status}\t{removed}\tconnection\n")
+        if (result.orphans or result.orphan_connections) and not yes:
             rt.progress(
-                f"{len(result.orphans)} orphaned worker(s); "
+                f"{len(result.orphans)} orphaned worker(s), "
+                f"{len(result.orphan_connections)} orphaned connection(s); "
                 "`alpaca-md teardown --orphans --yes` removes them."
             )
         if result.other_hosts:
             rt.progress(
-                f"{result.other_hosts} worker(s) made by alpaca-md on other hosts were left alone."
+                f"{result.other_hosts} worker(s)/connection(s) made by alpaca-md on other hosts "
+                "were left alone."
             )
 
     render(invocation, result, show, to_json=TeardownResult.to_json)

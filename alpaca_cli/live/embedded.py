@@ -8,12 +8,14 @@ The child runs ``alpaca-md dev up`` with every port 0 and ``--write-env PATH``; 
 once everything serves, and we read the environment from there. It gets its own session
 (``start_new_session=True``) so the terminal's Ctrl+C reaches only ``run``, which still needs the
 platform for teardown. ``--exit-with-stdin`` makes it exit when our end of its stdin closes, so it
-cannot outlive ``run`` even when ``run`` is killed.
+cannot outlive ``run`` even when ``run`` is killed, and its temporary directory is removed by
+the next ``run --embedded`` (:func:`reclaim_stale_dirs`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -25,7 +27,14 @@ from pathlib import Path
 
 from alpaca_cli.errors import PlatformUnreachable
 
-__all__ = ["REQUIRED_KEYS", "EmbeddedProcess", "dev_up_command", "parse_env", "read_env_file"]
+__all__ = [
+    "REQUIRED_KEYS",
+    "EmbeddedProcess",
+    "dev_up_command",
+    "parse_env",
+    "read_env_file",
+    "reclaim_stale_dirs",
+]
 
 REQUIRED_KEYS = ("VIRTUFIN_API_URL", "VIRTUFIN_API_GRPC_PORT", "DAPR_GRPC_PORT", "DAPR_HTTP_PORT")
 """The env file is complete when these are in it."""
@@ -85,6 +94,56 @@ def dev_up_command(
     ]
 
 
+DIR_PREFIX = "alpaca-md-embedded-"
+OWNER_LOCK = "owner.lock"
+"""Held (``flock``) by the ``run`` that made the directory, for as long as it lives."""
+
+
+def _hold(path: Path) -> int | None:
+    """Open and lock ``path``; the kernel releases the lock when this process dies, however
+    it dies (SIGKILL included). Not inherited by children (``O_CLOEXEC``)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def reclaim_stale_dirs(base: Path | None = None) -> list[Path]:
+    """Remove the temporary directories of ``run --embedded`` processes that are gone.
+
+    Why: a SIGKILLed ``run`` cannot clean up, and its directory (with the platform's test
+    credentials) would stay for good (issue 11, hole 21). Each directory holds an owner lock
+    its ``run`` keeps for its whole life; one whose lock can be taken has no owner, so the next
+    ``run --embedded`` removes it. Directories without the lock file (older alpaca-md) are
+    left alone. Returns what was removed.
+    """
+    root = base if base is not None else Path(tempfile.gettempdir())
+    removed: list[Path] = []
+    try:
+        candidates = [p for p in root.iterdir() if p.name.startswith(DIR_PREFIX) and p.is_dir()]
+    except OSError:
+        return removed
+    for directory in candidates:
+        lock = directory / OWNER_LOCK
+        if not lock.exists():
+            continue
+        fd = _hold(lock)
+        if fd is None:
+            continue  # its run is alive
+        try:
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+        finally:
+            os.close(fd)
+    return removed
+
+
 class EmbeddedProcess:
     """Start, wait for, and stop ``alpaca-md dev up`` as a child process.
 
@@ -108,7 +167,9 @@ class EmbeddedProcess:
         self._extra = list(extra_args)
         self._sleep = sleep
         self._clock = clock
-        self._dir = Path(tempfile.mkdtemp(prefix="alpaca-md-embedded-"))
+        reclaim_stale_dirs()
+        self._dir = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
+        self._owner = _hold(self._dir / OWNER_LOCK)
         self.env_path = self._dir / "platform.env"
         self.log_path = self._dir / "platform.log"
         self.state_path = self._dir / "state.json"
@@ -192,6 +253,10 @@ class EmbeddedProcess:
     def cleanup(self) -> None:
         """Remove the temporary directory (the env file holds test credentials)."""
         shutil.rmtree(self._dir, ignore_errors=True)
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            with contextlib.suppress(OSError):
+                os.close(owner)
 
     def __enter__(self) -> EmbeddedProcess:
         return self

@@ -51,6 +51,11 @@ class StallWatch:
 
     def flush(self) -> None:
         self._out.flush()
+        self.check()
+
+    def check(self) -> None:
+        """Report the silence if it has lasted ``limit`` s (once per silence). The tail loop
+        calls it while idle: with a writer thread in between, nothing flushes an idle sink."""
         if not self._stalled and self._clock() - self._last >= self._limit:
             self._stalled = True
             self.stalls += 1

@@ -32,7 +32,7 @@ import base64
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -40,13 +40,14 @@ import orjson
 
 from alpaca_cli.closing import Closing
 from alpaca_cli.errors import CommandRefused, Interrupted, ReplyTimeout
-from alpaca_cli.platform.records import ConnectionInfo, parse_connection
+from alpaca_cli.platform.records import ConnectionInfo, parse_connection, pick
 
 if TYPE_CHECKING:
     from alpaca_cli.platform.bus import Bus, BusSubscription
 
 __all__ = [
     "COMMAND_TYPE",
+    "IDEMPOTENT",
     "ControllerClient",
     "Reply",
 ]
@@ -56,6 +57,10 @@ COMMAND_TYPE: Final = "com.virtufin.websocketmanagercontroller.command"
 
 POLL: Final = 0.1
 """Longest single wait on the reply queue before the interrupt event is looked at."""
+
+IDEMPOTENT: Final = frozenset({"publish", "stop_publish", "list", "disconnect", "stop"})
+"""Commands sent once more when no reply came (a dropped command, issue 12). ``send_raw`` is
+not among them: the same auth frame twice is not harmless to Alpaca; ``create`` never is."""
 
 STOP_GRACE: Final = 1.0
 """Seconds a call still waits for the reply to a command already sent once interrupt is set."""
@@ -117,8 +122,14 @@ class ControllerClient(Closing):
 
     # -- the RPC ----------------------------------------------------------------------------------
 
-    def call(self, command: str, **arguments: Any) -> Reply:
-        """Send one command and wait for its reply.
+    def call(self, command: str, *, retry: bool | None = None, **arguments: Any) -> Reply:
+        """Send one command and wait for its reply; an idempotent one is sent once more
+        (with a new correlationid) when no reply came.
+
+        Why the retry: a replica with no matching worker acks and drops a command, with no
+        redelivery (``spec/virtufin-platform.md``, "Dropped commands"). ``retry`` defaults to
+        whether ``command`` is in :data:`IDEMPOTENT`; ``create`` is never blindly resent
+        (see :meth:`create`).
 
         Raises:
             CommandRefused: the controller answered ``success: false``.
@@ -127,6 +138,15 @@ class ControllerClient(Closing):
                 did not come within :data:`STOP_GRACE` seconds after it was set.
             SidecarUnreachable, CredentialsRefused, UsageError: from the pub/sub client.
         """
+        again = command in IDEMPOTENT if retry is None else retry
+        try:
+            return self._call_once(command, arguments)
+        except ReplyTimeout:
+            if not again:
+                raise
+        return self._call_once(command, arguments)
+
+    def _call_once(self, command: str, arguments: dict[str, Any]) -> Reply:
         self._check_stop(command)
         while not self._lock.acquire(timeout=POLL):  # another thread's command is in flight
             self._check_stop(command)
@@ -203,10 +223,49 @@ class ControllerClient(Closing):
 
     # -- the commands -----------------------------------------------------------------------------
 
-    def create(self, url: str, *, auto_reconnect: bool = True) -> str:
-        """Open an upstream WebSocket through the WSM; returns the connection id."""
-        reply = self.call("create", url=url, auto_reconnect=auto_reconnect)
-        conn_id = reply.data.get("id") or reply.data.get("connectionId")
+    def create(
+        self,
+        url: str,
+        *,
+        auto_reconnect: bool = True,
+        tags: Mapping[str, str] | None = None,
+        find: Callable[[], str | None] | None = None,
+    ) -> str:
+        """Open an upstream WebSocket through the WSM; returns the connection id.
+
+        ``create`` is not idempotent: resending it blindly can open two connections (and on
+        Alpaca the second one is refused with 406 while the first holds the key's slot). So on
+        no reply within :attr:`timeout`, ``find`` (the caller's look-up: a connection with our
+        tags and URL, e.g. through the gateway's ``List``) says whether the first ``create``
+        did open one; only when it did not is ``create`` sent ONCE more, with a new
+        correlationid. Without ``find`` a timeout is final.
+
+        ``tags`` travel beside the arguments too: harmless where the controller ignores them
+        (undocumented), and the connection is tagged on create where it takes them.
+
+        Raises:
+            ReplyTimeout: no reply, twice (or once without ``find``); nothing was found.
+            CommandRefused, Interrupted, SidecarUnreachable: as :meth:`call`.
+        """
+        arguments: dict[str, Any] = {"url": url, "auto_reconnect": auto_reconnect}
+        if tags:
+            arguments["tags"] = dict(tags)
+        try:
+            reply = self.call("create", retry=False, **arguments)
+        except ReplyTimeout:
+            if find is None:
+                raise
+            found = find()
+            if found:
+                return found
+            try:
+                reply = self.call("create", retry=False, **arguments)
+            except ReplyTimeout:
+                found = find()
+                if found:
+                    return found
+                raise
+        conn_id = pick(reply.data, "id", "connection_id", "connectionId")
         if not isinstance(conn_id, str) or not conn_id:
             raise CommandRefused("the controller answered 'create' without a connection id.")
         return conn_id
@@ -241,8 +300,10 @@ class ControllerClient(Closing):
             raw = raw.get("connections", [])
         return [parse_connection(doc) for doc in raw or [] if isinstance(doc, Mapping)]
 
-    def disconnect(self, connection_id: str) -> Reply:
-        return self.call("disconnect", id=connection_id)
+    def disconnect(self, connection_id: str, *, retry: bool = True) -> Reply:
+        """Close one connection (sent once more on no reply, unless ``retry=False``: teardown
+        falls back to the gateway's Disconnect instead, within its time budget)."""
+        return self.call("disconnect", retry=retry, id=connection_id)
 
     def stop(self) -> Reply:
         """Close every connection of the WSM."""

@@ -90,6 +90,7 @@ class GatewayClient(Closing):
         self._log = log
         self._topics_supported: bool | None = None
         self._schema_checked = False
+        self._filters_supported: bool | None = None
         self._deadline: float | None = None
         self._budget = 0.0
         self._stop = stop
@@ -117,6 +118,7 @@ class GatewayClient(Closing):
         clone._headers = self._headers
         clone._topics_supported = self._topics_supported
         clone._schema_checked = self._schema_checked
+        clone._filters_supported = self._filters_supported
         if budget is not None:
             clone._budget = budget
             clone._deadline = time.monotonic() + budget
@@ -130,7 +132,13 @@ class GatewayClient(Closing):
     # -- transport ------------------------------------------------------------------------------
 
     def _request(
-        self, method: str, path: str, *, body: Any = None, params: Mapping[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        accept_5xx: bool = False,
     ) -> httpx.Response:
         url = f"{self.base_url}{path}"
         limit, http_timeout = self._timeout, self._http_timeout
@@ -203,7 +211,7 @@ class GatewayClient(Closing):
                 f"(HTTP {response.status_code}).",
                 hint="Set VIRTUFIN_API_KEY to a key the gateway accepts.",
             )
-        if response.status_code >= 500:
+        if response.status_code >= 500 and not accept_5xx:
             raise GatewayUnreachable(
                 f"The gateway at {self.base_url} answered HTTP {response.status_code} for {path}.",
                 url=self.base_url,
@@ -326,10 +334,22 @@ class GatewayClient(Closing):
         return [str(s) for s in services or []]
 
     def schema(self, service: str, method: str, kind: str = "input") -> list[dict[str, Any]] | None:
-        """The fields of a method's input (or output) message; ``None`` when not published."""
+        """The fields of a method's input (or output) message; ``None`` when not published.
+
+        Discovery is optional: a 4xx *or* 5xx from it means "the platform does not say", and
+        the caller falls back to the default form (issue 11, hole 15) instead of failing.
+        """
         path = f"/v1/grpc/{service}/schema/{method}"
-        response = self._request("GET", path, params={"type": kind})
+        response = self._request("GET", path, params={"type": kind}, accept_5xx=True)
         if response.status_code >= 400:
+            if self._log is not None and response.status_code >= 500:
+                self._log(
+                    f"gateway schema {service}.{method}: HTTP {response.status_code}, ignored"
+                )
+            return None
+        try:
+            response.json()
+        except ValueError:
             return None
         data = self._json(response, path)
         fields = data.get("fields") if isinstance(data, dict) else None
@@ -417,11 +437,28 @@ class GatewayClient(Closing):
         """``DeleteWorker`` (no Stop needed first)."""
         self.invoke("workmanager", "DeleteWorker", {"id": worker_id})
 
-    def list_workers(self) -> list[WorkerInfo]:
-        """``ListWorkers``, parsed leniently."""
-        data = self.invoke("workmanager", "ListWorkers", {})
-        workers = data.get("workers") or []
-        return [parse_worker(w) for w in workers if isinstance(w, Mapping)]
+    def list_workers(self, tags: Mapping[str, str] | None = None) -> list[WorkerInfo]:
+        """``ListWorkers``, parsed leniently; with ``tags``, only workers carrying all of them.
+
+        The tags go to the platform as ``filters`` (AND-matched TagFilters, newer platforms);
+        a platform that rejects the field gets a plain ``ListWorkers`` and the filter is applied
+        here. Either way the answer is filtered client-side too: a platform that silently
+        ignores an unknown field must not hand us someone else's workers.
+        """
+        request: dict[str, Any] = {}
+        if tags and self._filters_supported is not False:
+            request["filters"] = [{"key": k, "value": v} for k, v in tags.items()]
+        try:
+            data = self.invoke("workmanager", "ListWorkers", request)
+        except CommandRefused as exc:
+            if not request or exc.status not in ("INVALID_ARGUMENT", "UNIMPLEMENTED"):
+                raise
+            self._filters_supported = False
+            data = self.invoke("workmanager", "ListWorkers", {})
+        workers = [parse_worker(w) for w in data.get("workers") or [] if isinstance(w, Mapping)]
+        if tags:
+            workers = [w for w in workers if all(w.tags.get(k) == v for k, v in tags.items())]
+        return workers
 
     # -- WebSocketManager (direct, without the controller worker) -------------------------------
 
@@ -434,6 +471,18 @@ class GatewayClient(Closing):
     def disconnect(self, connection_id: str) -> None:
         """``websocketmanager.Disconnect``; NOT_FOUND raises :class:`CommandRefused`."""
         self.invoke("websocketmanager", "Disconnect", {"id": connection_id})
+
+    def set_connection_tags(self, connection_id: str, tags: Mapping[str, str]) -> None:
+        """``websocketmanager.SetTags``: replace all of a connection's tags (as the TUI does).
+
+        The controller's ``create`` documents no tags argument, so this is how a connection
+        gets its ownership tags, right after ``create`` answers.
+        """
+        self.invoke("websocketmanager", "SetTags", {"id": connection_id, "tags": dict(tags)})
+
+    def set_connection_tag(self, connection_id: str, key: str, value: str) -> None:
+        """``websocketmanager.SetTag``: one tag (an empty value clears it)."""
+        self.invoke("websocketmanager", "SetTag", {"id": connection_id, "key": key, "value": value})
 
 
 def _worker_id(data: Mapping[str, Any]) -> str:

@@ -40,6 +40,22 @@ def start_publishing(rt: Runtime, *, topic: str | None = None) -> PublishResult:
     controller = rt.controller()
     rt.progress(f"Publishing connection {connection.id} to topic {target}")
     controller.publish(connection.id, target)
+    _tag_publishing(rt, connection.id, target)
     with rt.store.transaction() as state:
         state.publish_topic = target
     return PublishResult(connection.id, target)
+
+
+def _tag_publishing(rt: Runtime, connection_id: str, topic: str) -> None:
+    """virtufin-tui's ``publishing`` tag = the topic, so its World pane shows the stream.
+
+    Metadata only: a platform without SetTag (or a gateway we cannot reach from here) costs a
+    ``-v`` line, never the publish itself.
+    """
+    from alpaca_cli.errors import AlpacaMdError
+    from alpaca_cli.steps.tags import TUI_PUBLISHING
+
+    try:
+        rt.gateway().set_connection_tag(connection_id, TUI_PUBLISHING, topic)
+    except AlpacaMdError as exc:
+        rt.log(f"could not tag connection {connection_id} as publishing to {topic} ({exc})")

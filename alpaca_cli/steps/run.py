@@ -153,8 +153,13 @@ class _Run:
         self.lifecycle: Any = None
         self.confirmed: dict[str, tuple[str, ...]] = {}
         self.torn_down = False
-        self.prior_ids: set[str] = set()
-        """What the state file named before this run: never ours to remove."""
+        self.created_worker: str | None = None
+        """The worker this run created, known in memory from the moment it exists: the run owns
+        it whatever happens to the state file (lost, rewritten by another invocation)."""
+        self.created_connection: str | None = None
+        """The connection this run opened (see :attr:`created_worker`)."""
+        self.vanished: list[str] = []
+        """What this run created and found gone at teardown (removed from elsewhere)."""
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -214,6 +219,13 @@ class _Run:
         if teardown_error is not None and code == 0:
             code = int(teardown_error.exit_code)
             reason = f"teardown incomplete: {self._text(teardown_error)}"
+        if self.vanished and code == 0:
+            # The run's own objects were removed under it: its data stopped, whatever the
+            # duration said (issue 11, hole 11).
+            code = int(ExitCode.REFUSED)
+            reason = (
+                f"{' and '.join(self.vanished)} vanished during the run (removed from elsewhere?)"
+            )
         if code == 0 and self.opts.min_frames > 0:
             short = self.stats.short_of(self.opts.min_frames)
             if short:
@@ -247,8 +259,6 @@ class _Run:
             environ=environ, stop=self.guard.stop, runtime_class=_runtime_class(), **overrides
         )
         self.steps = self._rebind_steps(rt)
-        before = rt.store.read()
-        self.prior_ids = set(_named(before))
         self.info.gateway = rt.config.api_url
         self.info.topic = rt.config.topic
 
@@ -353,10 +363,24 @@ class _Run:
         if url is None and opts.package is None and opts.embedded:
             url = EMBEDDED_WORKER_URL
         with self.steps.step("deploy", "deploying the controller worker") as step:
-            result = deploy_worker(self.rt, package=opts.package, url=url, replace=opts.replace)
+            result = deploy_worker(
+                self.rt,
+                package=opts.package,
+                url=url,
+                replace=opts.replace,
+                on_created=self._owns_worker,
+            )
             self.info.worker_id = result.worker_id
             self.info.worker_status = "RUNNING"
             step.detail = f"worker {result.worker_id}"
+
+    def _owns_worker(self, worker_id: str) -> None:
+        self.created_worker = worker_id
+        self.info.worker_id = worker_id
+
+    def _owns_connection(self, connection_id: str) -> None:
+        self.created_connection = connection_id
+        self.info.connection_id = connection_id
 
     def _connect(self) -> None:
         from alpaca_cli.live.loop import LIFECYCLE_TOPIC
@@ -368,7 +392,9 @@ class _Run:
             # Lifecycle events first, so no reconnect of the new connection goes unseen.
             self.lifecycle = rt.subscription(LIFECYCLE_TOPIC)
             # No "hurry with auth" warning: run authenticates right after publish.
-            result = connect_stream(rt, auto_reconnect=True, warn_deadline=False)
+            result = connect_stream(
+                rt, auto_reconnect=True, warn_deadline=False, on_created=self._owns_connection
+            )
             self.info.connection_id = result.connection_id
             self.info.connection_status = "CONNECTED"
             step.detail = f"connection {result.connection_id}"
@@ -570,9 +596,14 @@ class _Run:
     # -- the end ----------------------------------------------------------------------------------
 
     def _teardown(self) -> AlpacaMdError | None:
-        """Teardown exactly once, time-bounded; returns its first failure, if any."""
+        """Teardown exactly once, time-bounded; returns its first failure, if any.
 
-        from alpaca_cli.errors import AlpacaMdError
+        It removes what this run created (known in memory: ownership, not a snapshot of the
+        state file), so a state file that vanished or names another run's objects changes
+        nothing: this run cleans up after itself and never touches what it did not create.
+        """
+
+        from alpaca_cli.errors import AlpacaMdError, StateError
 
         if self.torn_down or self.rt is None:
             return None
@@ -580,21 +611,29 @@ class _Run:
         rt = self.rt
         if self.stream is not None:
             self.stream.close()
-        try:
-            state = rt.store.read()
-        except AlpacaMdError as exc:
-            self._say(f"Cannot read the state file for teardown: {exc}")
-            return exc
-        named = set(_named(state))
-        if not named:
+        worker = self.created_worker
+        # The run owns its connection, including one that replaced the first during the run.
+        connection = (
+            (self.info.connection_id or self.created_connection)
+            if (self.created_connection)
+            else None
+        )
+        if worker is None and connection is None:
+            try:
+                named = _named(rt.store.read())
+            except AlpacaMdError:
+                named = []
+            if named:
+                self._say(
+                    f"- teardown skipped: this run created nothing; {', '.join(named)} "
+                    f"from before it stay (`alpaca-md teardown` removes them)"
+                )
             return None
-        if named <= self.prior_ids:
-            # Only what was there before this run (e.g. deploy refused to replace it).
+        if not rt.store.path.exists():
             self._say(
-                f"- teardown skipped: this run created nothing; {', '.join(sorted(named))} "
-                f"from before it stay (`alpaca-md teardown` removes them)"
+                f"Warning: the state file {rt.store.path} vanished during the run; removing "
+                "what this run created all the same"
             )
-            return None
         from alpaca_cli.steps.teardown import teardown
 
         rt.bound_waits(TEARDOWN_TIMEOUT, TEARDOWN_BUDGET)
@@ -604,7 +643,14 @@ class _Run:
         self.info.phase = "teardown"
         try:
             with self.steps.step("teardown", "removing the connection and the worker") as step:
-                result = teardown(rt)
+                # Ownership is in memory: an unreadable or busy state file must not keep this
+                # run from removing what it created (it waits for the lock briefly).
+                rt.store.lock_timeout = min(rt.store.lock_timeout, TEARDOWN_TIMEOUT)
+                try:
+                    result = teardown(rt, worker=worker, connection=connection)
+                except StateError as exc:
+                    self._say(f"Warning: {exc}; removing what this run created without it")
+                    result = teardown(rt, worker=worker, connection=connection, use_state=False)
                 removed = [
                     x
                     for x in (
@@ -616,6 +662,7 @@ class _Run:
                 step.detail = "removed " + (", ".join(removed) or "nothing")
                 if result.already_gone:
                     step.detail += f"; already gone: {', '.join(result.already_gone)}"
+                    self.vanished = list(result.already_gone)
                 if not result.complete:
                     raise (
                         result.failures[0]
@@ -625,10 +672,22 @@ class _Run:
         except AlpacaMdError as exc:
             self._say(
                 f"Teardown incomplete; the state file {rt.store.path} keeps the ids: run "
-                "`alpaca-md teardown` once the platform answers."
+                "`alpaca-md teardown` once the platform answers (or `alpaca-md teardown "
+                f"--worker/--connection ID` for {', '.join(self._owned()) or 'them'})."
             )
             return exc
+        if self.vanished:
+            self._say(
+                f"Warning: {' and '.join(self.vanished)}, created by this run, vanished while it "
+                "ran (removed from elsewhere?)"
+            )
         return None
+
+    def _owned(self) -> list[str]:
+        owned = [f"worker {self.created_worker}"] if self.created_worker else []
+        if self.created_connection:
+            owned.append(f"connection {self.info.connection_id or self.created_connection}")
+        return owned
 
     def _close(self) -> None:
         rt, self.rt = self.rt, None
@@ -636,11 +695,19 @@ class _Run:
             rt.close()
         embedded, self.embedded = self.embedded, None
         if embedded is not None:
+            if rt is not None and rt.store.path != embedded.state_path:
+                # A teardown that did not finish left ids in the user's --state file, of a
+                # platform that stops now: teardown could never remove them (hole 13).
+                self._forget_embedded(rt.store.path, rt.config.api_url)
             embedded.stop()
             embedded.cleanup()
 
     def force_quit(self) -> None:
-        """Second Ctrl+C: no teardown; say what is left and how to remove it."""
+        """Second Ctrl+C: no teardown; say what is left and how to remove it.
+
+        What is left is what the state file names (pending creations included) plus what this
+        run knows it created (a worker interrupted between CreateWorker and its record, hole 4).
+        """
         left: list[str] = []
         path: Path | None = None
         if self.rt is not None:
@@ -650,15 +717,15 @@ class _Run:
             except Exception:
                 state = None
             left = _named(state)
-        if not left:
-            left += [f"worker {self.info.worker_id}"] if self.info.worker_id else []
-            left += [f"connection {self.info.connection_id}"] if self.info.connection_id else []
+        left += [x for x in self._owned() if x not in left]
         self.torn_down = True
         embedded, self.embedded = self.embedded, None
         if embedded is not None:
             # The platform lives only as long as this run: it takes everything with it.
             what = ", ".join(left) if left else "nothing"
             self._say(f"Skipped cleanup; the embedded platform stops with run ({what} go with it).")
+            if path is not None and self.rt is not None and left:
+                self._forget_embedded(path, self.rt.config.api_url)
             embedded.stop(timeout=1.0)
             embedded.cleanup()
             return
@@ -670,6 +737,30 @@ class _Run:
             )
         else:
             self._say("Skipped cleanup; nothing had been created on the platform.")
+
+    def _forget_embedded(self, path: Path, gateway_url: str) -> None:
+        """A state file of the user's (``--state``) must not keep naming ids of an embedded
+        platform that is about to vanish: ``teardown`` could never remove them (hole 13)."""
+        from alpaca_cli.state import StateStore
+
+        try:
+            store = StateStore(path, lock_timeout=1.0)
+            if store.read() is None:
+                return
+            with store.transaction() as state:
+                if state.gateway_url not in (None, gateway_url):
+                    return
+                if state.worker or state.connection or state.pending:
+                    self._say(f"{path} no longer names them: their platform is gone.")
+                state.worker = None
+                state.connection = None
+                state.pending = []
+                state.publish_topic = None
+                state.subscriptions = {}
+                state.authenticated_at = None
+                store.clear()
+        except Exception as exc:  # a second Ctrl+C must still end the run
+            self._say(f"Could not update {path} ({exc}): `alpaca-md teardown --forget` does.")
 
 
 PREWARM: tuple[str, ...] = (
@@ -713,7 +804,8 @@ def _named(state: State | None) -> list[str]:
     if state is None:
         return []
     named = [f"worker {state.worker.id}"] if state.worker else []
-    return named + ([f"connection {state.connection.id}"] if state.connection else [])
+    named += [f"connection {state.connection.id}"] if state.connection else []
+    return named + [f"a {p.kind} being created (intent {p.intent})" for p in state.pending]
 
 
 def _runtime_class() -> type[Runtime]:

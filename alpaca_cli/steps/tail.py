@@ -497,6 +497,7 @@ def tail_topic(
     out: TextIO | None = None,
     stop: threading.Event | None = None,
     max_buffer: int = DEFAULT_BUFFER,
+    on_idle: Callable[[], None] | None = None,
 ) -> TailResult:
     """Stream a topic to ``out`` until a limit, ``stop``, Ctrl+C or the end of the stream.
 
@@ -556,6 +557,8 @@ def tail_topic(
                     result.reason = "end"
                     break
                 if item is None:
+                    if on_idle is not None:
+                        on_idle()
                     continue
                 if not gaps.warned:
                     warning = gaps.see(item)

@@ -214,7 +214,8 @@ def test_a_worker_that_will_not_start_is_deleted_again(tmp_path: Path) -> None:
     handler, calls = _fake_workmanager("INTERNAL", None)
     with _runtime(tmp_path, handler) as rt, pytest.raises(CommandRefused, match="engine failed"):
         deploy_worker(rt, url="https://example.test/worker.zip")
-    assert calls == ["CreateWorker", "StartWorker", "DeleteWorker"]
+    # ListWorkers: the duplicate check (workers carrying our intent tag, issue 12).
+    assert calls == ["CreateWorker", "ListWorkers", "StartWorker", "DeleteWorker"]
     state = StateStore(tmp_path / "state.json").read()
     assert state is None or state.worker is None
 
@@ -223,7 +224,8 @@ def test_a_worker_that_will_not_start_nor_delete_is_recorded(tmp_path: Path) -> 
     handler, calls = _fake_workmanager("INTERNAL", "UNAVAILABLE")
     with _runtime(tmp_path, handler) as rt, pytest.raises(CommandRefused, match="engine failed"):
         deploy_worker(rt, url="https://example.test/worker.zip")
-    assert calls == ["CreateWorker", "StartWorker", "DeleteWorker"]
+    # ListWorkers: the duplicate check (workers carrying our intent tag, issue 12).
+    assert calls == ["CreateWorker", "ListWorkers", "StartWorker", "DeleteWorker"]
     state = StateStore(tmp_path / "state.json").read()
     assert state is not None and state.worker is not None and state.worker.id == "w-new"
 
@@ -241,7 +243,7 @@ def test_an_interrupt_during_start_worker_still_records_the_created_worker(
 
     with _runtime(tmp_path, interrupted) as rt, pytest.raises(KeyboardInterrupt):
         deploy_worker(rt, url="https://example.test/worker.zip")
-    assert calls == ["CreateWorker", "StartWorker"]
+    assert calls == ["CreateWorker", "ListWorkers", "StartWorker"]
     state = StateStore(tmp_path / "state.json").read()
     assert state is not None and state.worker is not None and state.worker.id == "w-new"
 
