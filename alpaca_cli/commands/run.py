@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from alpaca_cli.runtime import Invocation
 
 
-@takes("channels", "topic", "project", "api_url", *CONTROLLER, *FILES)
+@takes("channels", "topic", "project", "api_url", "keepalive", *CONTROLLER, *FILES)
 def command(
     invocation: Invocation,
     symbols: Annotated[

@@ -7,7 +7,8 @@ Shape (stable; documented in the README)::
                              "first_message_latency": 0.012, "latency": 0.004,
                              "book_levels": [20, 20], "book_valid": true}, ...},
      "subscribed": ["BTC/USD", ...], "data_messages": 4100, "frames_received": 3900,
-     "reconnects": 0, "resumed": 0, "errors": 0, "error_log": [], "decode_errors": 0,
+     "reconnects": 0, "connections_opened": 0, "resumed": 0, "errors": 0, "error_log": [],
+     "decode_errors": 0,
      "steps": {"deploy": 0.12, ...}, "duration": 30.0,
      "exit_reason": "duration reached", "exit_code": 0}
 
@@ -39,8 +40,13 @@ def build_report(
     steps: Mapping[str, float],
     exit_reason: str,
     exit_code: int,
+    connections_opened: int = 0,
 ) -> dict[str, Any]:
-    """The report as a JSON-ready dict, computed at ``now`` (monotonic, like the stats)."""
+    """The report as a JSON-ready dict, computed at ``now`` (monotonic, like the stats).
+
+    ``connections_opened`` counts the new connections ``run`` opened in place of ones whose
+    reconnects ran out (each is also one of ``reconnects``).
+    """
     elapsed = max(now - stats.start, 1e-9)
     symbols: dict[str, Any] = {}
     for row in stats.rows(now):
@@ -61,6 +67,7 @@ def build_report(
         "data_messages": stats.data_messages,
         "frames_received": stats.frames_received,
         "reconnects": stats.reconnects,
+        "connections_opened": connections_opened,
         "resumed": stats.resumed,
         "errors": stats.errors,
         "error_log": list(stats.error_log),

@@ -43,6 +43,8 @@ TEARDOWN_BUDGET = 6.0
 leaves between SIGINT and SIGKILL, even when the gateway accepts and never answers."""
 STATUS_TIMEOUT = 2.0
 """Longest gateway call of the header's status refresh: the stream loop waits for it."""
+PUBLISH_WAIT = 5.0
+"""Seconds a new connection may take to show ``CONNECTED`` before ``publish`` is sent again."""
 
 
 @dataclass(slots=True)
@@ -139,6 +141,12 @@ class _Run:
         self.lifecycle: Any = None
         self.confirmed: dict[str, tuple[str, ...]] = {}
         self.torn_down = False
+        self.supervisor: Any = None
+        self.connections_opened = 0
+        """New connections opened in place of ones whose reconnects ran out."""
+        self.retired: list[str] = []
+        """Connections replaced during the stream that could not be closed then: teardown
+        closes them (the state file names only the newest)."""
         self.prior_ids: set[str] = set()
         """What the state file named before this run: never ours to remove."""
 
@@ -221,6 +229,7 @@ class _Run:
         self.info.topic = rt.config.topic
 
         self._require_keys()
+        self._check_health()
         self._build()
         self._check_stop()
         self._deploy()
@@ -251,6 +260,25 @@ class _Run:
                 hint="Export them (or put them in ./.env), or try `alpaca-md run --embedded`, "
                 "which needs no keys.",
             )
+
+    def _check_health(self) -> None:
+        """Warn (never fail) when the gateway's ``/health`` is Unhealthy only for lack of API
+        keys: a production gateway's readiness says so while it serves every call.
+
+        Any other answer is left to the steps: a gateway that does not serve fails ``deploy``
+        with the precise error, and one that serves while a probe is flaky should not stop the
+        run.
+        """
+        from alpaca_cli.errors import AlpacaMdError
+
+        assert self.rt is not None
+        try:
+            health = self.rt.gateway().with_timeout(STATUS_TIMEOUT).check_health()
+        except AlpacaMdError as exc:
+            self.rt.log(f"gateway /health: {exc}")
+            return
+        if health.warning:
+            self.rt.warn(health.warning)
 
     def _rebind_steps(self, rt: Runtime) -> StepRunner:
         from alpaca_cli.live.steps import StepRunner
@@ -364,7 +392,7 @@ class _Run:
 
     def _stream(self) -> str:
         from alpaca_cli.alpaca.session import ClientSession
-        from alpaca_cli.alpaca.supervisor import KEEPALIVE, Supervisor
+        from alpaca_cli.alpaca.supervisor import Supervisor
         from alpaca_cli.live.loop import Display, StreamLoop, Upstream
 
         rt = self.rt
@@ -383,14 +411,17 @@ class _Run:
         deadline = start + self.opts.duration if self.opts.duration > 0 else None
         view = self._view()
         # Its start() (the loop calls it) marks the handshake of the auth/subscribe steps as
-        # sent (no messages built). TODO(issue 12): keepalive=self.opts.keepalive once run has
-        # --keepalive.
+        # sent (no messages built). The keepalive (--keepalive, default 60 s) keeps the WSM's
+        # connection record alive (its TTL is refreshed only by a send); reopen: a connection
+        # whose reconnects ran out is replaced by a new one (_open_connection).
         supervisor = Supervisor(
             ClientSession(self.confirmed),
             connection_id,
             stall_limit=self.opts.stall_limit,
-            keepalive=KEEPALIVE,
+            keepalive=config.keepalive,
+            reopen=True,
         )
+        self.supervisor = supervisor
         loop = StreamLoop(
             supervisor,
             Upstream(
@@ -398,6 +429,7 @@ class _Run:
                 send=controller.send_raw,
                 credentials=credentials,
                 lifecycle=self.lifecycle,
+                open_connection=self._open_connection,
                 refresh_status=self._refresh_status,
             ),
             Display(stats=self.stats, info=self.info, view=view, warn=rt.warn),
@@ -426,6 +458,68 @@ class _Run:
             f"{self.stats.reconnects} reconnects, {self.stats.errors} errors ({reason})"
         )
         return reason
+
+    def _open_connection(self, old_id: str) -> str:
+        """Replace ``old_id``, whose reconnects ran out (terminal ``DISCONNECTED``), with a new
+        connection publishing to the same topic; returns its id.
+
+        The same steps as the run's own ``connect`` and ``publish`` (so the state file names the
+        new connection in place of the old one, with the same tags and create rules); the old
+        one is closed first, and remembered for teardown if that fails, so that no connection of
+        this run outlives it. The supervisor then handshakes the new socket (auth and the
+        confirmed subscriptions) and marks the books stale.
+
+        Raises:
+            AlpacaMdError: the new connection could not be opened or published (the supervisor
+                tries again a few seconds later).
+        """
+        from alpaca_cli.steps.connect import connect_stream
+
+        rt = self.rt
+        assert rt is not None
+        self._retire(old_id)
+        result = connect_stream(rt, auto_reconnect=True, warn_deadline=False)
+        self.info.connection_id = result.connection_id
+        self._publish_new(result.connection_id)
+        self.connections_opened += 1
+        return result.connection_id
+
+    def _retire(self, connection_id: str) -> None:
+        """Close a connection this run is done with; one that cannot be closed now is kept in
+        :attr:`retired` for teardown (already gone counts as closed)."""
+        from alpaca_cli.errors import AlpacaMdError
+        from alpaca_cli.platform.controller import CONNECTION_NOT_FOUND, says
+
+        assert self.rt is not None
+        try:
+            self.rt.controller().disconnect(connection_id)
+        except AlpacaMdError as exc:
+            if not says(exc, CONNECTION_NOT_FOUND):
+                self.rt.warn(f"closing connection {connection_id} failed ({exc}); teardown retries")
+                self.retired.append(connection_id)
+
+    def _publish_new(self, connection_id: str) -> None:
+        """``publish`` for a just-created connection, once more after it shows ``CONNECTED``
+        when the WSM answers ``Websocket is not connected`` (its socket is still opening)."""
+        from alpaca_cli.errors import AlpacaMdError
+        from alpaca_cli.platform.controller import NOT_CONNECTED, says
+        from alpaca_cli.steps.publish import start_publishing
+
+        rt = self.rt
+        assert rt is not None
+        try:
+            start_publishing(rt)
+            return
+        except AlpacaMdError as exc:
+            if not says(exc, NOT_CONNECTED):
+                raise
+        deadline = self.clock() + PUBLISH_WAIT
+        while self.clock() < deadline and not self.guard.stop.wait(0.2):
+            conns = {c.id: c for c in rt.gateway().with_timeout(STATUS_TIMEOUT).list_connections()}
+            record = conns.get(connection_id)
+            if record is not None and record.connected:  # UNKNOWN, CONNECTING...: not yet
+                break
+        start_publishing(rt)
 
     def _view(self) -> Any:
         from alpaca_cli.live.plain import PlainSummary
@@ -480,6 +574,14 @@ class _Run:
         except AlpacaMdError as exc:
             self._say(f"Cannot read the state file for teardown: {exc}")
             return exc
+        if self.retired:
+            # Connections this run replaced and could not close then: they are ours whatever
+            # the state file says (it names only the newest).
+            rt.bound_waits(TEARDOWN_TIMEOUT, TEARDOWN_BUDGET)
+            rt.rearm_stop()
+            retired, self.retired = self.retired, []
+            for connection_id in retired:
+                self._retire(connection_id)
         named = set(_named(state))
         if not named:
             return None
@@ -660,6 +762,7 @@ def execute(opts: RunOptions) -> Outcome:
         steps=run.steps.timings,
         exit_reason=outcome.exit_reason,
         exit_code=outcome.exit_code,
+        connections_opened=run.connections_opened,
     )
     outcome.report = report
     if opts.report is not None:
