@@ -70,6 +70,9 @@ class RunOptions:
     drop_after: float | None = None
     rate: float | None = None
     symbol_limit: int | None = None
+    platform_knobs: dict[str, float | int | str | bool] = field(default_factory=dict)
+    """``dev up`` flags of the newer platform's behaviours (``--connection-record-ttl``...)
+    passed to the embedded child as given; ``True`` is a bare flag."""
 
     @property
     def json(self) -> bool:
@@ -110,6 +113,13 @@ def _embedded_args(opts: RunOptions) -> list[str]:
         args += ["--rate", f"{opts.rate:g}"]
     if opts.symbol_limit is not None:
         args += ["--symbol-limit", str(opts.symbol_limit)]
+    for flag, value in opts.platform_knobs.items():
+        if value is True:
+            args.append(flag)
+        elif isinstance(value, float):
+            args += [flag, f"{value:g}"]
+        else:
+            args += [flag, str(value)]
     if opts.verbose:
         args += ["-v"]
     return args

@@ -151,3 +151,46 @@ def test_a_gateway_unhealthy_only_for_missing_keys_is_a_warning(
     assert proc.wait() == 0, proc.stderr
     assert "Warning: the gateway reports Unhealthy only because it has no API keys" in proc.stderr
     nothing_left(platform)
+
+
+def test_the_knobs_need_embedded(cli: Any) -> None:
+    result = cli("run", "--reconnect-attempts", "0", "--owned-elsewhere", "5")
+    assert result.exit_code == 2, result.output
+    assert "--reconnect-attempts, --owned-elsewhere configure the embedded platform" in (
+        result.stderr
+    )
+
+
+def test_the_knobs_reach_the_dev_up_child() -> None:
+    from alpaca_cli.steps.run import RunOptions, _embedded_args
+
+    opts = RunOptions(
+        platform_knobs={
+            "--connection-record-ttl": 3.0,
+            "--reconnect-attempts": 0,
+            "--lifecycle-names": "spec",
+            "--duplicate-create": True,
+        }
+    )
+    assert _embedded_args(opts) == [
+        *("--connection-record-ttl", "3", "--reconnect-attempts", "0"),
+        *("--lifecycle-names", "spec", "--duplicate-create"),
+    ]
+
+
+def test_an_embedded_run_replaces_connections_whose_reconnects_run_out(
+    run_cli: Any, tmp_path: Path
+) -> None:
+    """The knobs travel through ``run --embedded`` to its ``dev up`` child for real."""
+    report_path = tmp_path / "r.json"
+    proc = run_cli(
+        [
+            *("run", "--embedded", "--stall-limit", "0", "--duration", "11"),
+            *("--drop-after", "3", "--reconnect-attempts", "0", "--lifecycle-names", "reference"),
+            *("--report", str(report_path)),
+        ]
+    )
+    assert proc.wait() == 0, proc.stderr
+    report = report_of(report_path)
+    assert report["connections_opened"] >= 1 and report["resumed"] >= 1, report
+    assert "✓ teardown" in proc.stderr
