@@ -155,8 +155,16 @@ BUSES: dict[str, Bus] = {
         "--output json (pipe)",
         _dapr_setup,
     ),
+    "gateway": Bus(
+        "gateway",
+        "dev up feed -> WSM -> broker -> gateway gRPC virtufin.Pubsub Subscribe (reflected "
+        "CloudEvents) -> alpaca-md tail --bus gateway --output json (pipe)",
+        _dapr_setup,
+        tail_args=("--bus", "gateway"),
+    ),
 }
-"""Buses the benchmark can measure. The gateway-gRPC bus joins here when it exists."""
+"""Buses the benchmark can measure: the set-up steps are the same, only ``tail``'s
+subscription differs (a Dapr streaming subscription, or the gateway's gRPC broadcast)."""
 
 
 def bus_named(name: str) -> Bus:

@@ -156,6 +156,10 @@ class StreamLoop:
         """
         now = self._clock()
         self._next_status = now + STATUS_INTERVAL
+        # The stream first replays what run's auth and subscribe steps consumed. Under load the
+        # WSM can publish the new socket's own welcome too (it was still unread when publishing
+        # started): before that socket's answers it is its greeting, not a reconnect.
+        self.supervisor.session.expect_greeting()
         self._execute(self.supervisor.start(now), now)
         while True:
             now = self._clock()

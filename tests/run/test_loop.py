@@ -97,7 +97,11 @@ def make_loop(
     sent_to: list[str] | None = None,
     keepalive: float = 0.0,
     open_connection: Callable[[str], str] | None = None,
+    replayed: list[Any] | None = None,
 ) -> tuple[StreamLoop, list[str], Clock]:
+    """A loop over ``script``, after what run's steps consumed (``replayed``: by default
+    Alpaca's answers to auth and subscribe), as the runtime's stream hands it out first."""
+    script = [*(replayed if replayed is not None else [AUTHED, SUBSCRIBED]), *script]
     clock = Clock()
     stop = threading.Event()
     sent: list[str] = []
@@ -335,3 +339,24 @@ def test_a_connection_gone_for_good_is_replaced_and_handshaken() -> None:
     assert loop.stats.data_messages == 2
     assert loop.stats.books["BTC/USD"].valid
     assert loop.info.phase == "streaming"
+
+
+def test_the_first_sockets_welcome_replayed_before_its_answers_is_no_reconnect() -> None:
+    """Under load the WSM publishes the new socket's welcome too (still unread when publishing
+    started): the steps consumed welcome, answer and confirmation, the loop sees them again."""
+    loop, sent, _ = make_loop(
+        [[book(True)], 0.1, [book(False)], 0.1], replayed=[WELCOME, AUTHED, SUBSCRIBED]
+    )
+    loop.run()
+    assert sent == []
+    assert loop.stats.reconnects == 0
+
+
+def test_a_welcome_after_the_replayed_answers_is_still_a_reconnect() -> None:
+    replayed = [WELCOME, AUTHED, SUBSCRIBED]
+    loop, sent, _ = make_loop(
+        [WELCOME, 0.1, AUTHED, SUBSCRIBED, [book(True)], 0.1], replayed=replayed
+    )
+    loop.run()
+    assert sent == ["auth", "subscribe"]
+    assert loop.stats.reconnects == 1
