@@ -151,7 +151,6 @@ class _Run:
         self.lifecycle: Any = None
         self.confirmed: dict[str, tuple[str, ...]] = {}
         self.torn_down = False
-        self.supervisor: Any = None
         self.connections_opened = 0
         """New connections opened in place of ones whose reconnects ran out."""
         self.retired: list[str] = []
@@ -431,7 +430,6 @@ class _Run:
             keepalive=config.keepalive,
             reopen=True,
         )
-        self.supervisor = supervisor
         loop = StreamLoop(
             supervisor,
             Upstream(
