@@ -10,7 +10,7 @@ NPM ?= npm
 JS_DIR := tests/js
 JS_STAMP := $(JS_DIR)/node_modules/.installed
 
-.PHONY: install js test run lint bench clean
+.PHONY: install js test run lint bench soak clean
 
 install: $(STAMP)
 
@@ -40,6 +40,13 @@ lint: install
 	$(BIN)/ruff check alpaca_cli tests bench
 	$(BIN)/ruff format --check alpaca_cli tests bench
 	$(BIN)/mypy
+
+# A seeded random fault soak (tests/soak.py), not part of `make test`: a few minutes of runs and
+# step commands meeting signals, gateway faults, feed drops and state damage; it prints its seed.
+SOAK_SECONDS ?= 180
+SOAK_SEED ?=
+soak: install
+	$(BIN)/python -m tests.soak --seconds $(SOAK_SECONDS) $(if $(SOAK_SEED),--seed $(SOAK_SEED))
 
 bench: install
 	$(BIN)/python -m bench

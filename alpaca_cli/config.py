@@ -479,7 +479,8 @@ FIELDS: Final[tuple[Field, ...]] = (
         str,
         validate_url,
         "Alpaca stream URL, ws:// or wss:// [env ALPACA_STREAM_URL; settings 'url'].",
-        flag="--url",
+        # Not --url: deploy and run use a URL option for the worker package (--package-url).
+        flag="--alpaca-url",
         envs=("ALPACA_STREAM_URL",),
         key="url",
         default=DEFAULT_STREAM_URL,

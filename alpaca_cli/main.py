@@ -50,12 +50,24 @@ COMMANDS: Final[dict[str, tuple[str, str]]] = {
         "subscribe",
         "Subscribe the recorded connection to a channel's symbols (additive).",
     ),
+    "unsubscribe": (
+        "unsubscribe",
+        "Unsubscribe the recorded connection from symbols; prints the confirmed remaining set.",
+    ),
     "tail": (
         "tail",
         "Print the messages published to a topic, one line each, until Ctrl+C or a limit.",
     ),
+    "book": (
+        "book",
+        "Show one symbol's L2 order book live: a ladder on a terminal, NDJSON when piped.",
+    ),
     "list": ("list_cmd", "List the platform's WebSocket connections and workers."),
     "teardown": ("teardown", "Disconnect, stop and delete what the state file names; idempotent."),
+    "doctor": (
+        "doctor",
+        "Check the platform, the bus, the keys, the stream URL and the state file, in order.",
+    ),
     # Everything at once.
     "run": (
         "run",
@@ -153,7 +165,9 @@ def main() -> None:
     try:
         app(standalone_mode=True)
     except AlpacaMdError as exc:  # pragma: no cover - the commands report their own errors
-        sys.stderr.write(f"Error: {exc}\n")
+        from alpaca_cli.redact import error_text
+
+        sys.stderr.write(f"Error: {error_text(exc)}\n")
         sys.exit(int(exc.exit_code))
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")

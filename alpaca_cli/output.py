@@ -32,9 +32,19 @@ def _stdout() -> TextIO:
     return sys.stdout
 
 
+def force_color() -> bool:
+    """``FORCE_COLOR`` asks for styled output even without a terminal (force-color.org: any
+    non-empty value but ``0``); ``NO_COLOR`` still wins, being the user's standing refusal."""
+    value = os.environ.get("FORCE_COLOR", "")
+    return bool(value) and value != "0" and not os.environ.get("NO_COLOR")
+
+
 def use_rich(stream: TextIO | None = None) -> bool:
-    """A Rich table only on an interactive terminal that accepts styling."""
+    """A Rich table on an interactive terminal that accepts styling, or when ``FORCE_COLOR``
+    asks for it (a CI log viewer that renders ANSI colour)."""
     stream = stream or _stdout()
+    if force_color():
+        return True
     if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
         return False
     isatty = getattr(stream, "isatty", None)
@@ -85,6 +95,9 @@ def write_tables(tables: Sequence[Table], stream: TextIO | None = None) -> None:
     prefix = len(tables) > 1
     for table in tables:
         kind = table.title.lower().replace(" ", "-")
+        if not table.rows:
+            # Said on stderr: an empty stdout stays the contract for "no rows".
+            sys.stderr.write(f"No {table.title}.\n")
         for row in table.rows:
             cells = [cell(v) for v in row]
             stream.write("\t".join([kind, *cells] if prefix else cells) + "\n")
@@ -95,7 +108,7 @@ def _write_rich(tables: Sequence[Table], stream: TextIO) -> None:
     from rich.console import Console
     from rich.table import Table as RichTable
 
-    console = Console(file=stream, soft_wrap=False)
+    console = Console(file=stream, soft_wrap=False, force_terminal=force_color() or None)
     for table in tables:
         rich_table = RichTable(title=table.title, title_justify="left")
         for column in table.columns:
@@ -108,4 +121,4 @@ def _write_rich(tables: Sequence[Table], stream: TextIO) -> None:
             console.print(rich_table)
 
 
-__all__ = ["Table", "cell", "use_rich", "write_json", "write_tables"]
+__all__ = ["Table", "cell", "force_color", "use_rich", "write_json", "write_tables"]

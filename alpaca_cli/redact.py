@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 from collections.abc import Iterable
+from typing import Final
 
 MASK = "[REDACTED]"
 _MIN_SECRET = 4
@@ -84,4 +86,23 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     return Redactor(secrets).redact(text)
 
 
-__all__ = ["MASK", "Redactor", "redact"]
+SECRET_ENV: Final = ("VIRTUFIN_API_KEY", "ALPACA_API_KEY", "ALPACA_API_SECRET", "DAPR_API_TOKEN")
+"""Secrets an error may echo before any runtime learnt them: the environment's values."""
+
+
+def error_text(exc: BaseException, redactor: Redactor | None = None) -> str:
+    """``str(exc)`` on one line with every secret masked: the known ones (``redactor``), the
+    environment's (:data:`SECRET_ENV`), raw and base64, and credential-named JSON fields.
+
+    Why not only where errors are raised: a gateway error body is the platform's text, and some
+    platforms echo the request's key in it. Every place an error becomes text (the one
+    ``Error:`` handler, ``run``'s final line and report, ``--json``) goes through this.
+    """
+    known = Redactor([v for v in (os.environ.get(n) for n in SECRET_ENV) if v])
+    text = " ".join(str(exc).splitlines())
+    if redactor is not None:
+        text = redactor(text)
+    return known(text)
+
+
+__all__ = ["MASK", "SECRET_ENV", "Redactor", "error_text", "redact"]

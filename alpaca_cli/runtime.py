@@ -149,6 +149,8 @@ class Runtime(Closing):
                 timeout=max(self.config.timeout, 35.0),
                 client=self._http_client,
                 log=self.log if self.verbose >= 2 else None,
+                # Read at each call: ``rearm_stop`` gives teardown a fresh event.
+                stop=lambda: self.stop,
             )
             self._stack.callback(self._gateway.close)
         return self._gateway
@@ -295,6 +297,13 @@ class Invocation:
     options: ConfigOptions = field(default_factory=ConfigOptions)
     json: bool = False
     verbose: int = 0
+    stop: threading.Event | None = field(default=None, compare=False)
+    """The command's signal guard's event (``commands/_common.py``'s ``takes``): the default
+    :attr:`Runtime.stop` of every runtime opened from this invocation, so a Ctrl+C/SIGTERM
+    abandons a hung gateway call or reply wait in any step without per-command code."""
+    redactor: Redactor = field(default_factory=Redactor, compare=False)
+    """Learns the secrets of every runtime opened from this invocation, so the one error
+    handler (``takes``) can redact an error text that echoes a key from ``.env`` too."""
 
     def open(
         self,
@@ -313,9 +322,15 @@ class Invocation:
         """
         options = dataclasses.replace(self.options, **overrides) if overrides else self.options
         config = load_config(options, environ=environ, cwd=cwd)
+        for secret in config.secret_values():
+            self.redactor.add(secret)
         cls = runtime_class or Runtime
         runtime = cls(
-            config, json=self.json, verbose=self.verbose, http_client=http_client, stop=stop
+            config,
+            json=self.json,
+            verbose=self.verbose,
+            http_client=http_client,
+            stop=stop if stop is not None else self.stop,
         )
         runtime.log_sources()
         return runtime

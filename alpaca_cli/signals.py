@@ -79,9 +79,26 @@ class SignalGuard:
         return self.signals > 0
 
     def _say(self, text: str) -> None:
+        """Write from the handler without re-entering the stream: the signal may land while
+        the main thread is inside ``stderr.write`` (a buffered stream then raises
+        RuntimeError "reentrant call"), so a real file gets one ``os.write``; a closed stderr
+        never stops the clean-up either."""
+        import os
+
         stream = self._stream or sys.stderr
-        stream.write(text + "\n")
-        stream.flush()
+        line = text + "\n"
+        try:
+            fd = stream.fileno()
+        except (OSError, ValueError, AttributeError):
+            fd = None
+        try:
+            if fd is not None:
+                os.write(fd, line.encode("utf-8", "replace"))
+            else:
+                stream.write(line)
+                stream.flush()
+        except (OSError, ValueError, RuntimeError):
+            pass
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signals += 1

@@ -319,7 +319,9 @@ def test_every_layer_is_checked_the_same_way(
             load_config(options, environ=environ, cwd=tmp_path)
         messages.append(str(info.value))
     assert all(problem in m and "; fix: " in m and "\n" not in m for m in messages), messages
-    flag = {"stream_url": "--url", "channel": "--channel"}.get(name, f"--{name.replace('_', '-')}")
+    flag = {"stream_url": "--alpaca-url", "channel": "--channel"}.get(
+        name, f"--{name.replace('_', '-')}"
+    )
     assert messages[0].startswith(f"{flag}: field '{name}': ")
     assert messages[1].startswith(f"env {variable}: field '{name}': ")
     assert messages[2].startswith(f".env file {env_path} ({variable}): field '{name}': ")

@@ -68,3 +68,29 @@ def test_json_handles_datetimes_and_tuples() -> None:
     out = io.StringIO()
     write_json({"at": datetime(2026, 1, 1, tzinfo=UTC), "t": (1, 2)}, out)
     assert json.loads(out.getvalue()) == {"at": "2026-01-01T00:00:00Z", "t": [1, 2]}
+
+
+def test_force_color_gets_a_styled_table_even_when_piped(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    out = io.StringIO()
+    assert use_rich(out)
+    write_tables(TABLES[:1], out)
+    assert "\x1b[" in out.getvalue() and "RUNNING" in out.getvalue()
+    monkeypatch.setenv("NO_COLOR", "1")  # the user's standing refusal wins
+    assert not use_rich(out)
+    monkeypatch.setenv("FORCE_COLOR", "0")
+    monkeypatch.delenv("NO_COLOR")
+    assert not use_rich(out)
+
+
+def test_an_empty_table_says_so_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    from alpaca_cli.output import Table
+
+    out = io.StringIO()
+    write_tables([Table("connections", ["id"], []), Table("workers", ["id"], [["w1"]])], out)
+    assert out.getvalue() == "workers\tw1\n"
+    assert capsys.readouterr().err == "No connections.\n"

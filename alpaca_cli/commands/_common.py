@@ -8,6 +8,19 @@ was given into one :class:`~alpaca_cli.runtime.Invocation` (root ``--json``/``-v
 turns our error tree into one ``Error:`` line and its exit code. No command forwards options
 by hand.
 
+It is also the one place every command gets the same interrupt and stderr behaviour:
+
+- **Signals.** The command runs inside a :class:`~alpaca_cli.signals.SignalGuard`, whose stop
+  event the :class:`Invocation` carries to every runtime it opens. The first Ctrl+C or SIGTERM
+  only sets it: a hung gateway call is abandoned and a reply wait ends, each with
+  :class:`~alpaca_cli.errors.Interrupted` raised by our own code (never into gRPC/httpx); the
+  step's clean-up calls then get a short budget; the command exits 130 either way. A second
+  signal raises :class:`~alpaca_cli.signals.ForceQuit`: exit 130 at once.
+- **Secrets.** Every ``Error:`` line is redacted with the secrets of the invocation's runtimes
+  (raw and base64), so an error body that echoes a key cannot print it.
+- **stderr.** A closed stderr (``2>&1 | head``) never raises out of a progress line: the
+  clean-up that follows must still run (:class:`SafeStream`).
+
 Configuration options default to ``None`` ("not given") and carry no ``envvar=``: the
 environment, ``.env`` and settings layers are resolved by :mod:`alpaca_cli.config`, which also
 records where each value came from (``-v``).
@@ -18,17 +31,20 @@ Only typer and the standard library load at import time: ``alpaca-md --help`` st
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TextIO, TypeVar
 
 import typer
 
 from alpaca_cli.errors import AlpacaMdError, ExitCode
+from alpaca_cli.redact import error_text
 
 if TYPE_CHECKING:
+    from alpaca_cli.redact import Redactor
     from alpaca_cli.runtime import Invocation
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -50,22 +66,90 @@ class GlobalOptions:
     verbose: int = 0
 
 
-def fail(exc: AlpacaMdError) -> NoReturn:
-    """Print one ``Error: ...`` line to stderr and exit with the error's code."""
-    sys.stderr.write(f"Error: {exc}\n")
+def fail(exc: AlpacaMdError, redactor: Redactor | None = None) -> NoReturn:
+    """Print one ``Error: ...`` line (secrets masked) to stderr and exit with the error's code."""
+    say(f"Error: {error_text(exc, redactor)}")
     raise typer.Exit(int(exc.exit_code))
 
 
+def say(line: str) -> None:
+    """One diagnostic line on stderr that never raises (stderr may be a closed pipe)."""
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 @contextmanager
-def reported_errors() -> Iterator[None]:
+def reported_errors(redactor: Redactor | None = None) -> Iterator[None]:
     """Turn our error tree into one stderr line and its exit code; Ctrl+C into 130."""
+    from alpaca_cli.signals import ForceQuit
+
     try:
         yield
     except AlpacaMdError as exc:
-        fail(exc)
-    except KeyboardInterrupt:
-        sys.stderr.write("Interrupted.\n")
+        fail(exc, redactor)
+    except (KeyboardInterrupt, ForceQuit):
+        say("Interrupted.")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+
+class SafeStream:
+    """A text stream whose ``write``/``flush`` never raise: after the first failure (the reader
+    closed the pipe: ``alpaca-md run 2>&1 | head``) it drops what it is given.
+
+    Why: a progress line is never worth more than the clean-up after it; a BrokenPipeError
+    out of ``Tearing down...`` used to skip the teardown itself and leave the worker running.
+    Everything else (``isatty``, ``fileno``, ``encoding``) is the wrapped stream's.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.broken = False
+        """True once a write or flush failed: nothing more reaches the stream."""
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self._stream.write(text)
+            except (OSError, ValueError):
+                self._break()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._break()
+
+    def _break(self) -> None:
+        self.broken = True
+        # The interpreter flushes stderr at exit too: point the descriptor at /dev/null.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def safe_stderr() -> Iterator[None]:
+    """``sys.stderr`` is a :class:`SafeStream` inside the block (nested blocks reuse it)."""
+    saved = sys.stderr
+    if isinstance(saved, SafeStream):
+        yield
+        return
+    sys.stderr = SafeStream(saved)
+    try:
+        yield
+    finally:
+        sys.stderr = saved
 
 
 _CTX = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
@@ -127,9 +211,18 @@ def takes(*names: str) -> Callable[[F], F]:
             json_output = bool(kwargs.pop("json_output")) or root.json
             verbose = max(int(kwargs.pop("verbose")), root.verbose)
             given = {name: kwargs.pop(name) for name in names}
-            with reported_errors():
-                invocation = Invocation(ConfigOptions(**given), json=json_output, verbose=verbose)
-                return fn(invocation, **kwargs)
+            return _guarded(
+                lambda stop, redactor: fn(
+                    Invocation(
+                        ConfigOptions(**given),
+                        json=json_output,
+                        verbose=verbose,
+                        stop=stop,
+                        redactor=redactor,
+                    ),
+                    **kwargs,
+                )
+            )
 
         command.__name__ = fn.__name__
         command.__qualname__ = fn.__qualname__
@@ -139,6 +232,37 @@ def takes(*names: str) -> Callable[[F], F]:
         return command  # type: ignore[return-value]
 
     return decorate
+
+
+def _guarded(call: Callable[[Any, Redactor], Any]) -> Any:
+    """``call(stop, redactor)`` under the one signal strategy, a safe stderr and the one error
+    handler (see the module docstring); a command a signal reached exits 130.
+
+    Commands with a stop policy of their own (``run``, ``tail``) nest their own guard inside
+    this one: theirs handles the signals while it is installed.
+    """
+    from alpaca_cli.errors import Interrupted
+    from alpaca_cli.redact import Redactor
+    from alpaca_cli.signals import SignalGuard
+
+    redactor = Redactor()
+    with safe_stderr(), reported_errors(redactor), SignalGuard() as guard:
+        try:
+            result = call(guard.stop, redactor)
+        except BrokenPipeError:
+            # The reader of stdout left (`alpaca-md list | head -1`): not an error.
+            from alpaca_cli.steps.tail import silence_stdout
+
+            silence_stdout(sys.stdout)
+            return None
+        except AlpacaMdError as exc:
+            if guard.interrupted and not isinstance(exc, Interrupted):
+                # Whatever failed after the signal failed because of it: say both.
+                raise Interrupted(f"{guard.reason}: {error_text(exc, redactor)}") from exc
+            raise
+        if guard.interrupted:
+            raise Interrupted(f"{guard.reason}; the command finished first.")
+        return result
 
 
 def render(

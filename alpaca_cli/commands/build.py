@@ -24,21 +24,31 @@ def command(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Output directory [default build/worker].", show_default=False
+            "--out-dir",
+            metavar="DIR",
+            help="Output directory [default build/worker].",
+            show_default=False,
         ),
+    ] = None,
+    old_output: Annotated[
+        Path | None,
+        # The old spelling; hidden because `-o` means a format elsewhere (tail --output).
+        typer.Option("--output", "-o", hidden=True, help="Old spelling of --out-dir."),
     ] = None,
 ) -> None:
     """Build the controller worker package (worker.zip) with `dotnet publish`.
 
     Records the package path and its sha256 in the state file for `deploy`.
-    Without the .NET SDK, skip this and use `deploy --package` or `deploy --url`.
+    Without the .NET SDK, skip this and use `deploy --package` or `deploy --package-url`.
 
     Example: alpaca-md build --project dotnet/Virtufin.Examples.WebSocketManagerController
     """
     from alpaca_cli.steps.build import build_worker
 
     with invocation.open() as rt:
-        result = build_worker(rt, project=invocation.options.project, output_dir=output)
+        result = build_worker(
+            rt, project=invocation.options.project, output_dir=output or old_output
+        )
     render(
         invocation, result, lambda r: sys.stdout.write(f"{r.package_path}\t{r.package_sha256}\n")
     )

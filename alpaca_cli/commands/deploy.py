@@ -31,7 +31,14 @@ def command(
     ] = None,
     url: Annotated[
         str | None,
-        typer.Option("--url", help="Code-source URL the platform downloads the package from."),
+        typer.Option(
+            "--package-url",
+            "--url",
+            metavar="URL",
+            help="Code-source URL the platform downloads the package from (--url: the old "
+            "spelling).",
+            show_default=False,
+        ),
     ] = None,
     replace: Annotated[
         bool,

@@ -88,7 +88,9 @@ def command(
         typer.Option(
             metavar="VAR",
             help="Require this API key on the gateway (x-api-key), read from environment "
-            "variable VAR (e.g. VIRTUFIN_API_KEY). The key is never printed.",
+            "variable VAR (e.g. VIRTUFIN_API_KEY). The key is never printed on stdout or "
+            "stderr; --write-env writes it as VIRTUFIN_API_KEY into that file (mode 0600, "
+            "owner only; removed on exit) so that clients can source it.",
         ),
     ] = None,
     dapr_api_token_env: Annotated[

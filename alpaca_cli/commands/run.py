@@ -79,6 +79,32 @@ def command(
             "--stall-limit", min=0, help="Report a stream silent for this many seconds; 0 = off."
         ),
     ] = 30.0,
+    fail_on_stall: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-stall",
+            help="CI check: a stall beyond --stall-limit fails the run (exit 7).",
+        ),
+    ] = False,
+    junit: Annotated[
+        Path | None,
+        typer.Option(
+            "--junit",
+            metavar="PATH",
+            help="Write JUnit XML here: one testcase per step and per symbol's --min-frames check.",
+            show_default=False,
+        ),
+    ] = None,
+    connect_retry_for: Annotated[
+        float,
+        typer.Option(
+            "--connect-retry-for",
+            min=0,
+            metavar="SECONDS",
+            help="Retry Alpaca's 406 (connection limit) at the first auth for up to this many "
+            "seconds, with jittered backoff; 0 = fail at once.",
+        ),
+    ] = 100.0,
     no_build: Annotated[
         bool, typer.Option("--no-build", help="Skip build; deploy the package built earlier.")
     ] = False,
@@ -89,7 +115,11 @@ def command(
     url: Annotated[
         str | None,
         typer.Option(
-            "--url", help="Deploy from this code-source URL (skips build).", show_default=False
+            "--package-url",
+            "--url",
+            metavar="URL",
+            help="Deploy from this code-source URL (skips build; --url: the old spelling).",
+            show_default=False,
         ),
     ] = None,
     replace: Annotated[
@@ -190,7 +220,10 @@ def command(
 
     Ctrl+C or SIGTERM stops the run and tears down (exit 130); a second Ctrl+C skips the
     teardown and prints the ids left behind. With --min-frames it is a CI smoke check (exit 7);
-    --report writes a JSON report; --json prints it on stdout.
+    --fail-on-stall adds a stall check (exit 7); --report writes a JSON report, --json prints
+    it on stdout, --junit writes JUnit XML, and when GITHUB_STEP_SUMMARY is set a Markdown
+    summary is appended to it. Every run ends with a summary on stderr: per symbol frames,
+    rate (per streaming second), p50/p99 latency, longest gap and stale seconds.
 
     Example: alpaca-md run --embedded --duration 30
     """
@@ -198,12 +231,15 @@ def command(
     from alpaca_cli.steps.run import RunOptions, execute
 
     if package is not None and url is not None:
-        raise UsageError("Give either --package or --url, not both.")
-    if report is not None and (problem := _unwritable(report)) is not None:
-        # Found now, not after a whole run whose report would then be lost.
-        raise UsageError(
-            f"--report {report}: {problem}; fix: point it at a file in a writable directory."
-        )
+        raise UsageError("Give either --package or --package-url, not both.")
+    for flag, path in (("--report", report), ("--junit", junit)):
+        if path is not None and (problem := _unwritable(path)) is not None:
+            # Found now, not after a whole run whose report would then be lost.
+            raise UsageError(
+                f"{flag} {path}: {problem}; fix: point it at a file in a writable directory."
+            )
+    if fail_on_stall and stall_limit == 0:
+        raise UsageError("--fail-on-stall needs a --stall-limit above 0 (0 turns stalls off).")
     if not embedded and any(v is not None for v in (drop_after, rate, symbol_limit)):
         raise UsageError(
             "--drop-after, --rate and --symbol-limit apply to the embedded Alpaca server: "
@@ -241,6 +277,9 @@ def command(
         rate=rate,
         symbol_limit=symbol_limit,
         platform_knobs=given,
+        junit=junit,
+        fail_on_stall=fail_on_stall,
+        connect_retry_for=connect_retry_for,
     )
     outcome = execute(opts)
     sys.stderr.write(

@@ -4,8 +4,9 @@ The step (:func:`tail_topic`) consumes the topic through :class:`~alpaca_cli.str
 (which keeps an L2 book per symbol, so order-book lines show the true best bid/ask) and writes:
 
 * text (default): tab-separated ``time kind symbol ...`` with price/size/side for trades,
-  bid/ask for quotes, best bid/ask and level counts for books (``partial`` until the book's
-  first snapshot arrived, ``reset`` on a snapshot), OHLCV for bars; control
+  bid/ask for quotes, best bid/ask and level counts for books (``no snapshot since tail
+  started: ...`` until the book's first snapshot arrived, ``reset`` on a snapshot), OHLCV for
+  bars; control
   messages are marked ``[success]``, ``[subscription]``, errors ``[error]``, undecodable
   frames ``[decode-error]``. The time is the message's own timestamp (RFC 3339 UTC) when it
   has one, else the receive time.
@@ -24,7 +25,7 @@ or it splits the topic's messages with the other consumers of that app id.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -63,12 +64,33 @@ def command(
         str,
         typer.Option("--output", "-o", help="text (tab-separated lines) or json (NDJSON)."),
     ] = "text",
+    stall_limit: Annotated[
+        float,
+        typer.Option(
+            "--stall-limit",
+            min=0,
+            metavar="SECONDS",
+            help="Say so on stderr when no message was printed for this long; 0 = never.",
+        ),
+    ] = 30.0,
+    max_buffer: Annotated[
+        int,
+        typer.Option(
+            "--max-buffer",
+            metavar="BYTES",
+            help="Output held for a slow stdout reader; when full, new messages are dropped "
+            "and counted (a warning shows the lag) until it catches up.",
+        ),
+    ] = 16 * 1024 * 1024,
 ) -> None:
     """Print the messages published to a topic, one line each, until Ctrl+C or a limit.
 
     Order-book lines show the best bid/ask of an L2 book kept per symbol. --output json
     (or --json) writes NDJSON: one raw Alpaca message per line with the frame's metadata.
-    Ctrl+C and SIGTERM exit 130 after flushing; --count/--duration exit 0.
+    Ctrl+C and SIGTERM exit 130 after flushing; --count/--duration exit 0 (give both to bound
+    a --count by time). After --stall-limit seconds without a message a warning goes to stderr.
+    A reader that does not keep up never makes tail grow past --max-buffer: the messages
+    beyond it are dropped, counted and warned about on stderr.
 
     Beside a real Dapr sidecar give tail an app id of its own:
     dapr run --app-id alpaca-md-tail -- alpaca-md tail
@@ -86,6 +108,11 @@ def command(
     # gRPC code. A second one gives up at once.
     try:
         with SignalGuard(quiet=True) as guard, invocation.open(stop=guard.stop) as rt:
+            sink: Any = sys.stdout
+            if stall_limit > 0:
+                from alpaca_cli.live.stallwatch import StallWatch
+
+                sink = StallWatch(sys.stdout, stall_limit, rt.warn)
             result = tail_topic(
                 rt,
                 topic=invocation.options.topic,
@@ -94,17 +121,31 @@ def command(
                 symbols=symbol or (),
                 types=type_ or (),
                 json_lines=output == "json" or invocation.json,
-                out=sys.stdout,
+                out=sink,
                 stop=guard.stop,
+                max_buffer=max_buffer,
             )
     except ForceQuit:
         sys.stderr.write("Interrupted.\n")
         raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    if result.reason == "pipe-closed" and sink is not sys.stdout:
+        # The step silences stdout only when it wrote to it directly; the watch wrapped it.
+        from alpaca_cli.steps.tail import silence_stdout
+
+        silence_stdout(sys.stdout)
     rt.log(
         f"tail: {result.lines} lines from {result.frames} frames "
-        f"({result.messages} messages, {result.decode_errors} decode errors); "
+        f"({result.messages} messages, {result.decode_errors} decode errors, "
+        f"{result.dropped} dropped, peak buffer {result.peak_buffer} bytes); "
         f"ended: {result.reason}"
     )
+    if result.dropped:
+        rt.warn(
+            f"{result.dropped} messages were dropped because stdout did not keep up "
+            f"(peak buffer {result.peak_buffer} of {max_buffer} bytes)"
+        )
+    if result.unwritten:
+        rt.warn(f"{result.unwritten} bytes of output were never written: stdout stopped reading")
     if result.reason == "interrupted":
         rt.progress(f"Interrupted after {result.lines} messages.")
         raise typer.Exit(int(ExitCode.INTERRUPTED))

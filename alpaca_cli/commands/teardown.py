@@ -56,6 +56,10 @@ def command(
         result = teardown(rt, orphans=orphans, yes=yes)
 
     def show(result: TeardownResult) -> None:
+        # What was removed, one id a line: the data of this command (the README's promise).
+        for removed_id in (result.disconnected, result.worker_removed):
+            if removed_id:
+                sys.stdout.write(f"{removed_id}\n")
         for orphan in result.orphans:
             removed = "removed" if orphan.id in result.orphans_removed else "orphan"
             sys.stdout.write(f"{orphan.id}\t{orphan.status}\t{removed}\n")

@@ -155,6 +155,13 @@ class StreamLoop:
             SidecarUnreachable: the topic stream failed.
         """
         now = self._clock()
+        self.stats.begin_streaming(now)
+        try:
+            return self._run(now)
+        finally:
+            self.stats.end_streaming(self._clock())
+
+    def _run(self, now: float) -> str:
         self._next_status = now + STATUS_INTERVAL
         # The stream first replays what run's auth and subscribe steps consumed. Under load the
         # WSM can publish the new socket's own welcome too (it was still unread when publishing
@@ -239,12 +246,13 @@ class StreamLoop:
             elif isinstance(action, Keepalive):
                 self._keepalive(action, now)
             elif isinstance(action, Reconnected):
-                self.stats.note_reconnect()
+                self.stats.note_reconnect(now)
             elif isinstance(action, BooksStale):
                 self.stats.books.invalidate()
             elif isinstance(action, Expect):
                 self.stats.expect(action.symbols)
             elif isinstance(action, Stalled):
+                self.stats.stalls += 1
                 self.stats.note_error(f"stream stalled: {action}")
                 self._warn(f"the stream is stalled: {action}")
             elif isinstance(action, Warn):

@@ -22,7 +22,7 @@ def summary_line(stats: StreamStats, info: RunInfo, now: float) -> str:
     rate = stats.rates.rate(now, SHORT_WINDOW)
     per_symbol = " ".join(f"{row.symbol}={row.frames}" for row in stats.rows(now))
     return (
-        f"[{fmt.duration(now - stats.start)}] {info.phase}: {stats.data_messages} messages "
+        f"[{fmt.duration(stats.streaming_time(now))}] {info.phase}: {stats.data_messages} messages "
         f"({fmt.rate(rate)}/s) reconnects={stats.reconnects} errors={stats.errors}"
         + (f" {per_symbol}" if per_symbol else "")
     )

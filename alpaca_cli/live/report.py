@@ -3,14 +3,26 @@
 Shape (stable; documented in the README)::
 
     {"symbols": {"BTC/USD": {"frames": 812, "counts": {"o": 700, "t": 112},
+                             "channels": {"orderbooks": 700, "trades": 112},
                              "rate": 27.1, "rate_5s": 26.0, "rate_60s": 27.1,
                              "first_message_latency": 0.012, "latency": 0.004,
+                             "latency_p50": 0.004, "latency_p95": 0.009, "latency_p99": 0.02,
+                             "longest_gap": 0.8, "time_to_first_data": 0.05,
+                             "stale_seconds": 0.0,
                              "book_levels": [20, 20], "book_valid": true}, ...},
      "subscribed": ["BTC/USD", ...], "data_messages": 4100, "frames_received": 3900,
+     "channels": {"orderbooks": 3500, "trades": 600}, "streaming_time": 29.96,
+     "latency_p50": 0.004, "latency_p95": 0.01, "latency_p99": 0.03, "longest_gap": 1.2,
+     "time_to_first_data": 0.05,
      "reconnects": 0, "connections_opened": 0, "resumed": 0, "errors": 0, "error_log": [],
      "decode_errors": 0,
      "steps": {"deploy": 0.12, ...}, "duration": 30.0,
      "exit_reason": "duration reached", "exit_code": 0}
+
+Rates are frames divided by ``streaming_time`` (the seconds the stream loop ran), never by the
+whole run: deploying and connecting take seconds in which no data can flow. ``duration`` is the
+whole run. Latencies are the messages' own timestamps against their receipt (bars excluded: a
+bar's time is its start); percentiles are nearest-rank over a bounded sample.
 
 No secret can reach it: it is built only from the stream statistics and step timings.
 """
@@ -26,7 +38,7 @@ from typing import Any
 
 from alpaca_cli.live.stats import LONG_WINDOW, SHORT_WINDOW, StreamStats
 
-__all__ = ["build_report", "write_report"]
+__all__ = ["build_report", "per_second", "write_report", "write_text"]
 
 
 def _round(value: float | None, digits: int = 6) -> float | None:
@@ -48,16 +60,25 @@ def build_report(
     reconnects ran out (each is also one of ``reconnects``).
     """
     elapsed = max(now - stats.start, 1e-9)
+    streaming = stats.streaming_time(now)
     symbols: dict[str, Any] = {}
+    gaps: list[float] = []
     for row in stats.rows(now):
+        gap = stats.gap_of(row.symbol, now)
+        gaps.append(gap)
         symbols[row.symbol] = {
             "frames": row.frames,
             "counts": dict(sorted(row.counts.items())),
-            "rate": round(row.frames / elapsed, 3),
+            "channels": stats.channel_counts(row.symbol),
+            "rate": per_second(row.frames, streaming),
             "rate_5s": round(row.rate_short, 3),
             "rate_60s": round(row.rate_long, 3),
             "first_message_latency": _round(row.first_latency),
             "latency": _round(row.latency),
+            **_latencies(stats, row.symbol),
+            "longest_gap": round(gap, 3),
+            "time_to_first_data": _round(stats.time_to_first_data(row.symbol), 3),
+            "stale_seconds": round(stats.stale_for(row.symbol, now), 3),
             "book_levels": list(row.levels) if row.levels is not None else None,
             "book_valid": row.book_valid,
         }
@@ -66,8 +87,15 @@ def build_report(
         "subscribed": list(stats.expected),
         "data_messages": stats.data_messages,
         "frames_received": stats.frames_received,
+        "channels": stats.channel_counts(),
+        "rate": per_second(stats.data_messages, streaming),
+        "streaming_time": round(streaming, 3),
+        **_latencies(stats, None),
+        "longest_gap": round(max(gaps), 3) if gaps else None,
+        "time_to_first_data": _round(stats.time_to_first_data(), 3),
         "reconnects": stats.reconnects,
         "connections_opened": connections_opened,
+        "stalls": stats.stalls,
         "resumed": stats.resumed,
         "errors": stats.errors,
         "error_log": list(stats.error_log),
@@ -80,14 +108,27 @@ def build_report(
     }
 
 
+def per_second(count: int, seconds: float) -> float:
+    """``count`` per streaming second (0 when nothing streamed), rounded for the report."""
+    return round(count / seconds, 3) if seconds > 0 else 0.0
+
+
+def _latencies(stats: StreamStats, symbol: str | None) -> dict[str, float | None]:
+    return {f"latency_p{q}": _round(stats.latency_percentile(q, symbol)) for q in (50, 95, 99)}
+
+
 def write_report(path: Path, report: Mapping[str, Any]) -> None:
     """Write atomically (temp file + rename) so a CI step never reads half a report."""
+    write_text(path, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` atomically (temp file + rename): the report and ``--junit`` use it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(report, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
+            fh.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -20,11 +20,18 @@ Parameters of :class:`GatewayClient`:
     client: an ``httpx.Client`` to use instead of a new one (tests pass a ``MockTransport``);
         the caller keeps ownership of a client it passes.
     log: optional callable receiving one diagnostic line per request (no headers, ever).
+    stop: optional callable returning the invocation's stop event (read at each call). While
+        it is clear, a call runs on a helper thread that the main thread watches next to the
+        event: the first Ctrl+C/SIGTERM abandons a hung call within :data:`POLL` s with
+        :class:`~alpaca_cli.errors.Interrupted` instead of waiting out ``timeout`` (nothing is
+        raised into httpx). Once it is set, calls are cleanup (undoing what a step made): they
+        run with at most :data:`CLEANUP_BUDGET` s for all of them together.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +40,7 @@ from typing import Any, Final
 import httpx
 
 from alpaca_cli.closing import Closing
-from alpaca_cli.errors import CommandRefused, GatewayUnauthorized, GatewayUnreachable
+from alpaca_cli.errors import CommandRefused, GatewayUnauthorized, GatewayUnreachable, Interrupted
 from alpaca_cli.platform.records import (
     ConnectionInfo,
     WorkerInfo,
@@ -44,6 +51,12 @@ from alpaca_cli.platform.records import (
 
 DOTNET_MIME: Final = "application/x-dotnet-dll"
 UP_HINT: Final = "Is the platform up? Check VIRTUFIN_API_URL, or start one with `alpaca-md dev up`."
+POLL: Final = 0.1
+"""How often a caller waiting for an HTTP answer looks at the stop event."""
+CLEANUP_BUDGET: Final = 3.0
+"""Seconds every gateway call made after the first signal gets, all together: the undo of a
+step (delete the worker it created...) must fit in the ~5 s an interrupt may take, with the
+~7 s a CI runner leaves between SIGINT and SIGKILL as the hard limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +145,7 @@ class GatewayClient(Closing):
         timeout: float = 30.0,
         client: httpx.Client | None = None,
         log: Callable[[str], None] | None = None,
+        stop: Callable[[], threading.Event | None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"x-api-key": api_key} if api_key else {}
@@ -145,6 +159,8 @@ class GatewayClient(Closing):
         self._schema_checked = False
         self._deadline: float | None = None
         self._budget = 0.0
+        self._stop = stop
+        self._cleanup_deadline: float | None = None
 
     def __repr__(self) -> str:
         return f"GatewayClient({self.base_url!r})"
@@ -162,7 +178,9 @@ class GatewayClient(Closing):
 
         The returned client never closes the shared HTTP client; close this one as before.
         """
-        clone = GatewayClient(self.base_url, timeout=timeout, client=self._client, log=self._log)
+        clone = GatewayClient(
+            self.base_url, timeout=timeout, client=self._client, log=self._log, stop=self._stop
+        )
         clone._headers = self._headers
         clone._topics_supported = self._topics_supported
         clone._schema_checked = self._schema_checked
@@ -200,18 +218,42 @@ class GatewayClient(Closing):
                 )
             if remaining < limit:
                 limit, http_timeout = remaining, httpx.Timeout(remaining)
+        stop = self._stop() if self._stop is not None else None
+        if stop is not None and stop.is_set():
+            # Cleanup after a signal: short, and bounded all together.
+            now = time.monotonic()
+            if self._cleanup_deadline is None:
+                self._cleanup_deadline = now + CLEANUP_BUDGET
+            remaining = self._cleanup_deadline - now
+            if remaining <= 0:
+                raise Interrupted(
+                    f"{method} {path} not sent: the {CLEANUP_BUDGET:g} s allowed for clean-up "
+                    "calls after the interrupt are spent."
+                )
+            if remaining < limit:
+                limit, http_timeout = remaining, httpx.Timeout(remaining)
+            stop = None  # not abandoned: the budget bounds it
         if self._log is not None:
             # A package travels as base64 in the body: show its start, not megabytes.
             shown = "" if body is None else f" {_snippet(json.dumps(body), 400)}"
             self._log(f"gateway {method} {url}{shown}")
         try:
-            response = self._client.request(
-                method,
-                url,
-                json=body,
-                params=params,
-                headers=self._headers,
-                timeout=http_timeout,
+            what = (
+                f"{body['service']}.{body['method']}"
+                if isinstance(body, dict) and "service" in body
+                else f"{method} {path}"
+            )
+            response = self._send(
+                stop,
+                what,
+                lambda: self._client.request(
+                    method,
+                    url,
+                    json=body,
+                    params=params,
+                    headers=self._headers,
+                    timeout=http_timeout,
+                ),
             )
         except httpx.TimeoutException as exc:
             raise GatewayUnreachable(
@@ -241,6 +283,44 @@ class GatewayClient(Closing):
                 hint=UP_HINT,
             )
         return response
+
+    @staticmethod
+    def _send(
+        stop: threading.Event | None,
+        what: str,
+        call: Callable[[], httpx.Response],
+    ) -> httpx.Response:
+        """``call()`` here, or on a helper thread that ``stop`` lets this thread abandon.
+
+        Why a thread rather than a short read timeout: a hung call may be in any phase (connect,
+        headers, a body that trickles), and only the caller's thread can leave all of them at
+        once without raising into httpx. An abandoned call may still take effect on the
+        gateway: the step must treat its object as possibly created (tags, pending entry).
+        """
+        if stop is None:
+            return call()
+        done = threading.Event()
+        outcome: list[httpx.Response | BaseException] = []
+
+        def work() -> None:
+            try:
+                outcome.append(call())
+            except BaseException as exc:  # handed to the caller's thread below
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name=f"gateway {what}", daemon=True).start()
+        while not done.wait(POLL):
+            if stop.is_set():
+                raise Interrupted(
+                    f"stopped while waiting for the gateway's answer to {what}; the call was "
+                    "abandoned."
+                )
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     def _json(self, response: httpx.Response, path: str) -> Any:
         try:

@@ -7,6 +7,13 @@ a topic) it first subscribes to that topic, so Alpaca's answer cannot be missed,
 ``authenticated`` or the Alpaca error: 402 (bad keys), 406 (connection limit), 409 (no
 subscription for this feed) are credential refusals (exit 4).
 
+Alpaca closes a connection that has not authenticated within 10 s of connecting with
+``404 auth timeout``; the platform then reconnects it in the background, and each new socket
+times out the same way. ``auth`` sent after that deadline meets a socket that is gone (the
+controller answers "Websocket is not connected") or Alpaca's 404 itself: both are reported as
+the auth timeout they are, with what to do (exit 5, like Alpaca's other refusals that are not
+about the credentials).
+
 The auth message holds the secret: it goes only into ``send_raw`` (base64), which is never
 logged; no result or state field carries it.
 """
@@ -14,13 +21,24 @@ logged; no result or state field carries it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from alpaca_cli.alpaca.messages import Message
     from alpaca_cli.config import Config
+    from alpaca_cli.errors import CommandRefused
     from alpaca_cli.runtime import Runtime
     from alpaca_cli.stream import StreamItem, TopicStream
+
+
+ALPACA_AUTH_DEADLINE: Final = 10.0
+"""Seconds Alpaca gives a new connection to authenticate before ``404 auth timeout``."""
+AUTH_TIMEOUT_HINT: Final = (
+    "Authenticate right after connecting: `alpaca-md teardown`, then `alpaca-md connect && "
+    "alpaca-md publish && alpaca-md auth` at once, or `alpaca-md run`, which does it for you."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +123,29 @@ def authenticate(rt: Runtime) -> AuthResult:
         )
     connection = require_connection(rt)
     stream = listen(rt, connection.id)
-    return _send_auth(rt, connection.id, stream)
+    return _send_auth(rt, connection.id, stream, connected_at=connection.created_at)
 
 
-def _send_auth(rt: Runtime, connection_id: str, stream: TopicStream | None) -> AuthResult:
+def _auth_timed_out(connection_id: str, age: float | None) -> CommandRefused:
+    from alpaca_cli.errors import CommandRefused
+
+    since = f" (it connected {age:.0f} s ago)" if age is not None else ""
+    return CommandRefused(
+        f"Alpaca closed connection {connection_id} for not authenticating within "
+        f"{ALPACA_AUTH_DEADLINE:g} s (404 auth timeout){since}; the platform keeps "
+        "reconnecting it, and each new socket times out the same way.",
+        alpaca_code=404,
+        hint=AUTH_TIMEOUT_HINT,
+    )
+
+
+def _send_auth(
+    rt: Runtime,
+    connection_id: str,
+    stream: TopicStream | None,
+    *,
+    connected_at: datetime | None = None,
+) -> AuthResult:
     from alpaca_cli.alpaca.codec import encode_auth
     from alpaca_cli.alpaca.errors import AUTH_REFUSALS
     from alpaca_cli.alpaca.messages import Error, Success
@@ -122,8 +159,17 @@ def _send_auth(rt: Runtime, connection_id: str, stream: TopicStream | None) -> A
     payload = encode_auth(
         config.alpaca_key.get_secret_value(), config.alpaca_secret.get_secret_value()
     )
-    controller.send_raw(connection_id, payload)
-    del payload
+    try:
+        controller.send_raw(connection_id, payload)
+    except CommandRefused as exc:
+        # Past Alpaca's deadline the socket is gone (or between two reconnects): that is the
+        # auth timeout, not a refusal of this command.
+        age = (utcnow() - connected_at).total_seconds() if connected_at is not None else None
+        if "not connected" in exc.message.lower() and (age is None or age > ALPACA_AUTH_DEADLINE):
+            raise _auth_timed_out(connection_id, age) from exc
+        raise
+    finally:
+        del payload
     if stream is None:
         rt.progress(
             "Sent. The connection does not publish, so Alpaca's answer cannot be seen: "
@@ -149,6 +195,8 @@ def _send_auth(rt: Runtime, connection_id: str, stream: TopicStream | None) -> A
         text = f"Alpaca refused auth: {found.code} {found.msg}"
         if found.code in AUTH_REFUSALS:  # "these credentials cannot be used here": exit 4
             raise AlpacaAuthRefused(text + ".", code=found.code, hint=_auth_hint(found.code))
+        if found.code == 404:
+            raise _auth_timed_out(connection_id, None)
         if found.code == 403:  # already authenticated: the session is usable
             rt.progress("Alpaca says this connection is already authenticated.")
         else:

@@ -20,7 +20,7 @@ _TAIL_LINES = 15
 NO_DOTNET_HINT = (
     "Install the .NET SDK (https://dotnet.microsoft.com/download, or your package manager's "
     "dotnet-sdk-8.0), or skip the build: `alpaca-md deploy --package worker.zip` sends a prebuilt "
-    "package, `alpaca-md deploy --url URL` a package the platform can download."
+    "package, `alpaca-md deploy --package-url URL` a package the platform can download."
 )
 
 

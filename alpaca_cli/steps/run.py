@@ -20,9 +20,12 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+T = TypeVar("T")
 
 __all__ = ["Outcome", "RunOptions", "execute"]
 
@@ -41,6 +44,11 @@ TEARDOWN_TIMEOUT = 3.0
 TEARDOWN_BUDGET = 6.0
 """Seconds all of teardown's gateway calls get together: it must fit in the ~7 s a CI runner
 leaves between SIGINT and SIGKILL, even when the gateway accepts and never answers."""
+CONNECT_RETRY_FOR = 100.0
+"""Default seconds ``run`` retries a 406 at its first auth: longer than the ~90 s Alpaca holds a
+previous (CI) job's dead socket's slot, so back-to-back jobs wait instead of failing."""
+RETRY_MAX_DELAY = 10.0
+"""Longest single wait between two first-auth retries."""
 STATUS_TIMEOUT = 2.0
 """Longest gateway call of the header's status refresh: the stream loop waits for it."""
 PUBLISH_WAIT = 5.0
@@ -73,6 +81,12 @@ class RunOptions:
     platform_knobs: dict[str, float | int | str | bool] = field(default_factory=dict)
     """``dev up`` flags of the newer platform's behaviours (``--connection-record-ttl``...)
     passed to the embedded child as given; ``True`` is a bare flag."""
+    junit: Path | None = None
+    """``--junit``: write JUnit XML here (one testcase per step and per smoke check)."""
+    fail_on_stall: bool = False
+    """``--fail-on-stall``: a stall beyond ``stall_limit`` fails the run (exit 7)."""
+    connect_retry_for: float = CONNECT_RETRY_FOR
+    """``--connect-retry-for``: seconds to keep retrying a 406 at the first auth; 0 = never."""
 
     @property
     def json(self) -> bool:
@@ -168,8 +182,19 @@ class _Run:
             raise StopRequested(self.guard.reason or "interrupted")
 
     def _say(self, text: str) -> None:
-        sys.stderr.write(text + "\n")
-        sys.stderr.flush()
+        """A line on stderr, secrets masked; a closed stderr never stops the teardown."""
+        try:
+            sys.stderr.write(self.opts.invocation.redactor(text) + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+    def _text(self, error: BaseException) -> str:
+        """An error as the final line and the report say it: one line, secrets masked (a
+        gateway error body may echo the key)."""
+        from alpaca_cli.redact import error_text
+
+        return error_text(error, self.opts.invocation.redactor)
 
     # -- the flow ---------------------------------------------------------------------------------
 
@@ -200,31 +225,38 @@ class _Run:
         elif error is not None:
             failed = next(reversed(self.steps.failed), None) if self.steps.failed else None
             where = f"{failed} failed" if failed else "failed"
-            code, reason = int(error.exit_code), f"{where}: {error}"
+            code, reason = int(error.exit_code), f"{where}: {self._text(error)}"
         else:
             code = int(ExitCode.OK)
         if teardown_error is not None and code == 0:
             code = int(teardown_error.exit_code)
-            reason = f"teardown incomplete: {teardown_error}"
+            reason = f"teardown incomplete: {self._text(teardown_error)}"
         if code == 0 and self.opts.min_frames > 0:
             short = self.stats.short_of(self.opts.min_frames)
             if short:
                 listed = ", ".join(f"{s}={n}" for s, n in short.items())
                 code = int(ExitCode.SMOKE)
                 reason = f"smoke check failed: fewer than {self.opts.min_frames} messages: {listed}"
+        if code == 0 and self.opts.fail_on_stall and self.stats.stalls:
+            code = int(ExitCode.SMOKE)
+            reason = (
+                f"stall check failed: the stream went silent for more than "
+                f"{self.opts.stall_limit:g} s ({self.stats.stalls} times; --fail-on-stall)"
+            )
         return Outcome(code, reason)
 
     def _flow(self) -> str:
         opts = self.opts
         environ: dict[str, str] | None = None
-        if opts.embedded:
-            _prewarm()
-            environ = self._start_embedded()
         overrides: dict[str, Any] = {}
         if opts.alpaca_url is not None:
             overrides["stream_url"] = opts.alpaca_url
         if opts.symbols:
             overrides["symbols"] = opts.symbols
+        if opts.embedded:
+            self._preflight(overrides)
+            _prewarm()
+            environ = self._start_embedded()
         if self.embedded is not None and opts.invocation.options.state is None:
             overrides["state"] = self.embedded.state_path
         # The guard's event: the first signal ends the reply waits of connect/auth/subscribe.
@@ -255,6 +287,25 @@ class _Run:
         if not self.guard.stop.is_set():
             self._list()
         return reason
+
+    def _preflight(self, overrides: dict[str, Any]) -> None:
+        """Settings, symbols and channels (and, with ``--alpaca-url``, the keys) are checked
+        before the embedded platform starts: a typo must cost a second, not a platform's
+        start-up and shutdown. The platform supplies the rest (URLs, the local test keys)."""
+        import dataclasses
+
+        from alpaca_cli.config import load_config
+        from alpaca_cli.errors import UsageError
+        from alpaca_cli.steps.auth import missing_keys
+
+        options = dataclasses.replace(self.opts.invocation.options, **overrides)
+        config = load_config(options)
+        if self.opts.alpaca_url is not None and (missing := missing_keys(config)):
+            raise UsageError(
+                f"{' and '.join(missing)} not set; --alpaca-url needs your own keys. "
+                "Nothing was started.",
+                hint="Export them (or put them in ./.env).",
+            )
 
     def _require_keys(self) -> None:
         """Missing Alpaca keys fail before anything is created (``auth`` would fail later)."""
@@ -315,7 +366,7 @@ class _Run:
         if opts.package is not None:
             skip = "--package given"
         elif opts.url is not None:
-            skip = "--url given"
+            skip = "--package-url given"
         elif opts.no_build:
             skip = "--no-build"
         elif opts.embedded:
@@ -380,8 +431,61 @@ class _Run:
 
         assert self.rt is not None
         with self.steps.step("auth", "authenticating with Alpaca") as step:
-            result = authenticate(self.rt)
+            result = self._retrying_406(lambda: authenticate(self._rt()))
             step.detail = result.message
+
+    def _rt(self) -> Runtime:
+        assert self.rt is not None
+        return self.rt
+
+    def _retrying_406(self, attempt: Callable[[], T]) -> T:
+        """``attempt()``, retried while Alpaca answers 406 for up to ``--connect-retry-for`` s.
+
+        Back-to-back CI jobs share a key, and Alpaca keeps the previous job's socket's slot for
+        about 90 s: the first auth of the next job gets 406. Waiting (jittered exponential
+        backoff, each wait printed) turns that into a slow start instead of a failed job.
+        Alpaca closes the socket after a 406; the WSM reopens it (``connect`` asked for
+        auto-reconnect), and the next auth goes to the new socket. Once a 406 was seen, a
+        failed send (the socket being reopened) or a missing answer is retried too.
+        """
+        import random
+
+        from alpaca_cli.alpaca.session import backoff_delays
+        from alpaca_cli.errors import AlpacaAuthRefused, AlpacaMdError
+
+        budget = self.opts.connect_retry_for
+        if budget <= 0:
+            return attempt()
+        delays = backoff_delays(random.Random(), maximum=RETRY_MAX_DELAY, total=budget)
+        started = self.clock()
+        seen_406 = False
+        error: AlpacaMdError
+        while True:
+            try:
+                return attempt()
+            except AlpacaAuthRefused as exc:
+                if exc.code != 406:
+                    raise
+                seen_406, error = True, exc
+            except AlpacaMdError as exc:
+                if not seen_406:
+                    raise
+                error = exc
+            delay = next(delays, None)
+            if delay is None:
+                raise error
+            waited = self.clock() - started
+            what = (
+                "Alpaca answered 406 connection limit exceeded"
+                if isinstance(error, AlpacaAuthRefused)
+                else f"{error} (after a 406)"
+            )
+            self._say(
+                f"… auth: {what}; trying again in {delay:.1f} s "
+                f"({waited:.0f} of {budget:g} s of --connect-retry-for used)"
+            )
+            if self.guard.stop.wait(delay):
+                self._check_stop()
 
     def _subscribe(self) -> None:
         from alpaca_cli.steps.subscribe import subscribe_symbols
@@ -396,6 +500,7 @@ class _Run:
                 ch: tuple(result.confirmed.get(ch) or result.symbols) for ch in channels
             }
             self.stats.expect(dict.fromkeys(s for syms in self.confirmed.values() for s in syms))
+            self.stats.channels = tuple(channels)
             shown = ", ".join(f"{c}: {' '.join(s)}" for c, s in result.confirmed.items() if s)
             step.detail = f"confirmed {shown or ' '.join(result.symbols)}"
 
@@ -748,6 +853,42 @@ class _Plain:
         self._summary.tick(now, force=force)
 
 
+def _write_summaries(opts: RunOptions, run: _Run, report: dict[str, Any], outcome: Outcome) -> None:
+    """The end-of-run summary on stderr, ``--junit`` and ``GITHUB_STEP_SUMMARY``.
+
+    A file that cannot be written is one ``Error:`` line and exit 2 (when the run had passed):
+    the CI job asked for it and would otherwise read a stale or missing file as a result.
+    """
+    from alpaca_cli.errors import ExitCode
+    from alpaca_cli.live.summary import junit_xml, markdown, summary_lines
+
+    if run.stats.streaming_start is not None or report["symbols"]:
+        for line in summary_lines(report):
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    writes: list[tuple[str, Path, str, str]] = []
+    if opts.junit is not None:
+        xml = junit_xml(report, failed_steps=run.steps.failed, min_frames=opts.min_frames)
+        writes.append(("--junit", opts.junit, xml, "w"))
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        writes.append(("GITHUB_STEP_SUMMARY", Path(step_summary), markdown(report), "a"))
+    for what, path, text, mode in writes:
+        try:
+            if mode == "w":
+                from alpaca_cli.live.report import write_text
+
+                write_text(path, text)
+            else:
+                with path.open("a", encoding="utf-8") as fh:
+                    fh.write(text)
+        except OSError as exc:
+            sys.stderr.write(f"Error: cannot write {what} {path}: {exc.strerror}\n")
+            if outcome.exit_code == 0:
+                outcome.exit_code = int(ExitCode.USAGE)
+                outcome.exit_reason = f"cannot write {what} {path}"
+
+
 def execute(opts: RunOptions) -> Outcome:
     """Run the whole flow with signal handling; never raises our errors (see the outcome).
 
@@ -773,6 +914,7 @@ def execute(opts: RunOptions) -> Outcome:
         connections_opened=run.connections_opened,
     )
     outcome.report = report
+    _write_summaries(opts, run, report, outcome)
     if opts.report is not None:
         try:
             write_report(opts.report, report)
@@ -783,5 +925,10 @@ def execute(opts: RunOptions) -> Outcome:
     if opts.json:
         from alpaca_cli.output import write_json
 
-        write_json(report)
+        try:
+            write_json(report)
+        except BrokenPipeError:  # the reader left (`| head`): the outcome stands
+            from alpaca_cli.steps.tail import silence_stdout
+
+            silence_stdout(sys.stdout)
     return outcome

@@ -32,19 +32,27 @@ class SubscribeResult:
 
 
 def check_symbols(symbols: Sequence[str]) -> list[str]:
-    """The symbols to send, de-duplicated in order.
+    """Symbols as Alpaca accepts them (``BTC/USD`` upper case, or ``*``), de-duplicated.
 
-    Their form (``BTC/USD`` upper case, or ``*``) was checked when the configuration was
-    resolved (:func:`alpaca_cli.config.validate_symbols`, the one symbol rule).
+    The rule is the one of the configuration (:func:`alpaca_cli.config.is_valid_symbol`):
+    symbols that came through the config were checked already, but ``unsubscribe`` takes them
+    straight from its arguments.
 
     Raises:
-        UsageError: none given (nothing is sent).
+        UsageError: none given, or one is malformed (nothing is sent).
     """
+    from alpaca_cli.config import is_valid_symbol
     from alpaca_cli.errors import UsageError
 
     result = list(dict.fromkeys(symbols))
     if not result:
         raise UsageError("No symbols to subscribe to.", hint="Give some, e.g. BTC/USD ETH/USD.")
+    bad = [s for s in result if not is_valid_symbol(s)]
+    if bad:
+        raise UsageError(
+            f"Not a crypto symbol: {', '.join(repr(s) for s in bad)}; nothing was sent.",
+            hint="Write symbols as BASE/QUOTE in upper case, e.g. BTC/USD, or * for all.",
+        )
     return result
 
 

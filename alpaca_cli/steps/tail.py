@@ -4,8 +4,9 @@ The step (:func:`tail_topic`) consumes the topic through :class:`~alpaca_cli.str
 (which keeps an L2 book per symbol, so order-book lines show the true best bid/ask) and writes:
 
 * text (default): tab-separated ``time kind symbol ...`` with price/size/side for trades,
-  bid/ask for quotes, best bid/ask and level counts for books (``partial`` until the book's
-  first snapshot arrived, ``reset`` on a snapshot), OHLCV for bars; control
+  bid/ask for quotes, best bid/ask and level counts for books (``no snapshot since tail
+  started: ...`` until the book's first snapshot arrived, ``reset`` on a snapshot), OHLCV for
+  bars; control
   messages are marked ``[success]``, ``[subscription]``, errors ``[error]``, undecodable
   frames ``[decode-error]``. The time is the message's own timestamp (RFC 3339 UTC) when it
   has one, else the receive time.
@@ -15,6 +16,15 @@ It ends on ``--count`` / ``--duration`` (exit 0), Ctrl+C or SIGTERM (exit 130; b
 are flushed first). stdout is flushed whenever the inbound queue drains, so a pipe sees lines
 promptly even when Python block-buffers it. A reader that closes the pipe (``| head -1``) ends
 the tail quietly with exit 0.
+
+**A slow reader never makes the tail grow without bound.** Lines go to stdout through an
+:class:`Outbox` of at most ``--max-buffer`` bytes (default :data:`DEFAULT_BUFFER`), written by a
+thread of its own so the subscription keeps being drained. The policy when it is full is
+*drop and count*: new messages are dropped (never blocked: blocking would only move the growth
+into the subscription's queue, or make the sidecar redeliver) until the reader has caught up to
+half the budget; each such episode starts with a warning that shows the lag (how far behind the
+oldest unwritten line is) and ends with one that counts what was dropped, and the totals are in
+the exit summary. On Ctrl+C/SIGTERM the unwritten rest gets :data:`DRAIN_ON_STOP` s.
 
 A streaming subscription joins its sidecar's app id as a consumer group: beside a real sidecar
 give ``tail`` an app id of its own (``dapr run --app-id alpaca-md-tail -- alpaca-md tail``),
@@ -34,7 +44,7 @@ if TYPE_CHECKING:
     from alpaca_cli.alpaca.book import Books
     from alpaca_cli.alpaca.messages import Message
     from alpaca_cli.runtime import Runtime
-    from alpaca_cli.stream import StreamItem
+    from alpaca_cli.stream import StreamItem, TopicStream
 
 TYPE_ALIASES: Final[dict[str, frozenset[str]]] = {
     "trade": frozenset({"t"}),
@@ -77,6 +87,207 @@ KIND_NAMES: Final = {
 }
 
 
+DEFAULT_BUFFER: Final = 16 * 1024 * 1024
+"""Bytes of output ``tail`` holds for a slow stdout reader (``--max-buffer``)."""
+DRAIN_ON_STOP: Final = 2.0
+"""Seconds the unwritten lines get after Ctrl+C/SIGTERM: the interrupt stays bounded even when
+the reader has stopped reading."""
+
+
+class Outbox:
+    """Lines on their way to ``sink``: at most ``budget`` bytes, written by a thread of its own.
+
+    Call :meth:`put` from the tail loop; it never blocks. When the budget is full it drops the
+    lines and returns False, and it keeps dropping until the backlog is under half the budget
+    (hysteresis: one warning per episode, not one per message). :meth:`close` waits for the rest.
+
+    A sink with a file descriptor (the real stdout) gets ``os.write`` of bytes: a writer thread
+    blocked on a reader that stopped holds no Python lock, so the process can still exit
+    (a blocked ``sys.stdout.write`` would hang the interpreter's own flush at exit).
+
+    Attributes ``dropped`` (lines), ``episodes``, ``peak`` (bytes held at most) and ``broken``
+    (the reader closed the pipe) are for the summary and for tests.
+    """
+
+    def __init__(self, sink: TextIO, budget: int = DEFAULT_BUFFER) -> None:
+        import os
+        from collections import deque
+
+        self.budget = budget
+        self._sink = sink
+        fd: int | None
+        try:
+            sink.flush()
+            fd = sink.fileno()
+        except (OSError, ValueError, AttributeError):
+            fd = None
+        self._fd = fd
+        self._os_write = os.write
+        self._queue: deque[tuple[bytes, int]] = deque()
+        self._size = 0
+        self._cond = threading.Condition()
+        self._closing = False
+        self.dropping = False
+        """True from a drop until the backlog fell under half the budget."""
+        self.dropped = 0
+        self.episode_dropped = 0
+        self.episodes = 0
+        self.peak = 0
+        self.broken = False
+        self._thread = threading.Thread(target=self._run, name="tail stdout", daemon=True)
+        self._thread.start()
+
+    @property
+    def size(self) -> int:
+        """Bytes accepted and not yet written."""
+        return self._size
+
+    def lag(self) -> float:
+        """Seconds since the oldest unwritten line was received (0 when all is written)."""
+        with self._cond:
+            oldest = self._queue[0][1] if self._queue else None
+        return max(0.0, (time.time_ns() - oldest) / 1e9) if oldest is not None else 0.0
+
+    def put(self, text: str, received_ns: int, lines: int) -> bool:
+        """Queue ``text`` (``lines`` lines); False when dropped (see the class docstring).
+
+        Raises:
+            BrokenPipeError: the reader closed the pipe.
+        """
+        data = text.encode("utf-8", "surrogateescape")
+        with self._cond:
+            if self.broken:
+                raise BrokenPipeError("stdout closed")
+            if self.dropping and self._size <= self.budget // 2:
+                self.dropping = False
+            if self.dropping or (self._size and self._size + len(data) > self.budget):
+                if not self.dropping:
+                    self.dropping = True
+                    self.episodes += 1
+                    self.episode_dropped = 0
+                self.dropped += lines
+                self.episode_dropped += lines
+                return False
+            self._queue.append((data, received_ns))
+            self._size += len(data)
+            self.peak = max(self.peak, self._size)
+            self._cond.notify_all()
+            return True
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._queue) or self._closing)
+                if not self._queue:
+                    return
+                batch = list(self._queue)
+                self._queue.clear()
+            data = b"".join(chunk for chunk, _ in batch)
+            try:
+                self._write(data)
+            except (OSError, ValueError):  # BrokenPipeError included: the reader left
+                with self._cond:
+                    self.broken = True
+                    self._size = 0
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._size -= len(data)
+                self._cond.notify_all()
+
+    def _write(self, data: bytes) -> None:
+        if self._fd is None:
+            self._sink.write(data.decode("utf-8", "surrogateescape"))
+            self._sink.flush()
+            return
+        view = memoryview(data)
+        while view:
+            written = self._os_write(self._fd, view)
+            view = view[written:]
+
+    def close(self, stop: threading.Event | None = None, *, timeout: float | None = None) -> bool:
+        """Write what is queued; True when all of it was written.
+
+        Waits until done, the reader left, ``timeout`` s passed, or (after ``stop`` was set)
+        :data:`DRAIN_ON_STOP` s: the interrupt stays bounded with a reader that stopped.
+
+        Raises:
+            BrokenPipeError: the reader closed the pipe (the caller ends quietly).
+        """
+        from alpaca_cli.stream import POLL_INTERVAL
+
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        start = time.monotonic()
+        while self._thread.is_alive():
+            self._thread.join(POLL_INTERVAL)
+            waited = time.monotonic() - start
+            if timeout is not None and waited >= timeout:
+                break
+            if stop is not None and stop.is_set() and waited >= DRAIN_ON_STOP:
+                break
+        if self.broken:
+            raise BrokenPipeError("stdout closed")
+        return not self._thread.is_alive()
+
+
+SPLIT_HINT: Final = (
+    "Another consumer of this topic shares the sidecar's app id: give tail an app id of its "
+    "own (dapr run --app-id alpaca-md-tail -- alpaca-md tail), or use --bus gateway."
+)
+
+
+class TradeGaps:
+    """Notices trade ids that skip, the visible sign that this tail gets only part of a topic.
+
+    Beside a Dapr 1.16+ sidecar, two streams of one app id on one topic split its messages:
+    each tail silently loses about half. Nothing in a frame says so, but trade ids do: a
+    connection that numbers its trades consecutively (the embedded feed, one symbol on Alpaca)
+    and then skips, over and over, is being shared. Judged per connection: only a source that
+    has shown consecutive ids (at least :attr:`EVIDENCE` steps of +1) can be said to skip, so
+    interleaved symbols with unrelated id sequences never warn. Warns once.
+    """
+
+    EVIDENCE: Final = 10
+    SKIPS: Final = 10
+
+    def __init__(self) -> None:
+        self._last: dict[str | None, int] = {}
+        self._steps: dict[str | None, list[int]] = {}
+        self.warned = False
+
+    def see(self, item: StreamItem) -> str | None:
+        """The warning, the first time skips show; otherwise ``None``."""
+        from alpaca_cli.alpaca.messages import Trade
+
+        if self.warned:
+            return None
+        source = item.meta.websocket_id
+        last = self._last.get(source)
+        counts = self._steps.setdefault(source, [0, 0, 0])  # consecutive, skips, skipped ids
+        for msg in item.messages:
+            if type(msg) is not Trade or not isinstance(msg.id, int):
+                continue
+            if last is not None:
+                if msg.id == last + 1:
+                    counts[0] += 1
+                elif msg.id > last + 1:
+                    counts[1] += 1
+                    counts[2] += msg.id - last - 1
+            last = msg.id
+        if last is not None:
+            self._last[source] = last
+        consecutive, skips, missing = counts
+        if consecutive >= self.EVIDENCE and skips >= self.SKIPS and skips * 5 >= consecutive:
+            self.warned = True
+            return (
+                f"trade ids skip ({skips} gaps, {missing} trades missing so far): this tail "
+                f"sees only part of the topic. {SPLIT_HINT}"
+            )
+        return None
+
+
 @dataclass(slots=True)
 class TailResult:
     """How a tail ended and what it saw."""
@@ -86,6 +297,12 @@ class TailResult:
     frames: int = 0
     messages: int = 0
     decode_errors: int = 0
+    dropped: int = 0
+    """Lines dropped because stdout did not keep up (see :class:`Outbox`)."""
+    peak_buffer: int = 0
+    """Most bytes of output held at once (at most ``--max-buffer``)."""
+    unwritten: int = 0
+    """Bytes still unwritten when the tail ended (a reader that stopped reading)."""
     reason: str = "end"
     """``count``, ``duration``, ``interrupted``, ``pipe-closed`` or ``end`` (stream closed)."""
 
@@ -173,9 +390,15 @@ def make_formatter(
             bid = book.best_bid if book is not None else None
             ask = book.best_ask if book is not None else None
             nb, na = book.depth if book is not None else (0, 0)
-            mark = (
-                "\treset" if msg.reset else ("" if book is not None and book.valid else "\tpartial")
-            )
+            # Said plainly: a book seen only through deltas is not the book.
+            if msg.reset:
+                mark = "\treset"
+            elif book is not None and book.valid:
+                mark = ""
+            elif book is not None and book.resets:
+                mark = "\tstale: no snapshot since the reconnect"
+            else:
+                mark = "\tno snapshot since tail started: levels from updates only"
             return (
                 f"{format_rfc3339(msg.timestamp)}\tbook\t{msg.symbol}\t"
                 f"bid {_num(bid[0]) if bid else '-'}\task {_num(ask[0]) if ask else '-'}\t"
@@ -212,20 +435,31 @@ def make_formatter(
             msg.raw if isinstance(msg, Unknown) else to_wire(msg, "json") for msg in item.messages
         ]
 
+    def error_lines(item: StreamItem, received: str, error: str) -> list[str]:
+        if types is not None and "decode-error" not in types:
+            return []
+        if json_lines:
+            doc = {
+                "received_at": received,
+                "frame": item.meta.to_json(),
+                "error": error,
+                "payload": item.payload.decode("utf-8", errors="replace"),
+            }
+            return [orjson.dumps(doc).decode() + "\n"]
+        return [f"{received}\t[decode-error]\t{error}\n"]
+
     def format_item(item: StreamItem) -> list[str]:
         received = format_rfc3339(item.received_ns)
         if item.error is not None:
-            if types is not None and "decode-error" not in types:
-                return []
-            if json_lines:
-                doc = {
-                    "received_at": received,
-                    "frame": item.meta.to_json(),
-                    "error": item.error,
-                    "payload": item.payload.decode("utf-8", errors="replace"),
-                }
-                return [orjson.dumps(doc).decode() + "\n"]
-            return [f"{received}\t[decode-error]\t{item.error}\n"]
+            return error_lines(item, received, item.error)
+        try:
+            return message_lines(item, received)
+        except (orjson.JSONEncodeError, RecursionError) as exc:
+            # orjson decodes 1024 levels of nesting but encodes only 254: a hostile or broken
+            # frame decodes, then cannot be written back. It is one bad frame, not a crash.
+            return error_lines(item, received, f"cannot re-encode the frame as JSON ({exc})")
+
+    def message_lines(item: StreamItem, received: str) -> list[str]:
         if json_lines:
             frame = item.meta.to_json()
             lines = []
@@ -262,6 +496,7 @@ def tail_topic(
     json_lines: bool = False,
     out: TextIO | None = None,
     stop: threading.Event | None = None,
+    max_buffer: int = DEFAULT_BUFFER,
 ) -> TailResult:
     """Stream a topic to ``out`` until a limit, ``stop``, Ctrl+C or the end of the stream.
 
@@ -279,6 +514,8 @@ def tail_topic(
         raise UsageError(f"--count {count}: give a positive number of messages.")
     if duration is not None and not duration > 0:
         raise UsageError(f"--duration {duration:g}: give a positive number of seconds.")
+    if max_buffer < 4096:
+        raise UsageError(f"--max-buffer {max_buffer}: give at least 4096 bytes.")
     kept_types = parse_types(types)
     if symbols:
         # A typo would otherwise filter out everything and the tail would look dead.
@@ -289,15 +526,17 @@ def tail_topic(
     target = resolve_topic(rt, topic)
     sink = out if out is not None else sys.stdout
     stopping = stop if stop is not None else rt.stop
-    stream = rt.stream(target)
+    stream = _open(rt, target)
     formatter = make_formatter(
         stream.books, json_lines=json_lines, symbols=kept_symbols, types=kept_types
     )
     result = TailResult(topic=target)
-    write = sink.write
+    outbox: Outbox | None = None
+    gaps = TradeGaps()
     try:
         stream.open()
         rt.progress(f"Tailing topic {target} (Ctrl+C to stop)")
+        outbox = Outbox(sink, max_buffer)
         deadline = time.monotonic() + duration if duration is not None else None
         try:
             while True:
@@ -317,40 +556,76 @@ def tail_topic(
                     result.reason = "end"
                     break
                 if item is None:
-                    sink.flush()
                     continue
+                if not gaps.warned:
+                    warning = gaps.see(item)
+                    if warning is not None:
+                        rt.warn(warning)
                 lines = formatter(item)
-                if lines:
-                    if count is not None and result.lines + len(lines) >= count:
-                        lines = lines[: count - result.lines]
-                        write("".join(lines))
-                        result.lines += len(lines)
-                        result.reason = "count"
-                        break
-                    write("".join(lines))
+                if not lines:
+                    continue
+                done = count is not None and result.lines + len(lines) >= count
+                if done:
+                    assert count is not None
+                    lines = lines[: count - result.lines]
+                was_dropping = outbox.dropping
+                if outbox.put("".join(lines), item.received_ns, len(lines)):
                     result.lines += len(lines)
-                if not stream.pending():
-                    sink.flush()
+                    if was_dropping:
+                        rt.warn(
+                            f"stdout caught up; dropped {outbox.episode_dropped} messages "
+                            f"meanwhile ({outbox.dropped} in all)"
+                        )
+                elif not was_dropping:
+                    rt.warn(
+                        f"stdout is not keeping up: {outbox.size} bytes buffered "
+                        f"(--max-buffer {max_buffer}), {outbox.lag():.1f} s behind; dropping "
+                        "messages until it catches up"
+                    )
+                if done:
+                    result.reason = "count"
+                    break
         except KeyboardInterrupt:
             result.reason = "interrupted"
         finally:
             try:
-                sink.flush()
+                if not outbox.close(stopping if result.reason == "interrupted" else None):
+                    result.unwritten = outbox.size
             except BrokenPipeError:
                 result.reason = "pipe-closed"
-                _silence_stdout(sink)
+                silence_stdout(sink)
     except BrokenPipeError:
         result.reason = "pipe-closed"
-        _silence_stdout(sink)
+        silence_stdout(sink)
     finally:
         stats = stream.stats
         result.frames, result.messages = stats.frames, stats.messages
         result.decode_errors = stats.decode_errors
+        if outbox is not None:
+            result.dropped, result.peak_buffer = outbox.dropped, outbox.peak
         stream.close()
     return result
 
 
-def _silence_stdout(sink: TextIO) -> None:
+def _open(rt: Runtime, topic: str) -> TopicStream:
+    """Subscribe; a sidecar that allows one stream per topic (Dapr 1.14/1.15) refuses a second
+    one: say why and what to do, on one line (exit 5, the platform refused)."""
+    from alpaca_cli.errors import CommandRefused
+
+    try:
+        return rt.stream(topic)
+    except CommandRefused as exc:
+        if "already subscribed" not in exc.message:
+            raise
+        raise CommandRefused(
+            f"The sidecar refused a second subscription to topic {topic!r}: another tail "
+            "or run already streams it through this sidecar.",
+            status=exc.status,
+            hint=SPLIT_HINT,
+        ) from exc
+
+
+def silence_stdout(sink: TextIO) -> None:
     """After the reader closed the pipe, point stdout at /dev/null so the interpreter's final
     flush cannot raise BrokenPipeError again."""
     import os

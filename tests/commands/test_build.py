@@ -45,7 +45,7 @@ def test_no_dotnet_on_path_says_how_to_get_it(cli: Cli) -> None:
     assert result.stdout == ""
     assert "`dotnet` is not on PATH" in result.stderr
     assert ".NET SDK" in result.stderr
-    assert "deploy --package" in result.stderr and "--url" in result.stderr
+    assert "deploy --package" in result.stderr and "--package-url" in result.stderr
 
 
 def test_a_failed_build_shows_the_end_of_its_output(cli: Cli, fake_dotnet: dict[str, str]) -> None:

@@ -123,3 +123,12 @@ def test_reply_topic_option_gets_the_reply_on_that_topic(
     assert "response.websocketmanagercontroller" not in result.stderr
     assert result.stdout.strip() in {r.id for r in embedded_with_feed.wsm.list()}
     ok(deployed("teardown"))
+
+
+def test_old_url_spelling_still_works_and_alpaca_url_is_the_name(feed_cli: Cli) -> None:
+    new = feed_cli("connect", "--alpaca-url", "http://example.com/")
+    old = feed_cli("connect", "--url", "http://example.com/")
+    assert new.exit_code == old.exit_code == 2
+    assert new.stderr.startswith("Error: --alpaca-url: ")
+    assert "ws://" in old.stderr
+    assert "--url" not in feed_cli("connect", "--help").stdout.replace("--alpaca-url", "")

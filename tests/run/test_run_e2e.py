@@ -96,7 +96,7 @@ def test_run_against_a_platform_leaves_nothing_behind(
     )
     assert proc.wait() == 0, proc.stderr
     assert json.loads(report_path.read_text())["subscribed"] == SYMBOLS
-    assert "- build skipped (--url given)" in proc.stderr
+    assert "- build skipped (--package-url given)" in proc.stderr
     assert "does not authenticate within 10 s" not in proc.stderr  # run authenticates at once
     nothing_left(platform)
     assert platform.alpaca_secret not in proc.stderr + proc.stdout + report_path.read_text()
