@@ -261,6 +261,10 @@ class Runtime(Closing):
         self._gateway = self.gateway().with_timeout(min(timeout, budget), budget=budget)
         if self._controller is not None:
             self._controller.timeout = self.config.timeout
+            # A rolling update is not ridden out inside a bounded teardown.
+            self._controller.owned_elsewhere_wait = min(
+                self._controller.owned_elsewhere_wait, budget
+            )
 
     def rearm_stop(self) -> None:
         """A fresh :attr:`stop` event, for the controller too: ``run``'s teardown waits must

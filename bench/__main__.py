@@ -1,9 +1,12 @@
 """``make bench``: run every benchmark, write bench/results.json, print a table.
 
-Usage: ``python -m bench [--only decode,startup,e2e,memory] [--quick] [--bus dapr] [--out PATH]``.
+Usage: ``python -m bench [--only decode,startup,e2e,memory,soak] [--skip soak] [--quick]
+[--soak-seconds S] [--bus dapr] [--out PATH]``.
 ``--quick`` shrinks every workload (seconds instead of minutes) to check the suite runs; its
-numbers are not the benchmark's. The full run is bounded to about seven minutes: the end-to-end
-rate ladder has its own time budget and stops at the first rate it cannot sustain. ``--bus``
+numbers are not the benchmark's. The full run takes about seven minutes plus the ten-minute
+soak (``bench.soak``: one ``run`` past two connection-record TTLs; ``--skip soak`` leaves it
+out): the end-to-end rate ladder has its own time budget and stops at the first rate it cannot
+sustain. ``--bus``
 picks the transport the end-to-end and memory benchmarks measure (``bench.platform.BUSES``).
 """
 
@@ -22,11 +25,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import decode, e2e, memory, startup
+from bench import decode, e2e, memory, soak, startup
 from bench.platform import BUSES, DevUp
 from bench.report import render
 
-ALL = ("decode", "startup", "e2e", "memory")
+ALL = ("decode", "startup", "e2e", "memory", "soak")
 DEFAULT_OUT = Path(__file__).with_name("results.json")
 
 
@@ -55,6 +58,13 @@ def _guard(name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--only", default=",".join(ALL), help="comma-separated subset")
+    parser.add_argument("--skip", default="", help="comma-separated benchmarks to leave out")
+    parser.add_argument(
+        "--soak-seconds",
+        type=float,
+        default=None,
+        help=f"length of the soak run (default {soak.DEFAULT_SECONDS:g}; --quick: 20)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny workloads (smoke check)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON path")
     parser.add_argument(
@@ -62,10 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     only = [name.strip() for name in args.only.split(",") if name.strip()]
-    unknown = sorted(set(only) - set(ALL))
+    skip = {name.strip() for name in args.skip.split(",") if name.strip()}
+    unknown = sorted((set(only) | skip) - set(ALL))
     if unknown:
         parser.error(f"unknown benchmark(s) {unknown}; choose from {', '.join(ALL)}")
     quick: bool = args.quick
+    only = [name for name in only if name not in skip]
 
     started = time.perf_counter()
     results: dict[str, Any] = {
@@ -117,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         results["memory"] = _guard(
             "memory", lambda: memory.run(results["e2e"], seconds=3.0 if quick else 10.0)
         )
+    if "soak" in only:
+        soak_seconds = args.soak_seconds or (20.0 if quick else soak.DEFAULT_SECONDS)
+        results["soak"] = _guard("soak", lambda: soak.run(seconds=soak_seconds))
     results["meta"]["total_seconds"] = round(time.perf_counter() - started, 1)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     sys.stdout.write(render(results))

@@ -110,5 +110,10 @@ def render(results: dict[str, Any]) -> str:
         rows.append(("run --embedded MB", run.get("peak_rss_mb")))
         rows.append(("run rate applied", run.get("rate_applied")))
         parts.append(_table("memory (peak RSS)", rows + _errors(m), m.get("targets")))
+    if (s := results.get("soak")) is not None:
+        keys = ("seconds", "record_ttl", "exit_code", "connection_listed_at_end", "trades_seen")
+        keys += ("trade_ids_lost", "sockets_seen", "reconnects", "connections_opened")
+        rows = [(key, s.get(key)) for key in keys]
+        parts.append(_table("soak (long run)", rows + _errors(s), s.get("targets")))
     parts.append(f"\ntotal {_fmt(meta.get('total_seconds'))} s\n")
     return "".join(parts)

@@ -24,8 +24,11 @@ from alpaca_cli.commands._common import CONTROLLER, FILES, takes
 if TYPE_CHECKING:
     from alpaca_cli.runtime import Invocation
 
+_NEWER = "Embedded platform: newer behaviour"
+"""Help panel of the knobs that ``run --embedded`` passes to its ``dev up`` child."""
 
-@takes("channels", "topic", "project", "api_url", *CONTROLLER, *FILES)
+
+@takes("channels", "topic", "project", "api_url", "keepalive", *CONTROLLER, *FILES)
 def command(
     invocation: Invocation,
     symbols: Annotated[
@@ -145,6 +148,73 @@ def command(
             show_default=False,
         ),
     ] = None,
+    connection_record_ttl: Annotated[
+        float | None,
+        typer.Option(
+            "--connection-record-ttl",
+            min=0.001,
+            metavar="S",
+            rich_help_panel=_NEWER,
+            help="Embedded platform: the WSM drops a connection record S s after its last "
+            "successful send (dev up --connection-record-ttl).",
+            show_default=False,
+        ),
+    ] = None,
+    drop_commands: Annotated[
+        int | None,
+        typer.Option(
+            "--drop-commands",
+            min=0,
+            metavar="N",
+            rich_help_panel=_NEWER,
+            help="Embedded platform: the first N messages on each worker input topic are "
+            "acked and dropped (dev up --drop-commands).",
+            show_default=False,
+        ),
+    ] = None,
+    reconnect_attempts: Annotated[
+        int | None,
+        typer.Option(
+            "--reconnect-attempts",
+            min=0,
+            metavar="N",
+            rich_help_panel=_NEWER,
+            help="Embedded platform: the WSM gives up after N reconnects, DISCONNECTED for "
+            "good (dev up --reconnect-attempts).",
+            show_default=False,
+        ),
+    ] = None,
+    lifecycle_names: Annotated[
+        str | None,
+        typer.Option(
+            "--lifecycle-names",
+            metavar="classic|spec|reference",
+            rich_help_panel=_NEWER,
+            help="Embedded platform: the lifecycle event-type family (dev up --lifecycle-names).",
+            show_default=False,
+        ),
+    ] = None,
+    owned_elsewhere: Annotated[
+        float | None,
+        typer.Option(
+            "--owned-elsewhere",
+            min=0,
+            metavar="S",
+            rich_help_panel=_NEWER,
+            help="Embedded platform: calls on a new connection are refused as owned by another "
+            "instance for S s (dev up --owned-elsewhere).",
+            show_default=False,
+        ),
+    ] = None,
+    duplicate_create: Annotated[
+        bool,
+        typer.Option(
+            "--duplicate-create",
+            rich_help_panel=_NEWER,
+            help="Embedded platform: the gateway runs CreateWorker twice (dev up "
+            "--duplicate-create).",
+        ),
+    ] = False,
 ) -> None:
     """Deploy, connect, authenticate, subscribe and watch the stream live; then tear it all down.
 
@@ -175,6 +245,21 @@ def command(
             "--drop-after, --rate and --symbol-limit apply to the embedded Alpaca server: "
             "add --embedded."
         )
+    knobs: dict[str, float | int | str | bool | None] = {
+        "--connection-record-ttl": connection_record_ttl,
+        "--drop-commands": drop_commands,
+        "--reconnect-attempts": reconnect_attempts,
+        "--lifecycle-names": lifecycle_names,
+        "--owned-elsewhere": owned_elsewhere,
+        "--duplicate-create": duplicate_create or None,
+    }
+    given = {flag: value for flag, value in knobs.items() if value is not None}
+    if given and not embedded:
+        raise UsageError(f"{', '.join(given)} configure the embedded platform: add --embedded.")
+    if lifecycle_names is not None and lifecycle_names not in ("classic", "spec", "reference"):
+        raise UsageError(
+            f"--lifecycle-names {lifecycle_names!r}: choose classic, spec or reference."
+        )
     opts = RunOptions(
         invocation=invocation,
         symbols=list(symbols or []),
@@ -191,6 +276,7 @@ def command(
         drop_after=drop_after,
         rate=rate,
         symbol_limit=symbol_limit,
+        platform_knobs=given,
         junit=junit,
         fail_on_stall=fail_on_stall,
         connect_retry_for=connect_retry_for,

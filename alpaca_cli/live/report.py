@@ -14,7 +14,8 @@ Shape (stable; documented in the README)::
      "channels": {"orderbooks": 3500, "trades": 600}, "streaming_time": 29.96,
      "latency_p50": 0.004, "latency_p95": 0.01, "latency_p99": 0.03, "longest_gap": 1.2,
      "time_to_first_data": 0.05,
-     "reconnects": 0, "resumed": 0, "errors": 0, "error_log": [], "decode_errors": 0,
+     "reconnects": 0, "connections_opened": 0, "resumed": 0, "errors": 0, "error_log": [],
+     "decode_errors": 0,
      "steps": {"deploy": 0.12, ...}, "duration": 30.0,
      "exit_reason": "duration reached", "exit_code": 0}
 
@@ -51,8 +52,13 @@ def build_report(
     steps: Mapping[str, float],
     exit_reason: str,
     exit_code: int,
+    connections_opened: int = 0,
 ) -> dict[str, Any]:
-    """The report as a JSON-ready dict, computed at ``now`` (monotonic, like the stats)."""
+    """The report as a JSON-ready dict, computed at ``now`` (monotonic, like the stats).
+
+    ``connections_opened`` counts the new connections ``run`` opened in place of ones whose
+    reconnects ran out (each is also one of ``reconnects``).
+    """
     elapsed = max(now - stats.start, 1e-9)
     streaming = stats.streaming_time(now)
     symbols: dict[str, Any] = {}
@@ -88,6 +94,7 @@ def build_report(
         "longest_gap": round(max(gaps), 3) if gaps else None,
         "time_to_first_data": _round(stats.time_to_first_data(), 3),
         "reconnects": stats.reconnects,
+        "connections_opened": connections_opened,
         "stalls": stats.stalls,
         "resumed": stats.resumed,
         "errors": stats.errors,

@@ -12,6 +12,14 @@ RPC, so this module makes it one:
 4. ``success: false`` -> :class:`~alpaca_cli.errors.CommandRefused` with the controller's
    message; nothing within ``timeout`` -> :class:`~alpaca_cli.errors.ReplyTimeout`.
 
+Commands on one connection (``send_raw``, ``publish``, ``stop_publish``, ``disconnect``) ride
+out a rolling update: while the platform answers ``Connection owned by different instance:
+<id>`` (the replica that owns the socket is being replaced), the command is sent again with a
+growing delay for up to :data:`OWNED_ELSEWHERE_WAIT` seconds (spec, "Newer platform
+behaviour"), then it fails with one clear line. The controller's error texts drift in case
+(``Websocket``/``WebSocket is not connected``): match them with :func:`says`, never with ``in``
+on the raw message.
+
 The reply subscription is opened on the first command and kept until :meth:`close`: the
 invocation's runtime owns one controller client, so every step of one invocation (e.g. ``run``'s
 connect, publish, auth, subscribe, stream and teardown) shares it. Beside a real sidecar, two
@@ -32,7 +40,7 @@ import base64
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -47,9 +55,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMMAND_TYPE",
+    "CONNECTION_NOT_FOUND",
     "IDEMPOTENT",
+    "NOT_CONNECTED",
+    "OWNED_ELSEWHERE",
+    "OWNED_ELSEWHERE_WAIT",
     "ControllerClient",
     "Reply",
+    "owned_elsewhere_delays",
+    "says",
 ]
 
 COMMAND_TYPE: Final = "com.virtufin.websocketmanagercontroller.command"
@@ -64,6 +78,34 @@ not among them: the same auth frame twice is not harmless to Alpaca; ``create`` 
 
 STOP_GRACE: Final = 1.0
 """Seconds a call still waits for the reply to a command already sent once interrupt is set."""
+
+CONNECTION_NOT_FOUND: Final = "connection not found"
+NOT_CONNECTED: Final = "websocket is not connected"
+OWNED_ELSEWHERE: Final = "connection owned by different instance"
+"""The platform's error texts, lower case: compare them with :func:`says`."""
+
+OWNED_ELSEWHERE_WAIT: Final = 60.0
+"""Seconds a command on a connection is retried while another WSM instance owns it (the spec's
+"retry with backoff for up to 60 s" of a rolling update)."""
+
+
+def says(exc: BaseException, text: str) -> bool:
+    """Whether an error's message contains ``text``, compared case-insensitively.
+
+    Why: the platform's texts drift in case between builds (``Websocket is not connected`` /
+    ``WebSocket is not connected``), and a ``CommandRefused`` also carries our own prefix.
+    """
+    message = getattr(exc, "message", None) or str(exc)
+    return text.lower() in str(message).lower()
+
+
+def owned_elsewhere_delays() -> Iterator[float]:
+    """Delays between retries of a command refused as owned elsewhere: 0.5 s doubling, at
+    most 5 s (a replica restart takes seconds; 60 s of them are a dozen tries)."""
+    delay = 0.5
+    while True:
+        yield delay
+        delay = min(delay * 2, 5.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +148,9 @@ class ControllerClient(Closing):
         self.reply_topic = reply_topic
         self.timeout = timeout
         self.interrupt = interrupt if interrupt is not None else threading.Event()
+        self.owned_elsewhere_wait = OWNED_ELSEWHERE_WAIT
+        """Seconds :meth:`call_on` retries a command refused as owned elsewhere (a runtime
+        shortens it for ``run``'s time-bounded teardown)."""
         self._lock = threading.Lock()
         """Held for a whole command: replies are read by the call that is waiting for one."""
         self._replies: BusSubscription | None = None
@@ -156,6 +201,42 @@ class ControllerClient(Closing):
             return self._call(self._replies, command, arguments)
         finally:
             self._lock.release()
+
+    def call_on(self, connection_id: str, command: str, **arguments: Any) -> Reply:
+        """:meth:`call` for a command on ``connection_id``, retried through a rolling update.
+
+        While the answer is ``Connection owned by different instance: <id>`` the command is
+        sent again (a new correlationid each time) after :func:`owned_elsewhere_delays`, for
+        up to :attr:`owned_elsewhere_wait` seconds. Every such command is idempotent on the
+        WSM (a resent ``send_raw`` carries an idempotent subscribe or auth).
+
+        Raises:
+            CommandRefused: still owned elsewhere after the wait (the last owner's id in the
+                message), or any other refusal at once.
+            Interrupted: :attr:`interrupt` was set while waiting to retry.
+            ReplyTimeout, SidecarUnreachable, CredentialsRefused, UsageError: as :meth:`call`.
+        """
+        deadline = time.monotonic() + self.owned_elsewhere_wait
+        delays = owned_elsewhere_delays()
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                return self.call(command, id=connection_id, **arguments)
+            except CommandRefused as exc:
+                if not says(exc, OWNED_ELSEWHERE):
+                    raise
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise CommandRefused(
+                        f"'{command}' on connection {connection_id} kept failing for "
+                        f"{self.owned_elsewhere_wait:g} s ({tries} tries): {exc.message}",
+                        status=exc.status,
+                        hint="A rolling update of the WebSocketManager has not finished: "
+                        "try again once every replica runs (`alpaca-md list` shows the owner).",
+                    ) from exc
+                if self.interrupt.wait(min(next(delays), remaining)):
+                    self._check_stop(command)
 
     def _call(self, replies: BusSubscription, command: str, arguments: dict[str, Any]) -> Reply:
         correlation_id = uuid.uuid4().hex
@@ -275,14 +356,14 @@ class ControllerClient(Closing):
     ) -> Reply:
         """Send one frame upstream. ``payload`` may hold a secret: it is never logged."""
         message = base64.b64encode(payload).decode("ascii")
-        return self.call("send_raw", id=connection_id, message=message, content_type=content_type)
+        return self.call_on(connection_id, "send_raw", message=message, content_type=content_type)
 
     def publish(self, connection_id: str, topic: str) -> Reply:
         """From now on the WSM publishes every frame of the connection to ``topic``."""
-        return self.call("publish", id=connection_id, topic=topic)
+        return self.call_on(connection_id, "publish", topic=topic)
 
     def stop_publish(self, connection_id: str) -> Reply:
-        return self.call("stop_publish", id=connection_id)
+        return self.call_on(connection_id, "stop_publish")
 
     def list(self) -> list[ConnectionInfo]:
         """The WSM's connection records, parsed leniently
@@ -302,8 +383,9 @@ class ControllerClient(Closing):
 
     def disconnect(self, connection_id: str, *, retry: bool = True) -> Reply:
         """Close one connection (sent once more on no reply, unless ``retry=False``: teardown
-        falls back to the gateway's Disconnect instead, within its time budget)."""
-        return self.call("disconnect", retry=retry, id=connection_id)
+        falls back to the gateway's Disconnect instead, within its time budget), and ridden
+        through a rolling update like every command on a connection."""
+        return self.call_on(connection_id, "disconnect", retry=retry)
 
     def stop(self) -> Reply:
         """Close every connection of the WSM."""

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -65,6 +65,73 @@ class CreatedWorker:
 
     id: str
     topic_field: str = "topics"
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What ``/health`` said: the overall status and each entry's.
+
+    Why a class: one Unhealthy reason is no failure. Outside Development a gateway without API
+    keys fails readiness while serving everything (auth is then off), so
+    :attr:`only_missing_keys` turns that into a :attr:`warning` that shows the entries.
+    """
+
+    status: str
+    entries: Mapping[str, str]
+    """Entry name -> its status (``Healthy``/``Unhealthy``/``Degraded``)."""
+    descriptions: Mapping[str, str]
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> Health:
+        """Read a ``/health`` body leniently (missing entries = none)."""
+        raw = body.get("entries")
+        entries: dict[str, str] = {}
+        descriptions: dict[str, str] = {}
+        if isinstance(raw, Mapping):
+            for name, entry in raw.items():
+                entry = entry if isinstance(entry, Mapping) else {}
+                entries[str(name)] = str(entry.get("status") or "")
+                descriptions[str(name)] = str(entry.get("description") or "")
+        return cls(str(body.get("status") or ""), entries, descriptions)
+
+    @property
+    def healthy(self) -> bool:
+        return self.status.lower() == "healthy"
+
+    @property
+    def failing(self) -> list[str]:
+        """Names of the entries that are not Healthy."""
+        return [name for name, status in self.entries.items() if status.lower() != "healthy"]
+
+    @property
+    def only_missing_keys(self) -> bool:
+        """Unhealthy, and every failing entry is about API keys (by name or description)."""
+        failing = self.failing
+        return (
+            not self.healthy
+            and bool(failing)
+            and all(_about_keys(name, self.descriptions.get(name, "")) for name in failing)
+        )
+
+    @property
+    def warning(self) -> str | None:
+        """One line for the operator when only the API keys are missing, else ``None``."""
+        if not self.only_missing_keys:
+            return None
+        shown = "; ".join(
+            f"{name}: {self.entries[name]}"
+            + (f" ({self.descriptions[name]})" if self.descriptions.get(name) else "")
+            for name in self.entries
+        )
+        return (
+            "the gateway reports Unhealthy only because it has no API keys configured "
+            f"(a production gateway's readiness; it still serves, with auth off): {shown}"
+        )
+
+
+def _about_keys(name: str, description: str) -> bool:
+    text = f"{name} {description}".lower().replace("-", " ").replace("_", " ")
+    return "api key" in text or "apikey" in text.replace(" ", "")
 
 
 class GatewayClient(Closing):
@@ -138,7 +205,7 @@ class GatewayClient(Closing):
         *,
         body: Any = None,
         params: Mapping[str, str] | None = None,
-        accept_5xx: bool = False,
+        accept_status: Container[int] = (),
     ) -> httpx.Response:
         url = f"{self.base_url}{path}"
         limit, http_timeout = self._timeout, self._http_timeout
@@ -211,7 +278,9 @@ class GatewayClient(Closing):
                 f"(HTTP {response.status_code}).",
                 hint="Set VIRTUFIN_API_KEY to a key the gateway accepts.",
             )
-        if response.status_code >= 500 and not accept_5xx:
+        # ``accept_status``: answers the caller reads itself (a 503 /health, an optional
+        # schema endpoint's 5xx), instead of "the gateway is unreachable".
+        if response.status_code >= 500 and response.status_code not in accept_status:
             raise GatewayUnreachable(
                 f"The gateway at {self.base_url} answered HTTP {response.status_code} for {path}.",
                 url=self.base_url,
@@ -273,11 +342,27 @@ class GatewayClient(Closing):
     def health(self) -> dict[str, Any]:
         """``GET /health``: the parsed body (``status`` is ``Healthy`` or ``Unhealthy``).
 
-        An unhealthy gateway (HTTP 503) raises :class:`GatewayUnreachable` like any 5xx.
+        An unhealthy gateway (HTTP 503) raises :class:`GatewayUnreachable` like any 5xx, unless
+        it is Unhealthy only because it has no API keys configured (:class:`Health`): a
+        gateway outside Development fails its readiness check for that while it still serves
+        every call (spec, "Newer platform behaviour"), so the body is returned.
         """
-        response = self._request("GET", "/health")
+        response = self._request("GET", "/health", accept_status=(503,))
         data = self._json(response, "/health")
-        return data if isinstance(data, dict) else {"status": str(data)}
+        body = data if isinstance(data, dict) else {"status": str(data)}
+        if response.status_code == 503 and not Health.of(body).only_missing_keys:
+            failing = ", ".join(Health.of(body).failing) or "no entry named"
+            raise GatewayUnreachable(
+                f"The gateway at {self.base_url} answered HTTP 503 for /health "
+                f"(Unhealthy: {failing}).",
+                url=self.base_url,
+                hint=UP_HINT,
+            )
+        return body
+
+    def check_health(self) -> Health:
+        """:meth:`health` as a :class:`Health` (``warning`` set when only keys are missing)."""
+        return Health.of(self.health())
 
     def invoke(self, service: str, method: str, request: Mapping[str, Any]) -> dict[str, Any]:
         """``POST /v1/gateway/invoke-json``; returns the decoded ``response_data``.
@@ -340,7 +425,7 @@ class GatewayClient(Closing):
         the caller falls back to the default form (issue 11, hole 15) instead of failing.
         """
         path = f"/v1/grpc/{service}/schema/{method}"
-        response = self._request("GET", path, params={"type": kind}, accept_5xx=True)
+        response = self._request("GET", path, params={"type": kind}, accept_status=range(500, 600))
         if response.status_code >= 400:
             if self._log is not None and response.status_code >= 500:
                 self._log(

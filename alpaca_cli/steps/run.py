@@ -51,6 +51,8 @@ RETRY_MAX_DELAY = 10.0
 """Longest single wait between two first-auth retries."""
 STATUS_TIMEOUT = 2.0
 """Longest gateway call of the header's status refresh: the stream loop waits for it."""
+PUBLISH_WAIT = 5.0
+"""Seconds a new connection may take to show ``CONNECTED`` before ``publish`` is sent again."""
 
 
 @dataclass(slots=True)
@@ -76,6 +78,9 @@ class RunOptions:
     drop_after: float | None = None
     rate: float | None = None
     symbol_limit: int | None = None
+    platform_knobs: dict[str, float | int | str | bool] = field(default_factory=dict)
+    """``dev up`` flags of the newer platform's behaviours (``--connection-record-ttl``...)
+    passed to the embedded child as given; ``True`` is a bare flag."""
     junit: Path | None = None
     """``--junit``: write JUnit XML here (one testcase per step and per smoke check)."""
     fail_on_stall: bool = False
@@ -122,6 +127,13 @@ def _embedded_args(opts: RunOptions) -> list[str]:
         args += ["--rate", f"{opts.rate:g}"]
     if opts.symbol_limit is not None:
         args += ["--symbol-limit", str(opts.symbol_limit)]
+    for flag, value in opts.platform_knobs.items():
+        if value is True:
+            args.append(flag)
+        elif isinstance(value, float):
+            args += [flag, f"{value:g}"]
+        else:
+            args += [flag, str(value)]
     if opts.verbose:
         args += ["-v"]
     return args
@@ -160,6 +172,11 @@ class _Run:
         """The connection this run opened (see :attr:`created_worker`)."""
         self.vanished: list[str] = []
         """What this run created and found gone at teardown (removed from elsewhere)."""
+        self.connections_opened = 0
+        """New connections opened in place of ones whose reconnects ran out."""
+        self.retired: list[str] = []
+        """Connections replaced during the stream that could not be closed then: teardown
+        closes them (the state file names only the newest)."""
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -263,6 +280,7 @@ class _Run:
         self.info.topic = rt.config.topic
 
         self._require_keys()
+        self._check_health()
         self._build()
         self._check_stop()
         self._deploy()
@@ -312,6 +330,25 @@ class _Run:
                 hint="Export them (or put them in ./.env), or try `alpaca-md run --embedded`, "
                 "which needs no keys.",
             )
+
+    def _check_health(self) -> None:
+        """Warn (never fail) when the gateway's ``/health`` is Unhealthy only for lack of API
+        keys: a production gateway's readiness says so while it serves every call.
+
+        Any other answer is left to the steps: a gateway that does not serve fails ``deploy``
+        with the precise error, and one that serves while a probe is flaky should not stop the
+        run.
+        """
+        from alpaca_cli.errors import AlpacaMdError
+
+        assert self.rt is not None
+        try:
+            health = self.rt.gateway().with_timeout(STATUS_TIMEOUT).check_health()
+        except AlpacaMdError as exc:
+            self.rt.log(f"gateway /health: {exc}")
+            return
+        if health.warning:
+            self.rt.warn(health.warning)
 
     def _rebind_steps(self, rt: Runtime) -> StepRunner:
         from alpaca_cli.live.steps import StepRunner
@@ -495,7 +532,7 @@ class _Run:
 
     def _stream(self) -> str:
         from alpaca_cli.alpaca.session import ClientSession
-        from alpaca_cli.alpaca.supervisor import KEEPALIVE, Supervisor
+        from alpaca_cli.alpaca.supervisor import Supervisor
         from alpaca_cli.live.loop import Display, StreamLoop, Upstream
 
         rt = self.rt
@@ -514,13 +551,15 @@ class _Run:
         deadline = start + self.opts.duration if self.opts.duration > 0 else None
         view = self._view()
         # Its start() (the loop calls it) marks the handshake of the auth/subscribe steps as
-        # sent (no messages built). TODO(issue 12): keepalive=self.opts.keepalive once run has
-        # --keepalive.
+        # sent (no messages built). The keepalive (--keepalive, default 60 s) keeps the WSM's
+        # connection record alive (its TTL is refreshed only by a send); reopen: a connection
+        # whose reconnects ran out is replaced by a new one (_open_connection).
         supervisor = Supervisor(
             ClientSession(self.confirmed),
             connection_id,
             stall_limit=self.opts.stall_limit,
-            keepalive=KEEPALIVE,
+            keepalive=config.keepalive,
+            reopen=True,
         )
         loop = StreamLoop(
             supervisor,
@@ -529,6 +568,7 @@ class _Run:
                 send=controller.send_raw,
                 credentials=credentials,
                 lifecycle=self.lifecycle,
+                open_connection=self._open_connection,
                 refresh_status=self._refresh_status,
             ),
             Display(stats=self.stats, info=self.info, view=view, warn=rt.warn),
@@ -557,6 +597,79 @@ class _Run:
             f"{self.stats.reconnects} reconnects, {self.stats.errors} errors ({reason})"
         )
         return reason
+
+    def _open_connection(self, old_id: str) -> str:
+        """Replace ``old_id``, whose reconnects ran out (terminal ``DISCONNECTED``), with a new
+        connection publishing to the same topic; returns its id.
+
+        The same steps as the run's own ``connect`` and ``publish`` (so the state file names the
+        new connection in place of the old one, with the same tags and create rules); the old
+        one is closed first, and remembered for teardown if that fails, so that no connection of
+        this run outlives it. The supervisor then handshakes the new socket (auth and the
+        confirmed subscriptions) and marks the books stale.
+
+        Raises:
+            AlpacaMdError: the new connection could not be opened or published (the supervisor
+                tries again a few seconds later).
+        """
+        from alpaca_cli.errors import CommandRefused
+        from alpaca_cli.steps.connect import connect_stream
+
+        rt = self.rt
+        assert rt is not None
+        worker = self.created_worker
+        if worker is not None:
+            # Without its controller worker a create can only time out (twice: the dropped-
+            # command look-up), holding the loop past --duration; a worker removed from
+            # elsewhere ends here at once (teardown then says what vanished).
+            workers = rt.gateway().with_timeout(STATUS_TIMEOUT).list_workers()
+            if not any(w.id == worker for w in workers):
+                raise CommandRefused(
+                    f"worker {worker} is gone: no controller to open a new connection with"
+                )
+        self._retire(old_id)
+        result = connect_stream(rt, auto_reconnect=True, warn_deadline=False)
+        self.info.connection_id = result.connection_id
+        self._publish_new(result.connection_id)
+        self.connections_opened += 1
+        return result.connection_id
+
+    def _retire(self, connection_id: str) -> None:
+        """Close a connection this run is done with; one that cannot be closed now is kept in
+        :attr:`retired` for teardown (already gone counts as closed)."""
+        from alpaca_cli.errors import AlpacaMdError
+        from alpaca_cli.platform.controller import CONNECTION_NOT_FOUND, says
+
+        assert self.rt is not None
+        try:
+            self.rt.controller().disconnect(connection_id)
+        except AlpacaMdError as exc:
+            if not says(exc, CONNECTION_NOT_FOUND):
+                self.rt.warn(f"closing connection {connection_id} failed ({exc}); teardown retries")
+                self.retired.append(connection_id)
+
+    def _publish_new(self, connection_id: str) -> None:
+        """``publish`` for a just-created connection, once more after it shows ``CONNECTED``
+        when the WSM answers ``Websocket is not connected`` (its socket is still opening)."""
+        from alpaca_cli.errors import AlpacaMdError
+        from alpaca_cli.platform.controller import NOT_CONNECTED, says
+        from alpaca_cli.steps.publish import start_publishing
+
+        rt = self.rt
+        assert rt is not None
+        try:
+            start_publishing(rt)
+            return
+        except AlpacaMdError as exc:
+            if not says(exc, NOT_CONNECTED):
+                raise
+        deadline = self.clock() + PUBLISH_WAIT
+        while self.clock() < deadline and not self.guard.stop.wait(0.2):
+            conns = {c.id: c for c in rt.gateway().with_timeout(STATUS_TIMEOUT).list_connections()}
+            record = conns.get(connection_id)
+            if record is not None and record.connected:  # UNKNOWN, CONNECTING...: not yet
+                break
+        start_publishing(rt)
 
     def _view(self) -> Any:
         from alpaca_cli.live.plain import PlainSummary
@@ -611,6 +724,14 @@ class _Run:
         rt = self.rt
         if self.stream is not None:
             self.stream.close()
+        if self.retired:
+            # Connections this run replaced and could not close then: they are ours whatever
+            # the state file says (it names only the newest).
+            rt.bound_waits(TEARDOWN_TIMEOUT, TEARDOWN_BUDGET)
+            rt.rearm_stop()
+            retired, self.retired = self.retired, []
+            for connection_id in retired:
+                self._retire(connection_id)
         worker = self.created_worker
         # The run owns its connection, including one that replaced the first during the run.
         connection = (
@@ -893,6 +1014,7 @@ def execute(opts: RunOptions) -> Outcome:
         steps=run.steps.timings,
         exit_reason=outcome.exit_reason,
         exit_code=outcome.exit_code,
+        connections_opened=run.connections_opened,
     )
     outcome.report = report
     _write_summaries(opts, run, report, outcome)

@@ -182,3 +182,33 @@ def test_a_rung_that_cannot_be_set_up_says_so() -> None:
     lost = {"offered_rate": 10, "received_rate": 10, "lost": 2, "trades_seen": 5,
             "latency_ms": {"p99": 3.0}}  # fmt: skip
     assert e2e._why_not(lost) == "2 trades lost"
+
+
+def test_lost_trade_ids_are_counted_per_socket() -> None:
+    from alpaca_cli.devstack.feed.market import TRADE_ID_BASE as B
+    from bench.soak import lost_trade_ids
+
+    assert lost_trade_ids([]) == (0, 0)
+    assert lost_trade_ids([B + 1, B + 2, B + 3]) == (0, 1)
+    assert lost_trade_ids([B + 5, B + 7, B + 8]) == (1, 1)  # counted from the first id seen
+    assert lost_trade_ids([B + 1, B + 2, B + 1, B + 3]) == (1, 2)  # a new socket starts over
+
+
+@pytest.mark.parametrize(
+    ("keepalive", "listed"),
+    [pytest.param("1", True, id="keepalive"), pytest.param("0", False, id="no-keepalive")],
+)
+def test_the_soak_sees_the_record_ttl(keepalive: str, listed: bool) -> None:
+    """The soak in seconds: a 3 s record TTL, a run of 8 s. With the keepalive the connection
+    is listed at the end; without it the soak reports the miss (so its verdict means it)."""
+    from bench import soak
+
+    result = soak.run(seconds=8, record_ttl=3, run_args=["--keepalive", keepalive])
+    assert result["connection_listed_at_end"] is listed, result
+    assert result["targets"]["connection_listed_at_end"] is listed
+    if listed:
+        assert "errors" not in result, result
+        assert result["trade_ids_lost"] == 0 and result["trades_seen"] > 0
+    else:
+        assert result["errors"]["connection_listed_at_end"] == "missed"
+    assert "soak (long run)" in report.render({"meta": {}, "soak": result})

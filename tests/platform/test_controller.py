@@ -12,7 +12,14 @@ import orjson
 import pytest
 
 from alpaca_cli.errors import CommandRefused, ExitCode, Interrupted, ReplyTimeout
-from alpaca_cli.platform.controller import ControllerClient
+from alpaca_cli.platform.controller import (
+    CONNECTION_NOT_FOUND,
+    NOT_CONNECTED,
+    OWNED_ELSEWHERE,
+    ControllerClient,
+    Reply,
+    says,
+)
 from alpaca_cli.platform.pubsub import PubsubClient
 from alpaca_cli.platform.records import ConnectionInfo, parse_connection
 from alpaca_cli.platform.records import connection_status as normalize_status
@@ -296,3 +303,79 @@ def test_threads_sharing_one_controller_take_turns(sidecar: Sidecar) -> None:
         worker.close()
     assert failures == []
     assert answers == ["conn-9"] * 12
+
+
+class ScriptedCalls(ControllerClient):
+    """A controller whose :meth:`call` answers from a script (no bus): the retry policy of
+    :meth:`call_on` on its own. Each script entry is a message to refuse with, or None for a
+    success."""
+
+    def __init__(self, script: list[str | None]) -> None:
+        super().__init__(
+            None,  # type: ignore[arg-type]  # never used: call is scripted
+            command_topic=COMMANDS,
+            reply_topic=REPLIES,
+            timeout=1.0,
+        )
+        self.script = script
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def call(self, command: str, **arguments: Any) -> Any:
+        self.calls.append((command, arguments))
+        message = self.script.pop(0) if self.script else None
+        if message is not None:
+            raise CommandRefused(f"the controller refused '{command}': {message}.")
+        return Reply(command=command, data={"success": True})
+
+
+OWNED = "Connection owned by different instance: wsm-2"
+
+
+def test_a_command_on_a_connection_rides_out_a_rolling_update() -> None:
+    ctl = ScriptedCalls([OWNED, OWNED.upper(), None])
+    ctl.publish("conn-1", "ticks")
+    assert [c for c, _ in ctl.calls] == ["publish"] * 3
+    assert all(args == {"id": "conn-1", "topic": "ticks"} for _, args in ctl.calls)
+
+
+def test_owned_elsewhere_for_longer_than_the_wait_is_one_clear_error() -> None:
+    ctl = ScriptedCalls([OWNED] * 100)
+    ctl.owned_elsewhere_wait = 0.6
+    with pytest.raises(CommandRefused) as info:
+        ctl.send_raw("conn-1", b"{}")
+    text = str(info.value)
+    assert "'send_raw' on connection conn-1 kept failing for 0.6 s" in text
+    assert "wsm-2" in text and "rolling update" in (info.value.hint or "")
+    assert info.value.exit_code == ExitCode.REFUSED
+    assert len(ctl.calls) >= 2
+
+
+def test_other_refusals_are_not_retried() -> None:
+    ctl = ScriptedCalls(["WebSocket is not connected"])
+    with pytest.raises(CommandRefused):
+        ctl.disconnect("conn-1")
+    assert len(ctl.calls) == 1
+
+
+def test_an_interrupt_ends_the_rolling_update_wait() -> None:
+    ctl = ScriptedCalls([OWNED] * 100)
+    ctl.interrupt.set()
+    with pytest.raises(Interrupted):
+        ctl.stop_publish("conn-1")
+    assert len(ctl.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "text"),
+    [
+        ("Websocket is not connected", NOT_CONNECTED),
+        ("WebSocket is not connected", NOT_CONNECTED),
+        ("WEBSOCKET IS NOT CONNECTED", NOT_CONNECTED),
+        ("Connection not found", CONNECTION_NOT_FOUND),
+        ("connection NOT FOUND", CONNECTION_NOT_FOUND),
+        ("Connection owned by different instance: x", OWNED_ELSEWHERE),
+    ],
+)
+def test_error_texts_are_matched_case_insensitively(message: str, text: str) -> None:
+    assert says(CommandRefused(f"the controller refused 'x': {message}."), text)
+    assert not says(CommandRefused("the controller refused 'x': Topic is required."), text)

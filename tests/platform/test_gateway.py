@@ -316,3 +316,49 @@ def test_connections_parse_leniently() -> None:
         "i",
     )
     assert conn.publishing
+
+
+def _entry(status: str, description: str = "") -> dict[str, Any]:
+    return {"status": status, "description": description, "data": {}}
+
+
+def _health_503(entries: dict[str, Any]) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"status": "Unhealthy", "entries": entries})
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "keys_entry",
+    [
+        pytest.param({"api-keys": _entry("Unhealthy", "No API keys are configured")}, id="name"),
+        pytest.param({"auth": _entry("Unhealthy", "No API key configured")}, id="description"),
+        pytest.param({"ApiKeys": _entry("Unhealthy")}, id="camel-name"),
+    ],
+)
+def test_unhealthy_only_for_missing_api_keys_is_a_warning(keys_entry: dict[str, Any]) -> None:
+    entries = {"dapr": _entry("Healthy"), "grpc-channel-pool": _entry("Healthy"), **keys_entry}
+    health = client_for(_health_503(entries)).check_health()
+    assert not health.healthy and health.only_missing_keys
+    assert health.warning is not None
+    assert "no API keys configured" in health.warning
+    assert "dapr: Healthy" in health.warning  # the entries are shown
+
+
+def test_unhealthy_for_another_reason_is_still_unreachable() -> None:
+    entries = {"dapr": _entry("Unhealthy", "Dapr is down"), "api-keys": _entry("Unhealthy")}
+    with pytest.raises(GatewayUnreachable) as info:
+        client_for(_health_503(entries)).health()
+    assert "HTTP 503" in str(info.value) and "dapr" in str(info.value)
+    assert info.value.exit_code == ExitCode.UNREACHABLE
+
+
+def test_a_healthy_gateway_has_no_warning() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, json={"status": "Healthy", "entries": {"dapr": _entry("Healthy")}}
+        )
+
+    health = client_for(handler).check_health()
+    assert health.healthy and health.warning is None and health.failing == []

@@ -135,3 +135,14 @@ def test_report_has_the_documented_shape(tmp_path: Path) -> None:
     assert (loaded["reconnects"], loaded["errors"]) == (0, 0)
     assert (loaded["exit_reason"], loaded["exit_code"]) == ("ok", 0)
     assert list(tmp_path.joinpath("out").iterdir()) == [path]
+
+
+def test_the_report_counts_the_connections_opened() -> None:
+    from alpaca_cli.live.report import build_report
+    from alpaca_cli.live.stats import StreamStats
+
+    stats = StreamStats(start=0.0)
+    common = dict(now=1.0, steps={}, exit_reason="duration reached", exit_code=0)
+    assert build_report(stats, **common)["connections_opened"] == 0  # type: ignore[arg-type]
+    report = build_report(stats, connections_opened=2, **common)  # type: ignore[arg-type]
+    assert report["connections_opened"] == 2
