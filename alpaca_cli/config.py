@@ -588,7 +588,7 @@ FIELDS: Final[tuple[Field, ...]] = (
         envs=("ALPACA_MD_BUS",),
         key="bus",
         default=DEFAULT_BUS,
-        metavar="BUS",
+        metavar="[auto|gateway|dapr]",
         choices=BUSES,
     ),
     Field(

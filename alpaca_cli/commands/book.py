@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from alpaca_cli.commands._common import BUS, FILES, takes
+from alpaca_cli.completion import complete_symbols
 
 if TYPE_CHECKING:
     from alpaca_cli.runtime import Invocation
@@ -25,7 +26,12 @@ if TYPE_CHECKING:
 def command(
     invocation: Invocation,
     symbol: Annotated[
-        str, typer.Argument(metavar="SYMBOL", help="The symbol whose book to show (BTC/USD).")
+        str,
+        typer.Argument(
+            metavar="SYMBOL",
+            help="The symbol whose book to show (BASE/QUOTE, e.g. BTC/USD).",
+            autocompletion=complete_symbols,
+        ),
     ],
     depth: Annotated[int, typer.Option("--depth", min=1, help="Levels shown a side.")] = 10,
     interval: Annotated[

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from alpaca_cli.commands._common import CONTROLLER, FILES, takes
+from alpaca_cli.completion import complete_symbols
 
 if TYPE_CHECKING:
     from alpaca_cli.runtime import Invocation
@@ -37,6 +38,7 @@ def command(
             metavar="[SYMBOL]...",
             help="Symbols to subscribe to (BASE/QUOTE or *) [default: the settings' symbols].",
             show_default=False,
+            autocompletion=complete_symbols,
         ),
     ] = None,
     embedded: Annotated[

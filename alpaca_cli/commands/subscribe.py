@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from alpaca_cli.commands._common import CONTROLLER, FILES, render, takes
+from alpaca_cli.completion import complete_symbols
 
 if TYPE_CHECKING:
     from alpaca_cli.runtime import Invocation
@@ -26,8 +27,10 @@ def command(
     symbols: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Symbols such as BTC/USD (or *); default the settings' symbols.",
+            metavar="[SYMBOL]...",
+            help="Symbols to subscribe to (BASE/QUOTE or *) [default: the settings' symbols].",
             show_default=False,
+            autocompletion=complete_symbols,
         ),
     ] = None,
 ) -> None:

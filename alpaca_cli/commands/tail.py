@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from alpaca_cli.commands._common import BUS, FILES, takes
+from alpaca_cli.completion import choices, complete_symbols, complete_types
 
 if TYPE_CHECKING:
     from alpaca_cli.runtime import Invocation
@@ -40,21 +41,41 @@ def command(
     invocation: Invocation,
     count: Annotated[
         int | None,
-        typer.Option("--count", "-n", help="Stop after N messages (exit 0).", show_default=False),
+        typer.Option(
+            "--count",
+            "-n",
+            metavar="N",
+            help="Stop after N messages (exit 0).",
+            show_default=False,
+        ),
     ] = None,
     duration: Annotated[
         float | None,
-        typer.Option("--duration", help="Stop after S seconds (exit 0).", show_default=False),
+        typer.Option(
+            "--duration",
+            metavar="SECONDS",
+            help="Stop after S seconds (exit 0).",
+            show_default=False,
+        ),
     ] = None,
     symbol: Annotated[
         list[str] | None,
-        typer.Option("--symbol", "-s", help="Only this symbol (repeatable).", show_default=False),
+        typer.Option(
+            "--symbol",
+            "-s",
+            metavar="SYMBOL",
+            help="Only this symbol (repeatable).",
+            show_default=False,
+            autocompletion=complete_symbols,
+        ),
     ] = None,
     type_: Annotated[
         list[str] | None,
         typer.Option(
             "--type",
             "-t",
+            metavar="TYPE",
+            autocompletion=complete_types,
             help="Only these kinds (repeatable or comma-separated): trade, quote, book, bar, "
             "dailybar, updatedbar, bars, success, subscription, error, control.",
             show_default=False,
@@ -62,7 +83,13 @@ def command(
     ] = None,
     output: Annotated[
         str,
-        typer.Option("--output", "-o", help="text (tab-separated lines) or json (NDJSON)."),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="[text|json]",
+            help="text (tab-separated lines) or json (NDJSON).",
+            autocompletion=choices(("text", "json")),
+        ),
     ] = "text",
     stall_limit: Annotated[
         float,

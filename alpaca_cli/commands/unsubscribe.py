@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from alpaca_cli.commands._common import CONTROLLER, FILES, render, takes
+from alpaca_cli.completion import complete_symbols
 
 if TYPE_CHECKING:
     from alpaca_cli.runtime import Invocation
@@ -28,6 +29,7 @@ def command(
             help="Symbols to remove (BASE/QUOTE or *) [default: every symbol the state file "
             "records as subscribed].",
             show_default=False,
+            autocompletion=complete_symbols,
         ),
     ] = None,
 ) -> None:
