@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from alpaca_cli.completion import choices, complete_symbols, complete_types
+from alpaca_cli.commands._completion import choices, complete_symbols, complete_types
 from alpaca_cli.main import app
 from alpaca_cli.state import StateStore
 

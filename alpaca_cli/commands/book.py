@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from alpaca_cli.commands._common import BUS, FILES, takes
-from alpaca_cli.completion import complete_symbols
+from alpaca_cli.commands._completion import complete_symbols
 
 if TYPE_CHECKING:
     from alpaca_cli.runtime import Invocation

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from alpaca_cli.commands._common import CONTROLLER, FILES, takes
-from alpaca_cli.completion import complete_symbols
+from alpaca_cli.commands._completion import complete_symbols
 
 if TYPE_CHECKING:
     from alpaca_cli.runtime import Invocation

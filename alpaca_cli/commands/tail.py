@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from alpaca_cli.commands._common import BUS, FILES, takes
-from alpaca_cli.completion import choices, complete_symbols, complete_types
+from alpaca_cli.commands._completion import choices, complete_symbols, complete_types
 
 if TYPE_CHECKING:
     from alpaca_cli.runtime import Invocation

@@ -376,7 +376,7 @@ class _Run:
         if opts.package is not None:
             skip = "--package given"
         elif opts.url is not None:
-            skip = "--url given"  # its old spelling: the message tests and logs grep for
+            skip = "--package-url given"
         elif opts.no_build:
             skip = "--no-build"
         elif opts.embedded:
