@@ -14,7 +14,8 @@ Shape (stable; documented in the README)::
      "channels": {"orderbooks": 3500, "trades": 600}, "streaming_time": 29.96,
      "latency_p50": 0.004, "latency_p95": 0.01, "latency_p99": 0.03, "longest_gap": 1.2,
      "time_to_first_data": 0.05,
-     "reconnects": 0, "connections_opened": 0, "resumed": 0, "errors": 0, "error_log": [],
+     "reconnects": 0, "connections_opened": 0, "bus": "gateway", "bus_gaps": 0,
+     "resumed": 0, "errors": 0, "error_log": [],
      "decode_errors": 0,
      "steps": {"deploy": 0.12, ...}, "duration": 30.0,
      "exit_reason": "duration reached", "exit_code": 0}
@@ -53,11 +54,15 @@ def build_report(
     exit_reason: str,
     exit_code: int,
     connections_opened: int = 0,
+    bus: str | None = None,
+    bus_gaps: int = 0,
 ) -> dict[str, Any]:
     """The report as a JSON-ready dict, computed at ``now`` (monotonic, like the stats).
 
     ``connections_opened`` counts the new connections ``run`` opened in place of ones whose
-    reconnects ran out (each is also one of ``reconnects``).
+    reconnects ran out (each is also one of ``reconnects``). ``bus`` is the pub/sub path
+    (``gateway`` or ``dapr``) and ``bus_gaps`` how often the gateway's stream was down and
+    re-opened: whatever was published meanwhile is lost for good.
     """
     elapsed = max(now - stats.start, 1e-9)
     streaming = stats.streaming_time(now)
@@ -95,6 +100,8 @@ def build_report(
         "time_to_first_data": _round(stats.time_to_first_data(), 3),
         "reconnects": stats.reconnects,
         "connections_opened": connections_opened,
+        "bus": bus,
+        "bus_gaps": bus_gaps,
         "stalls": stats.stalls,
         "resumed": stats.resumed,
         "errors": stats.errors,

@@ -172,6 +172,9 @@ class _Run:
         """The connection this run opened (see :attr:`created_worker`)."""
         self.vanished: list[str] = []
         """What this run created and found gone at teardown (removed from elsewhere)."""
+        self.bus_name: str | None = None
+        self.bus_gaps = 0
+        """Outages of the gateway bus's streams (published meanwhile = lost): in the report."""
         self.connections_opened = 0
         """New connections opened in place of ones whose reconnects ran out."""
         self.retired: list[str] = []
@@ -813,6 +816,9 @@ class _Run:
     def _close(self) -> None:
         rt, self.rt = self.rt, None
         if rt is not None:
+            # For the report: which bus, and how often its streams were down (gateway bus).
+            self.bus_name = rt.config.chosen_bus().kind
+            self.bus_gaps = len(rt.gaps)
             rt.close()
         embedded, self.embedded = self.embedded, None
         if embedded is not None:
@@ -1015,6 +1021,8 @@ def execute(opts: RunOptions) -> Outcome:
         exit_reason=outcome.exit_reason,
         exit_code=outcome.exit_code,
         connections_opened=run.connections_opened,
+        bus=run.bus_name,
+        bus_gaps=run.bus_gaps,
     )
     outcome.report = report
     _write_summaries(opts, run, report, outcome)

@@ -67,6 +67,7 @@ def test_embedded_run_passes_the_smoke_check_and_reports(
     assert "build" not in report["steps"]
     assert (report["exit_code"], report["exit_reason"]) == (0, "duration reached")
     assert report["reconnects"] == 0
+    assert (report["bus"], report["bus_gaps"]) == (bus, 0)
     assert "✓ teardown" in proc.stderr
     assert not (tmp_path / ".alpaca-md" / "state.json").exists()
 
@@ -363,3 +364,20 @@ def test_teardown_against_a_hanging_gateway_is_bounded(
     cleanup = run_cli(["teardown"], platform.env())
     assert cleanup.wait() == 0, cleanup.stderr
     assert platform.workmanager.list_workers() == []
+
+
+def test_a_gateway_stream_that_ends_mid_run_is_reopened_reported_and_counted(
+    nothing_left: Any, run_cli: Any, platform: Any, tmp_path: Path
+) -> None:
+    """The gateway's broadcast has no replay: an outage is said on stderr and counted in the
+    report (``bus_gaps``), and the stream flows again on the re-opened subscription."""
+    report_path = tmp_path / "report.json"
+    env = {k: v for k, v in platform.env().items() if not k.startswith("DAPR_")}
+    proc = run_cli(platform_args("--duration", "6", "--report", str(report_path)), env)
+    proc.wait_for_line("… stream:")
+    assert platform.loop_thread.call(platform.gateway_grpc.end_streams) >= 1
+    assert proc.wait() == 0, proc.stderr
+    assert "messages published meanwhile are lost" in proc.stderr
+    report = json.loads(report_path.read_text())
+    assert report["bus"] == "gateway" and report["bus_gaps"] >= 1
+    nothing_left(platform)
