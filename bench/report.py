@@ -111,7 +111,13 @@ def render(results: dict[str, Any]) -> str:
         rows.append(("run rate applied", run.get("rate_applied")))
         parts.append(_table("memory (peak RSS)", rows + _errors(m), m.get("targets")))
     if (s := results.get("soak")) is not None:
-        keys = ("seconds", "record_ttl", "exit_code", "connection_listed_at_end", "trades_seen")
+        keys: tuple[str, ...] = (
+            "seconds",
+            "record_ttl",
+            "exit_code",
+            "connection_listed_at_end",
+            "trades_seen",
+        )
         keys += ("trade_ids_lost", "sockets_seen", "reconnects", "connections_opened")
         rows = [(key, s.get(key)) for key in keys]
         parts.append(_table("soak (long run)", rows + _errors(s), s.get("targets")))

@@ -209,6 +209,39 @@ def merge_json_list(result: dict[str, Any], timing: dict[str, Any]) -> None:
     )
 
 
+def time_to_first_data(runs: int = 3) -> dict[str, Any]:
+    """``run --embedded`` from process start to its first data message (median of ``runs``),
+    from the run report's ``first_data_since_process_start``, plus the platform step's share."""
+    firsts: list[float] = []
+    platform: list[float] = []
+    error = None
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(prefix="bench-ttfd-") as tmp:
+            report = Path(tmp) / "report.json"
+            argv = [_venv_bin("alpaca-md"), "run", "--embedded", "--duration", "1"]
+            done = subprocess.run(
+                [*argv, "--report", str(report)],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            if done.returncode != 0 or not report.exists():
+                error = f"run --embedded exited {done.returncode}: {done.stderr[-300:]}"
+                break
+            data = json.loads(report.read_text())
+            if data.get("first_data_since_process_start") is not None:
+                firsts.append(float(data["first_data_since_process_start"]))
+            platform.append(float(data["steps"].get("platform", 0.0)))
+    return {
+        "seconds": round(statistics.median(firsts), 3) if firsts else None,
+        "platform_step_seconds": round(statistics.median(platform), 3) if platform else None,
+        "runs": len(firsts),
+        "error": error,
+    }
+
+
 def run(runs: int = 7, platform_env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Time each command ``runs`` times; ``platform_env`` enables the ``--json list`` case."""
     with tempfile.TemporaryDirectory(prefix="bench-typer-") as tmp:
@@ -272,6 +305,13 @@ def run(runs: int = 7, platform_env: Mapping[str, str] | None = None) -> dict[st
         else None
     )
     ratios["alpaca_md_help_vs_bare_typer_plain"] = plain_ratio
+    first_data = time_to_first_data()
+    seconds = {k: round(v, 4) for k, v in medians.items()}
+    if first_data["seconds"] is not None:
+        seconds["run_embedded_time_to_first_data"] = first_data["seconds"]
+        seconds["run_embedded_platform_step"] = first_data["platform_step_seconds"]
+    if first_data["error"]:
+        errors["run_embedded_time_to_first_data"] = first_data["error"]
     return {
         "workload": {
             "runs": runs,
@@ -284,7 +324,7 @@ def run(runs: int = 7, platform_env: Mapping[str, str] | None = None) -> dict[st
             "installed); bare_typer_plain sets rich_markup_mode=None and "
             "pretty_exceptions_enable=False as alpaca-md does. Ratios are to bare_typer_help.",
         },
-        "seconds": {k: round(v, 4) for k, v in medians.items()},
+        "seconds": seconds,
         "ratios": ratios,
         "help_loads": heavy,
         "help_loads_on_typer029": heavy029,
@@ -295,6 +335,9 @@ def run(runs: int = 7, platform_env: Mapping[str, str] | None = None) -> dict[st
             if plain_ratio is None
             else plain_ratio <= 1.2,
             "help_loads_no_heavy_module": None if heavy is None else not heavy,
+            "run_embedded_first_data_within_1s": None
+            if first_data["seconds"] is None
+            else first_data["seconds"] <= 1.0,
         },
         "errors": errors,
     }

@@ -98,6 +98,7 @@ def build_report(
         **_latencies(stats, None),
         "longest_gap": round(max(gaps), 3) if gaps else None,
         "time_to_first_data": _round(stats.time_to_first_data(), 3),
+        "first_data_since_process_start": _since_process_start(stats),
         "reconnects": stats.reconnects,
         "connections_opened": connections_opened,
         "bus": bus,
@@ -140,3 +141,29 @@ def write_text(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _since_process_start(stats: StreamStats) -> float | None:
+    """Seconds from this process's start (interpreter start-up included, as a user waits for
+    it) to the first data message: what ``run --embedded`` makes an operator wait for.
+
+    ``time.monotonic()`` is the system-wide CLOCK_MONOTONIC on Linux, and /proc says how long
+    ago this process started; elsewhere ``None``.
+    """
+    firsts = [s.first_seen for s in stats.symbols.values() if s.first_seen is not None]
+    if not firsts:
+        return None
+    try:
+        import os
+        import time
+
+        with open("/proc/self/stat", encoding="ascii") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime", encoding="ascii") as f:
+            uptime = float(f.read().split()[0])
+        age = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+        started = time.monotonic() - age
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(max(0.0, min(firsts) - started), 3)
+
