@@ -7,6 +7,7 @@ Timestamp and parses every message into pydantic models: an outside check on our
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -53,6 +54,11 @@ def test_crypto_data_stream_authenticates_subscribes_and_receives_data():
                 stream.stop()
                 runner.join(timeout=10)
             assert not runner.is_alive(), "alpaca-py's loop stopped"
+            # The client's close frame may still be on its way to the server (a loaded
+            # machine): wait for the server to see the connection end, then stop it.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and any(not c.close_reason for c in server.stats):
+                time.sleep(0.02)
         finally:
             lt.run(server.stop(), timeout=10)
 
