@@ -1,25 +1,8 @@
-"""``alpaca-md tail``: print the Alpaca messages arriving on a topic, one line each.
+"""``alpaca-md tail``: the Typer wrapper of :func:`alpaca_cli.steps.tail.tail_topic`, under the
+one signal strategy (:class:`alpaca_cli.signals.SignalGuard`) of the long-running commands.
 
-The step (:func:`tail_topic`) consumes the topic through :class:`~alpaca_cli.stream.TopicStream`
-(which keeps an L2 book per symbol, so order-book lines show the true best bid/ask) and writes:
-
-* text (default): tab-separated ``time kind symbol ...`` with price/size/side for trades,
-  bid/ask for quotes, best bid/ask and level counts for books (``no snapshot since tail
-  started: ...`` until the book's first snapshot arrived, ``reset`` on a snapshot), OHLCV for
-  bars; control
-  messages are marked ``[success]``, ``[subscription]``, errors ``[error]``, undecodable
-  frames ``[decode-error]``. The time is the message's own timestamp (RFC 3339 UTC) when it
-  has one, else the receive time.
-* ``--output json``: NDJSON, one raw Alpaca message per line with the frame's metadata.
-
-It ends on ``--count`` / ``--duration`` (exit 0), Ctrl+C or SIGTERM (exit 130; buffered lines
-are flushed first). stdout is flushed whenever the inbound queue drains, so a pipe sees lines
-promptly even when Python block-buffers it. A reader that closes the pipe (``| head -1``) ends
-the tail quietly with exit 0.
-
-A streaming subscription joins its sidecar's app id as a consumer group: beside a real sidecar
-give ``tail`` an app id of its own (``dapr run --app-id alpaca-md-tail -- alpaca-md tail``),
-or it splits the topic's messages with the other consumers of that app id.
+What the step does, and why, is in its module's docstring; here only the options are parsed
+and the result rendered.
 """
 
 from __future__ import annotations

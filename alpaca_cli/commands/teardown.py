@@ -1,17 +1,8 @@
-"""``alpaca-md teardown``: disconnect, StopWorker, DeleteWorker for what the state file names.
+"""``alpaca-md teardown``: the Typer wrapper of :func:`alpaca_cli.steps.teardown.teardown`;
+prints the removed ids (and orphans) on stdout.
 
-Idempotent: anything already gone (NOT_FOUND, ``Connection not found``) counts as done. The
-state file is removed only when everything it named is gone; otherwise it is rewritten to name
-only what is left, and the command says what that is and exits with the first failure's code,
-so running it again later finishes the job.
-
-The connection is closed through the controller worker's ``disconnect`` while that worker still
-runs; when the controller cannot be reached, the gateway's ``websocketmanager.Disconnect`` does the
-same without it. ``--orphans`` also looks for workers and connections tagged as made by
-alpaca-md that no state file on this host names (a lost or deleted state file), lists them, and
-removes them with ``--yes``. ``--worker ID`` / ``--connection ID`` remove exactly those;
-``--forget`` drops the ids of a platform that is gone (exit codes: 0 done, 2 usage or state
-file, 3 gateway unreachable, 4 key refused, 5 refused).
+What the step does, and why, is in its module's docstring; here only the options are parsed
+and the result rendered.
 """
 
 from __future__ import annotations

@@ -166,4 +166,3 @@ def _since_process_start(stats: StreamStats) -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return round(max(0.0, min(firsts) - started), 3)
-

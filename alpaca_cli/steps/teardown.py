@@ -25,7 +25,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 if TYPE_CHECKING:
     from alpaca_cli.errors import AlpacaMdError
@@ -137,54 +137,46 @@ def _named_by_own_state(state_path: str | None, kind: str, object_id: str) -> bo
     return record is not None and record.id == object_id
 
 
-def find_orphans(
-    rt: Runtime, workers: list[WorkerInfo], known_ids: set[str]
-) -> tuple[list[WorkerInfo], int]:
-    """Workers tagged as ours that no state file on this host names; and how many were made on
+_Tagged = TypeVar("_Tagged", "WorkerInfo", "ConnectionInfo")
+
+
+def _orphans(
+    objects: list[_Tagged], known_ids: set[str], kind: Literal["worker", "connection"]
+) -> tuple[list[_Tagged], int]:
+    """Objects tagged as ours that no state file on this host names; and how many were made on
     other hosts (their state files cannot be checked from here, so they are left alone)."""
     import socket
 
     from alpaca_cli.steps.tags import TAG_HOST, TAG_STATE, is_ours
 
     host = socket.gethostname()
-    orphans: list[WorkerInfo] = []
+    orphans: list[_Tagged] = []
     other_hosts = 0
-    for worker in workers:
-        tags = dict(worker.tags)
-        if not is_ours(tags) or worker.id in known_ids:
+    for obj in objects:
+        tags = dict(obj.tags)
+        if not is_ours(tags) or obj.id in known_ids:
             continue
         if tags.get(TAG_HOST, host) != host:
             other_hosts += 1
             continue
-        if _named_by_own_state(tags.get(TAG_STATE), "worker", worker.id):
+        if _named_by_own_state(tags.get(TAG_STATE), kind, obj.id):
             continue
-        orphans.append(worker)
+        orphans.append(obj)
     return orphans, other_hosts
+
+
+def find_orphans(
+    rt: Runtime, workers: list[WorkerInfo], known_ids: set[str]
+) -> tuple[list[WorkerInfo], int]:
+    """Workers tagged as ours that no state file on this host names (see :func:`_orphans`)."""
+    return _orphans(workers, known_ids, "worker")
 
 
 def find_orphan_connections(
     connections: list[ConnectionInfo], known_ids: set[str]
 ) -> tuple[list[ConnectionInfo], int]:
-    """Connections tagged as ours that no state file on this host names (hole 1); and how many
-    were made on other hosts (left alone)."""
-    import socket
-
-    from alpaca_cli.steps.tags import TAG_HOST, TAG_STATE, is_ours
-
-    host = socket.gethostname()
-    orphans: list[ConnectionInfo] = []
-    other_hosts = 0
-    for conn in connections:
-        tags = dict(conn.tags)
-        if not is_ours(tags) or conn.id in known_ids:
-            continue
-        if tags.get(TAG_HOST, host) != host:
-            other_hosts += 1
-            continue
-        if _named_by_own_state(tags.get(TAG_STATE), "connection", conn.id):
-            continue
-        orphans.append(conn)
-    return orphans, other_hosts
+    """Connections tagged as ours that no state file on this host names (hole 1)."""
+    return _orphans(connections, known_ids, "connection")
 
 
 def _platform_gone(rt: Runtime, recorded: str | None) -> str | None:
