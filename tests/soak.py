@@ -10,8 +10,8 @@ connection ``--drop-after`` seconds after it opened). After each round the state
 nor ``teardown --orphans`` names. At the end ``teardown --orphans --yes`` runs and the
 platform must hold nothing at all.
 
-Scope: ``teardown --orphans`` finds workers only; connections it cannot find yet (branch
-issue-11a adds them), so connections left are reported but only workers fail the soak.
+Scope: ``teardown --orphans`` finds workers and connections by their ownership tags, so an
+unaccounted or leftover object of either kind fails the soak.
 
 Not part of ``make test``: it is random by design. It prints its seed first; ``make soak
 SOAK_SEED=N`` replays the same choices (timing still varies).
@@ -185,7 +185,8 @@ class Soak:
         empty.parent.mkdir(exist_ok=True)
         code, out, err = self.cli(["teardown", "--orphans", "--json"], empty, direct=True)
         try:
-            return {str(o["id"]) for o in json.loads(out)["orphans"]}
+            doc = json.loads(out)
+            return {str(o["id"]) for o in [*doc["orphans"], *doc["orphan_connections"]]}
         except (ValueError, KeyError, TypeError):
             print(f"  teardown --orphans failed (exit {code}): {err.strip()[-200:]}")
             return set()
@@ -245,15 +246,21 @@ def main() -> int:
             print(f"    {line}")
         print(
             f"  unaccounted after a round: workers {tally.unaccounted_workers or 'none'}; "
-            f"connections {tally.unaccounted_connections or 'none'} (not findable by "
-            "--orphans until issue-11a)"
+            f"connections {tally.unaccounted_connections or 'none'}"
         )
         print(
             f"left after teardown --orphans --yes: workers {left_w or 'none'}; "
             f"connections {left_c or 'none'}"
         )
-        failed = bool(tally.unaccounted_workers or left_w or tally.hung or tally.tracebacks)
-        print("soak: FAILED" if failed else "soak: nothing left behind (workers)")
+        failed = bool(
+            tally.unaccounted_workers
+            or tally.unaccounted_connections
+            or left_w
+            or left_c
+            or tally.hung
+            or tally.tracebacks
+        )
+        print("soak: FAILED" if failed else "soak: nothing left behind")
         return 1 if failed else 0
 
 
