@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 SECRET_NAMES = frozenset({"VIRTUFIN_API_KEY", "DAPR_API_TOKEN"})
 """Variables the operator already holds: written to ``--write-env`` but never printed."""
+
+C = TypeVar("C", bound=str)
 
 _PORT_HELP = "0 = any free port."
 _NEWER = "Newer platform behaviour (issue 12; all off by default)"
@@ -269,11 +271,15 @@ def command(
     Example: alpaca-md dev up --gateway-port 0 --write-env .devstack.env
     """
     with reported_errors():
-        streams = _stream_mode(dapr_streams)
-        names = _lifecycle_names(lifecycle_names)
-        id_key = _connect_id_key(connect_id_key)
-        frames = _frame_format(frame_format)
-        shape = _cloudevent_shape(cloudevent_proto)
+        from alpaca_cli.devstack.gateway_proto import CLOUDEVENT_SHAPES
+        from alpaca_cli.devstack.sidecar import STREAM_MODES
+        from alpaca_cli.devstack.wsm import CONNECT_ID_KEYS, FRAME_FORMATS, LIFECYCLE_FAMILIES
+
+        streams: StreamMode = _choice("--dapr-streams", dapr_streams, STREAM_MODES)
+        names: LifecycleNames = _choice("--lifecycle-names", lifecycle_names, LIFECYCLE_FAMILIES)
+        id_key: ConnectIdKey = _choice("--connect-id-key", connect_id_key, CONNECT_ID_KEYS)
+        frames: FrameFormat = _choice("--frame-format", frame_format, FRAME_FORMATS)
+        shape: CloudEventShape = _choice("--cloudevent-proto", cloudevent_proto, CLOUDEVENT_SHAPES)
         feed: dict[str, Any] = {
             "drop_after": drop_after,
             "rate": rate,
@@ -324,53 +330,13 @@ def command(
         serve(config, write_env=write_env, exit_with_stdin=exit_with_stdin)
 
 
-def _stream_mode(value: str) -> StreamMode:
-    from alpaca_cli.devstack.sidecar import STREAM_MODES
-
-    for mode in STREAM_MODES:
-        if value == mode:
-            return mode
-    raise UsageError(
-        f"--dapr-streams {value}: give one of {', '.join(STREAM_MODES)}.",
-    )
-
-
-def _lifecycle_names(value: str) -> LifecycleNames:
-    from alpaca_cli.devstack.wsm import LIFECYCLE_FAMILIES
-
-    for family in LIFECYCLE_FAMILIES:
-        if value == family:
-            return family
-    raise UsageError(
-        f"--lifecycle-names {value}: give one of {', '.join(LIFECYCLE_FAMILIES)}.",
-    )
-
-
-def _connect_id_key(value: str) -> ConnectIdKey:
-    from alpaca_cli.devstack.wsm import CONNECT_ID_KEYS
-
-    for key in CONNECT_ID_KEYS:
-        if value == key:
-            return key
-    raise UsageError(f"--connect-id-key {value}: give one of {', '.join(CONNECT_ID_KEYS)}.")
-
-
-def _frame_format(value: str) -> FrameFormat:
-    from alpaca_cli.devstack.wsm import FRAME_FORMATS
-
-    for fmt in FRAME_FORMATS:
-        if value == fmt:
-            return fmt
-    raise UsageError(f"--frame-format {value}: give one of {', '.join(FRAME_FORMATS)}.")
-
-
-def _cloudevent_shape(value: str) -> CloudEventShape:
-    from alpaca_cli.devstack.gateway_proto import CLOUDEVENT_SHAPES
-
-    for shape in CLOUDEVENT_SHAPES:
-        if value == shape:
-            return shape
-    raise UsageError(f"--cloudevent-proto {value}: give one of {', '.join(CLOUDEVENT_SHAPES)}.")
+def _choice(option: str, value: str, choices: tuple[C, ...]) -> C:
+    """``value`` as one of ``choices`` (typed as their ``Literal``), else a one-line usage
+    error naming the option and what it takes."""
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise UsageError(f"{option} {value}: give one of {', '.join(choices)}.")
 
 
 def _secret_from_env(var: str | None, option: str) -> str | None:
