@@ -17,8 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from alpaca_cli import __version__
-from alpaca_cli.commands._common import GlobalOptions, JsonOption, VerboseOption
-from alpaca_cli.errors import AlpacaMdError, ExitCode
+from alpaca_cli.commands._options import GlobalOptions, JsonOption, VerboseOption
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok; 1 unexpected internal error; 2 bad usage or invalid input; "
@@ -164,11 +163,18 @@ def main() -> None:
     """Console-script entry point: run the app, map our error tree to one line and an exit code."""
     try:
         app(standalone_mode=True)
-    except AlpacaMdError as exc:  # pragma: no cover - the commands report their own errors
+    except KeyboardInterrupt:
+        from alpaca_cli.errors import ExitCode
+
+        sys.stderr.write("Interrupted.\n")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except Exception as exc:  # pragma: no cover - the commands report their own errors
+        # The error tree is imported here, not at the top: --help never needs it.
+        from alpaca_cli.errors import AlpacaMdError
+
+        if not isinstance(exc, AlpacaMdError):
+            raise
         from alpaca_cli.redact import error_text
 
         sys.stderr.write(f"Error: {error_text(exc)}\n")
         sys.exit(int(exc.exit_code))
-    except KeyboardInterrupt:
-        sys.stderr.write("Interrupted.\n")
-        sys.exit(int(ExitCode.INTERRUPTED))

@@ -110,17 +110,23 @@ def test_the_lazy_command_list_summarises_each_command_as_its_docstring(name: st
     assert TABLE[name][1] == summary
 
 
-def test_help_imports_no_command_module() -> None:
+def test_help_imports_no_command_module_and_none_of_the_shared_plumbing() -> None:
+    """The root help needs typer and the global options only: not a command module, and not
+    ``_common`` (the error handler, the redactor, the configuration table), nor anything else
+    of ours (the error tree is imported by ``main()`` only when an error reaches it)."""
     code = (
         "import sys\n"
-        "from alpaca_cli.main import app\n"
+        "from alpaca_cli.main import main\n"
+        "sys.argv = ['alpaca-md', '--help']\n"
         "try:\n"
-        "    app(['--help'], standalone_mode=False)\n"
+        "    main()\n"
         "except SystemExit:\n"
         "    pass\n"
-        "print(sorted(m for m in sys.modules if m.startswith('alpaca_cli.commands.')))\n"
+        "print(sorted(m for m in sys.modules if m.startswith('alpaca_cli')))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
-    assert out.strip().splitlines()[-1] == "['alpaca_cli.commands._common']"
+    assert out.strip().splitlines()[-1] == str(
+        ["alpaca_cli", "alpaca_cli.commands", "alpaca_cli.commands._options", "alpaca_cli.main"]
+    )

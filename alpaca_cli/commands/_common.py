@@ -35,11 +35,12 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TextIO, TypeVar
 
 import typer
 
+from alpaca_cli.commands._options import GlobalOptions, JsonOption, VerboseOption
 from alpaca_cli.errors import AlpacaMdError, ExitCode
 from alpaca_cli.redact import error_text
 
@@ -48,22 +49,6 @@ if TYPE_CHECKING:
     from alpaca_cli.runtime import Invocation
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Write the result to stdout as JSON.")]
-VerboseOption = Annotated[
-    int,
-    typer.Option(
-        "--verbose", "-v", count=True, help="Diagnostics on stderr (secrets redacted); repeat."
-    ),
-]
-
-
-@dataclass(frozen=True, slots=True)
-class GlobalOptions:
-    """Options given before the subcommand name."""
-
-    json: bool = False
-    verbose: int = 0
 
 
 def fail(exc: AlpacaMdError, redactor: Redactor | None = None) -> NoReturn:

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from alpaca_cli.commands._common import VerboseOption, reported_errors
+from alpaca_cli.commands._common import reported_errors
+from alpaca_cli.commands._options import VerboseOption
 from alpaca_cli.errors import UsageError
 
 if TYPE_CHECKING:
