@@ -27,6 +27,9 @@ from alpaca_cli.commands._options import VerboseOption
 from alpaca_cli.errors import UsageError
 
 if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Iterator
+
     from alpaca_cli.devstack.gateway_proto import CloudEventShape
     from alpaca_cli.devstack.sidecar import StreamMode
     from alpaca_cli.devstack.stack import EmbeddedPlatform, StackConfig
@@ -271,7 +274,9 @@ def command(
 
     Example: alpaca-md dev up --gateway-port 0 --write-env .devstack.env
     """
-    with reported_errors():
+    # First of all: the feed's child process boots (its interpreter and imports, the longest
+    # part of the start) on the other core while this one imports the platform.
+    with reported_errors(), _early_feed_child() as feed_child:
         from alpaca_cli.devstack.gateway_proto import CLOUDEVENT_SHAPES
         from alpaca_cli.devstack.sidecar import STREAM_MODES
         from alpaca_cli.devstack.wsm import CONNECT_ID_KEYS, FRAME_FORMATS, LIFECYCLE_FAMILIES
@@ -328,7 +333,31 @@ def command(
             cloudevent_proto=shape,
             resiliency_retries=resiliency_retries,
         )
-        serve(config, write_env=write_env, exit_with_stdin=exit_with_stdin)
+        serve(config, write_env=write_env, exit_with_stdin=exit_with_stdin, feed_child=feed_child)
+
+
+@contextlib.contextmanager
+def _early_feed_child() -> Iterator[subprocess.Popen[bytes]]:
+    """A feed child process started now (``spawn_child``), for the platform to configure.
+
+    Why now: its interpreter start and imports are the longest part of the platform's start
+    (``run --embedded``'s time to first data); begun before this process imports the
+    platform, they run on the other core meanwhile. Whatever happens before the platform
+    takes it over (a usage error, a failed start), the child is reaped on the way out.
+    """
+    from alpaca_cli.devstack.feed.process import spawn_child
+
+    child = spawn_child()
+    try:
+        yield child
+    finally:
+        if child.poll() is None:  # never handed its configuration: it has nothing to lose
+            child.kill()
+        child.wait()
+        for pipe in (child.stdin, child.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
 
 def _choice(option: str, value: str, choices: tuple[C, ...]) -> C:
@@ -391,18 +420,34 @@ def write_env_file(path: Path, env: dict[str, str]) -> None:
         raise
 
 
-def serve(config: StackConfig, *, write_env: Path | None, exit_with_stdin: bool) -> None:
+def serve(
+    config: StackConfig,
+    *,
+    write_env: Path | None,
+    exit_with_stdin: bool,
+    feed_child: subprocess.Popen[bytes] | None = None,
+) -> None:
     """Start the platform, announce it, wait for a stop request, stop it.
+
+    ``feed_child``: a feed process started early (``spawn_child``) for the platform to use.
 
     Raises:
         UsageError: a port is taken or cannot be bound.
     """
     import asyncio
 
-    asyncio.run(_serve(config, write_env=write_env, exit_with_stdin=exit_with_stdin))
+    asyncio.run(
+        _serve(config, write_env=write_env, exit_with_stdin=exit_with_stdin, feed_child=feed_child)
+    )
 
 
-async def _serve(config: StackConfig, *, write_env: Path | None, exit_with_stdin: bool) -> None:
+async def _serve(
+    config: StackConfig,
+    *,
+    write_env: Path | None,
+    exit_with_stdin: bool,
+    feed_child: subprocess.Popen[bytes] | None = None,
+) -> None:
     import asyncio
     import signal
 
@@ -417,7 +462,7 @@ async def _serve(config: StackConfig, *, write_env: Path | None, exit_with_stdin
     if exit_with_stdin:
         stop_on_stdin_eof(loop, stop, name="dev-up-stdin")
 
-    platform = EmbeddedPlatform(config)
+    platform = EmbeddedPlatform(config, feed_child=feed_child)
     try:
         await platform.start()
     except ValueError as exc:  # FeedConfig's checks, an unusable --replay file

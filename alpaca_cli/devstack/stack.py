@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -186,8 +187,16 @@ class EmbeddedPlatform:
         await platform.stop()
     """
 
-    def __init__(self, config: StackConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: StackConfig | None = None,
+        *,
+        feed_child: subprocess.Popen[bytes] | None = None,
+    ) -> None:
         self.config = config or StackConfig()
+        self._feed_child = feed_child
+        """With ``feed_process``: a feed child started early by ``dev up``
+        (:func:`~alpaca_cli.devstack.feed.process.spawn_child`), configured in :meth:`start`."""
         self.alpaca_key = self.config.alpaca_key or f"DEVKEY{secrets.token_hex(6).upper()}"
         self.alpaca_secret = self.config.alpaca_secret or secrets.token_urlsafe(24)
         self.broker = Broker()
@@ -282,7 +291,8 @@ class EmbeddedPlatform:
         logger.info("devstack: platform ready at %s", self.gateway.url)
 
     async def _start_feed(self) -> None:
-        from alpaca_cli.devstack.feed import FeedConfig, FeedServer
+        # From its own module: the package's other layers load only for an in-process feed.
+        from alpaca_cli.devstack.feed.config import FeedConfig
 
         options = dict(self.config.feed_options)
         options.setdefault("key", self.alpaca_key)
@@ -292,8 +302,11 @@ class EmbeddedPlatform:
         if self.config.feed_process:
             from alpaca_cli.devstack.feed.process import FeedProcess
 
-            feed = FeedProcess(config)
+            feed = FeedProcess(config, child=self._feed_child)
+            self._feed_child = None
         else:
+            from alpaca_cli.devstack.feed.server import FeedServer
+
             feed = FeedServer(config)
         # Set before start(): a failed start is undone by stop(), which stops the feed too.
         self.feed = feed
@@ -314,6 +327,13 @@ class EmbeddedPlatform:
         with contextlib.suppress(Exception):
             await self.sidecar.stop()
         feed, self.feed = self.feed, None
+        if feed is None and self._feed_child is not None:
+            # Started early but never configured (the start failed before the feed's turn).
+            from alpaca_cli.devstack.feed.config import FeedConfig
+            from alpaca_cli.devstack.feed.process import FeedProcess
+
+            feed = FeedProcess(FeedConfig(), child=self._feed_child)
+            self._feed_child = None
         if feed is not None:
             with contextlib.suppress(Exception):
                 await feed.stop()

@@ -8,6 +8,9 @@ Python child of its own instead and looks like the server to its owner (``url``,
 
 Protocol with the child (``python -m alpaca_cli.devstack.feed.process``):
 
+* The child imports its server first, then waits for its configuration: so a child started
+  early (:func:`spawn_child`, before the parent has imported its own heavy modules) boots on
+  the other core meanwhile and only binds once its configuration comes.
 * stdin, one JSON line: the :class:`FeedConfig` fields and the log level. The key and secret
   travel here rather than on the command line, where ``ps`` would show them.
 * stdout, one JSON line once serving: ``{"url": ..., "port": ...}``, or ``{"error": ...,
@@ -30,6 +33,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,7 +42,7 @@ from alpaca_cli.devstack.feed.config import FeedConfig
 from alpaca_cli.devstack.logs import configure_level
 from alpaca_cli.devstack.parent import stop_on_stdin_eof
 
-__all__ = ["FeedProcess", "config_from_json", "config_to_json", "main"]
+__all__ = ["FeedProcess", "config_from_json", "config_to_json", "main", "spawn_child"]
 
 log = logging.getLogger("alpaca_cli.devstack.feed")
 
@@ -91,10 +95,19 @@ class FeedProcess:
         log_level: the child's logging level (its records go to the inherited stderr).
     """
 
-    def __init__(self, config: FeedConfig, *, log_level: int | None = None) -> None:
+    def __init__(
+        self,
+        config: FeedConfig,
+        *,
+        log_level: int | None = None,
+        child: subprocess.Popen[bytes] | None = None,
+    ) -> None:
         self.config = config
         self.log_level = logging.getLogger().getEffectiveLevel() if log_level is None else log_level
-        self._proc: asyncio.subprocess.Process | None = None
+        self._child = child
+        """A child from :func:`spawn_child` not yet given its configuration (``start`` uses
+        it instead of starting one)."""
+        self._proc: subprocess.Popen[bytes] | None = None
         self._url: str | None = None
         self._port: int | None = None
 
@@ -118,33 +131,26 @@ class FeedProcess:
         return self._proc.pid if self._proc is not None else None
 
     async def start(self) -> None:
-        """Start the child and wait until it serves.
+        """Start the child (or take the one given) and wait until it serves.
+
+        The child is a plain :class:`subprocess.Popen` whose two pipe operations (the config
+        line out, the report line back) run in a worker thread: so a child started before
+        the event loop existed (:func:`spawn_child`) is handled exactly like one started here.
 
         Raises:
             OSError: the address cannot be bound (errno as the child saw it), or the child
                 died or did not report in :data:`START_TIMEOUT` seconds.
             ValueError: the configuration or the replay file is unusable.
         """
-        env = dict(os.environ)
-        # The child must import this very alpaca_cli, whatever made it importable here.
-        package_root = str(Path(__file__).resolve().parents[3])
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_root, env.get("PYTHONPATH", "")) if p
-        )
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "alpaca_cli.devstack.feed.process",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            env=env,
-        )
+        proc, self._child = self._child or spawn_child(), None
         self._proc = proc
         try:
-            assert proc.stdin is not None and proc.stdout is not None
-            proc.stdin.write(config_to_json(self.config, log_level=self.log_level))
-            await proc.stdin.drain()
-            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT)
+            line = await asyncio.wait_for(
+                asyncio.to_thread(
+                    _handshake, proc, config_to_json(self.config, log_level=self.log_level)
+                ),
+                START_TIMEOUT,
+            )
             report = _parse_report(line)
         except BaseException:
             await self.stop()
@@ -162,9 +168,10 @@ class FeedProcess:
     async def stop(self) -> None:
         """Close the child's stdin (it closes every connection and exits); force it if slow.
 
-        Idempotent; never leaves the child running.
+        Idempotent; never leaves the child running (an unused pre-started one included).
         """
-        proc, self._proc = self._proc, None
+        proc, self._proc = self._proc or self._child, None
+        self._child = None
         if proc is None:
             return
         if proc.stdin is not None:
@@ -175,10 +182,13 @@ class FeedProcess:
                 with contextlib.suppress(ProcessLookupError):
                     action()
             try:
-                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT if action is None else 3.0)
+                await asyncio.to_thread(proc.wait, STOP_TIMEOUT if action is None else 3.0)
                 break
-            except TimeoutError:
+            except subprocess.TimeoutExpired:
                 continue
+        if proc.stdout is not None:
+            with contextlib.suppress(Exception):
+                proc.stdout.close()
         log.info("feed process %d exited with %s", proc.pid, proc.returncode)
 
     async def __aenter__(self) -> FeedProcess:
@@ -187,6 +197,40 @@ class FeedProcess:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+def spawn_child() -> subprocess.Popen[bytes]:
+    """Start a feed child that imports its server and then waits for its configuration.
+
+    ``dev up`` calls it first thing, so the child's interpreter start and imports (~0.15 s,
+    the longest part of the platform's start) overlap the parent's own imports instead of
+    following them; :class:`FeedProcess` then hands it its configuration. A child that never
+    gets one exits when its stdin closes (the parent exited or stopped it).
+
+    On Linux the child's death signal follows the *thread* that calls this: call it from one
+    that outlives the feed (the main thread, or the platform's loop thread).
+    """
+    env = dict(os.environ)
+    # The child must import this very alpaca_cli, whatever made it importable here.
+    package_root = str(Path(__file__).resolve().parents[3])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    return subprocess.Popen(
+        [sys.executable, "-m", "alpaca_cli.devstack.feed.process"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+    )
+
+
+def _handshake(proc: subprocess.Popen[bytes], config_line: bytes) -> bytes:
+    """Give the child its configuration; its one-line report (``b""`` if it died first)."""
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(config_line)
+        proc.stdin.flush()
+    except (BrokenPipeError, ValueError):
+        return b""
+    return proc.stdout.readline()
 
 
 def _parse_report(line: bytes) -> dict[str, Any]:
@@ -222,7 +266,7 @@ def _report(doc: dict[str, Any]) -> None:
 
 
 async def _serve(config: FeedConfig) -> None:
-    from alpaca_cli.devstack.feed.server import FeedServer
+    from alpaca_cli.devstack.feed.server import FeedServer  # loaded by main() already
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -249,8 +293,15 @@ def main() -> None:
     """Entry point of the child: read the config line, serve until stdin closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
+    # Import the server before reading the configuration: a child started early
+    # (spawn_child) does this while its parent is still busy.
+    import alpaca_cli.devstack.feed.server  # noqa: F401
+
+    line = sys.stdin.buffer.readline()
+    if not line:
+        return  # the parent closed stdin before configuring us: it no longer wants a feed
     try:
-        config, level = config_from_json(sys.stdin.buffer.readline())
+        config, level = config_from_json(line)
     except (ValueError, KeyError, TypeError) as exc:
         _report({"error": f"bad configuration: {exc}", "type": "ValueError"})
         return
