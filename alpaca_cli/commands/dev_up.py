@@ -478,11 +478,12 @@ async def _serve(
     wrote = False
     try:
         env = platform.env()
-        sys.stdout.write("".join(line + "\n" for line in export_lines(env)))
-        sys.stdout.flush()
+        # The file first: whoever waits for our stdout (run --embedded) may read it at once.
         if write_env is not None:
             write_env_file(write_env, env)
             wrote = True
+        sys.stdout.write("".join(line + "\n" for line in export_lines(env)))
+        sys.stdout.flush()
         _announce(platform)
         await stop.wait()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -93,6 +94,10 @@ def dev_up_command(
         *extra,
     ]
 
+
+STOP_CHECK = 0.1
+"""Seconds between looks at ``should_stop`` while the platform starts (readiness itself wakes
+the wait at once)."""
 
 DIR_PREFIX = "alpaca-md-embedded-"
 OWNER_LOCK = "owner.lock"
@@ -177,27 +182,49 @@ class EmbeddedProcess:
         own state file (naming workers on a real platform) is never touched."""
         self.process: subprocess.Popen[bytes] | None = None
         self.env: dict[str, str] = {}
+        self._stdout_open = False
 
     def start(
         self, *, timeout: float = 30.0, should_stop: Callable[[], bool] = bool
     ) -> dict[str, str]:
-        """Launch the child and wait until its environment file is complete.
+        """:meth:`launch` the child and :meth:`wait_ready`."""
+        self.launch()
+        return self.wait_ready(timeout=timeout, should_stop=should_stop)
 
-        ``should_stop`` is polled while waiting (a Ctrl+C during start-up).
+    def launch(self) -> None:
+        """Start the child; it becomes ready in the background (see :meth:`wait_ready`).
 
-        Raises:
-            PlatformUnreachable: the child exited, or wrote nothing within ``timeout``.
+        Why apart from the wait: ``run`` starts the child first and only then its own import
+        prewarm, so the child's start is not queued behind that thread for the GIL.
         """
         command = dev_up_command(self.env_path, self._extra)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 command,
                 stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
+                # Its export lines, printed right after the env file is written: the readiness
+                # event we wait on (EOF, should it exit first).
+                stdout=subprocess.PIPE,
                 stderr=log,
                 start_new_session=True,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
+        self._stdout_open = True
+
+    def wait_ready(
+        self, *, timeout: float = 30.0, should_stop: Callable[[], bool] = bool
+    ) -> dict[str, str]:
+        """Wait until the child's environment file is complete, and return it.
+
+        The wait wakes when the child writes its first stdout line (``dev up`` writes the env
+        file, then prints) or exits, not on a timer; ``should_stop`` (a Ctrl+C during start-up)
+        is looked at every :data:`STOP_CHECK` seconds meanwhile.
+
+        Raises:
+            PlatformUnreachable: the child exited, or wrote nothing within ``timeout``.
+        """
+        if self.process is None:
+            raise RuntimeError("EmbeddedProcess.wait_ready() before launch()")
         deadline = self._clock() + timeout
         while True:
             env = read_env_file(self.env_path)
@@ -212,7 +239,8 @@ class EmbeddedProcess:
                     url="embedded",
                     hint="Run `alpaca-md dev up` by hand to see why.",
                 )
-            if self._clock() > deadline:
+            remaining = deadline - self._clock()
+            if remaining < 0:
                 raise PlatformUnreachable(
                     f"the embedded platform was not ready within {timeout:.0f} s{self._log_tail()}",
                     url="embedded",
@@ -222,7 +250,21 @@ class EmbeddedProcess:
                 raise PlatformUnreachable(
                     "interrupted while the embedded platform started", url="embedded"
                 )
-            self._sleep(0.05)
+            self._await_child(min(STOP_CHECK, max(remaining, 0.0)))
+
+    def _await_child(self, seconds: float) -> None:
+        """Block until the child prints or closes its stdout, at most ``seconds``.
+
+        What it printed is read and dropped (a few export lines). After EOF (the child is
+        exiting) there is nothing left to wait on but its exit code: a short sleep.
+        """
+        stdout = self.process.stdout if self.process is not None else None
+        if stdout is None or not self._stdout_open:
+            self._sleep(min(seconds, 0.01))
+            return
+        readable, _, _ = select.select([stdout], [], [], seconds)
+        if readable and not os.read(stdout.fileno(), 65536):
+            self._stdout_open = False
 
     def _log_tail(self, lines: int = 8) -> str:
         try:
@@ -241,14 +283,20 @@ class EmbeddedProcess:
             if process.stdin is not None:
                 process.stdin.close()
         try:
-            return process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.terminate()
-        try:
-            return process.wait(timeout=2.0)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            return process.wait()
+            try:
+                return process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.terminate()
+            try:
+                return process.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                return process.wait()
+        finally:
+            self._stdout_open = False
+            with contextlib.suppress(OSError):
+                if process.stdout is not None:
+                    process.stdout.close()
 
     def cleanup(self) -> None:
         """Remove the temporary directory (the env file holds test credentials)."""

@@ -270,7 +270,6 @@ class _Run:
             overrides["symbols"] = opts.symbols
         if opts.embedded:
             self._preflight(overrides)
-            _prewarm()
             environ = self._start_embedded()
         if self.embedded is not None and opts.invocation.options.state is None:
             overrides["state"] = self.embedded.state_path
@@ -366,7 +365,10 @@ class _Run:
 
         self.embedded = EmbeddedProcess(_embedded_args(self.opts))
         with self.steps.step("platform", "starting the embedded platform") as step:
-            env = self.embedded.start(timeout=60.0, should_stop=self.guard.stop.is_set)
+            self.embedded.launch()
+            # After the launch: the child's start must not queue behind this thread's imports.
+            _prewarm()
+            env = self.embedded.wait_ready(timeout=60.0, should_stop=self.guard.stop.is_set)
             step.detail = f"gateway {env.get('VIRTUFIN_API_URL')}"
         if self.opts.alpaca_url:
             # Another Alpaca endpoint: the user's own keys, not the local server's test pair.
