@@ -161,6 +161,9 @@ def root(
 
 def main() -> None:
     """Console-script entry point: run the app, map our error tree to one line and an exit code."""
+    from alpaca_cli import startup
+
+    startup.begin()  # the long-running commands call startup.end() once they serve or stream
     try:
         app(standalone_mode=True)
     except KeyboardInterrupt:

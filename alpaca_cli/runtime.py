@@ -221,7 +221,10 @@ class Runtime(Closing):
         """
         stream = self._streams.get(topic)
         if stream is None:
+            from alpaca_cli import startup
             from alpaca_cli.stream import TopicStream
+
+            startup.end()  # consuming a topic: start-up is over (see alpaca_cli.startup)
 
             # linger: the last acknowledgements must reach the sidecar before the stream closes,
             # or a real one redelivers them to the next consumer of this app id.
@@ -240,6 +243,9 @@ class Runtime(Closing):
         """The invocation's one raw subscription to ``topic`` (lifecycle events: not decoded)."""
         sub = self._subscriptions.get(topic)
         if sub is None:
+            from alpaca_cli import startup
+
+            startup.end()  # consuming a topic: start-up is over (see alpaca_cli.startup)
             sub = self.bus().subscribe(topic)
             self._subscriptions[topic] = sub
 

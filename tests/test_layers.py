@@ -49,6 +49,7 @@ def _layer(module: str) -> str:
 ALLOWED: dict[str, set[str]] = {
     "alpaca": set(),
     "errors": set(),
+    "startup": set(),
     "closing": set(),
     "redact": {"errors"},
     "config": {"errors"},
@@ -57,7 +58,7 @@ ALLOWED: dict[str, set[str]] = {
     "stream": {"errors", "closing", "alpaca", "platform"},
     "output": {"errors"},
     "signals": {"errors"},
-    "runtime": {"errors", "closing", "config", "state", "redact", "platform", "stream"},
+    "runtime": {"errors", "closing", "config", "state", "redact", "platform", "stream", "startup"},
     "live": {"errors", "closing", "alpaca", "platform", "stream", "config", "output", "signals"},
     "steps": {
         "errors",

@@ -128,5 +128,11 @@ def test_help_imports_no_command_module_and_none_of_the_shared_plumbing() -> Non
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip().splitlines()[-1] == str(
-        ["alpaca_cli", "alpaca_cli.commands", "alpaca_cli.commands._options", "alpaca_cli.main"]
+        [
+            "alpaca_cli",
+            "alpaca_cli.commands",
+            "alpaca_cli.commands._options",
+            "alpaca_cli.main",
+            "alpaca_cli.startup",  # main()'s garbage-collector setting, standard library only
+        ]
     )

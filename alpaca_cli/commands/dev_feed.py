@@ -180,6 +180,9 @@ async def _serve(config: FeedConfig) -> None:
         ) from exc
     sys.stdout.write(server.url + "\n")
     sys.stdout.flush()
+    from alpaca_cli import startup
+
+    startup.end()  # serving: collect as usual again
 
     stop = asyncio.Event()
     signals = 0

@@ -484,6 +484,9 @@ async def _serve(
             wrote = True
         sys.stdout.write("".join(line + "\n" for line in export_lines(env)))
         sys.stdout.flush()
+        from alpaca_cli import startup
+
+        startup.end()  # serving: collect as usual again
         _announce(platform)
         await stop.wait()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import os
@@ -265,7 +266,7 @@ def _report(doc: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-async def _serve(config: FeedConfig) -> None:
+async def _serve(config: FeedConfig, gc_threshold: tuple[int, int, int]) -> None:
     from alpaca_cli.devstack.feed.server import FeedServer  # loaded by main() already
 
     loop = asyncio.get_running_loop()
@@ -283,6 +284,8 @@ async def _serve(config: FeedConfig) -> None:
         return
     try:
         _report({"url": server.url, "port": server.port})
+        gc.freeze()
+        gc.set_threshold(*gc_threshold)
         stop_on_stdin_eof(loop, stop, name="feed-stdin")
         await stop.wait()
     finally:
@@ -293,6 +296,10 @@ def main() -> None:
     """Entry point of the child: read the config line, serve until stdin closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
+    # Collect rarely while the server's modules load (see alpaca_cli.startup, which this layer
+    # may not import): ~15 % of the child's start; the usual threshold once it serves.
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(threshold[0], 100_000), *threshold[1:])
     # Import the server before reading the configuration: a child started early
     # (spawn_child) does this while its parent is still busy.
     import alpaca_cli.devstack.feed.server  # noqa: F401
@@ -307,7 +314,7 @@ def main() -> None:
         return
     # Never frame dumps: this end receives the client's auth frame (key and secret).
     configure_level(level)
-    asyncio.run(_serve(config))
+    asyncio.run(_serve(config, threshold))
 
 
 if __name__ == "__main__":
