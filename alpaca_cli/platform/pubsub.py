@@ -1,11 +1,12 @@
 """Pub/sub through a Dapr sidecar: publish our own CloudEvents, consume topics by streaming.
 
-A thin wrapper over the ``dapr`` SDK (``spec/dapr-pubsub.md``) that fixes what a CLI cannot live
-with:
+A thin layer over the sidecar's gRPC API (``spec/dapr-pubsub.md``) that fixes what a CLI cannot
+live with:
 
-* **Start-up.** ``dapr`` costs about half a second to import, so it is imported here, inside
-  :meth:`PubsubClient.connect`, never at module level.
-* **No sidecar.** Every ``DaprClient()`` polls the sidecar's health endpoint for
+* **Start-up.** The gRPC stubs cost a tenth of a second to import, so they are imported here,
+  inside :meth:`PubsubClient.connect`, never at module level; and the SDK's ``DaprClient`` is
+  not used at all (:mod:`alpaca_cli.platform.dapr_grpc` says why and what it keeps of it).
+* **No sidecar.** Every client build polls the sidecar's health endpoint for
   ``DAPR_HEALTH_TIMEOUT`` seconds (SDK default 60). We shorten that to
   :data:`DEFAULT_HEALTH_TIMEOUT` unless the user set it, and turn the SDK's ``TimeoutError``
   into :class:`~alpaca_cli.errors.SidecarUnreachable` with the URL and a hint.
@@ -17,7 +18,7 @@ with:
   :class:`~alpaca_cli.errors.CredentialsRefused`, INVALID_ARGUMENT (e.g. an unknown pub/sub
   name) -> :class:`~alpaca_cli.errors.UsageError` naming ``--pubsub``, UNAVAILABLE ->
   :class:`~alpaca_cli.errors.SidecarUnreachable`.
-* **Timeouts.** The SDK's sync subscription blocks in ``next_message()`` with no timeout. A
+* **Timeouts.** A sync subscription blocks in ``next_message()`` with no timeout. A
   reader thread per subscription moves events into a bounded queue (:data:`QUEUE_SIZE`);
   :meth:`Subscription.get` waits on that queue with a timeout, so replies can time out and
   tails stop on ``--duration``. When the queue is full the reader blocks, which stops it reading
@@ -171,10 +172,10 @@ class PubsubClient(Closing):
     def _build_client(self) -> Any:
         started = time.monotonic()
         _configure_sdk(self.settings, self.health_timeout, self._log)
-        from dapr.clients import DaprClient
+        from alpaca_cli.platform.dapr_grpc import SidecarClient
 
         try:
-            client = DaprClient(address=self.settings.grpc_address)
+            client = SidecarClient(self.settings.grpc_address, log=self._log)
         except TimeoutError as exc:
             raise _unreachable(
                 self.settings, f"no healthy answer within {self.health_timeout:g} s"
@@ -324,25 +325,27 @@ class Subscription(QueuedSubscription):
         return f"Subscription(topic={self.topic!r})"
 
     def _read(self) -> None:
+        from alpaca_cli.platform.dapr_grpc import extensions_of
+
         sdk_sub = self._sdk_sub
         closed = self._closed
         try:
             while not closed.is_set():
-                msg = sdk_sub.next_message()
+                msg, origin = sdk_sub.next_message()
                 self._put(
                     Event(
-                        msg.id(),
-                        msg.source(),
-                        msg.type(),
-                        msg.topic(),
-                        msg.data_content_type(),
-                        msg.raw_data(),
-                        msg.extensions(),
+                        msg.id,
+                        msg.source,
+                        msg.type,
+                        msg.topic,
+                        msg.data_content_type,
+                        msg.data,
+                        extensions_of(msg),
                         time.time_ns(),
                     )
                 )
                 if not closed.is_set():
-                    sdk_sub.respond_success(msg)
+                    sdk_sub.respond_success(msg.id, origin)
         except Exception as exc:
             if not closed.is_set():
                 self._fail(self._client.map_error(exc, action=f"reading topic {self.topic!r}"))
@@ -397,10 +400,9 @@ def _redirect_sdk_prints(log: Log | None) -> None:
             log("dapr: " + " ".join(str(a) for a in args))
 
     for name in _PRINTING_MODULES:
+        # Only those already loaded: importing them would load ``dapr.clients`` (and aiohttp),
+        # which our own sidecar client (dapr_grpc, which prints nothing) never needs.
         module = sys.modules.get(name)
-        if module is None:
-            with contextlib.suppress(ImportError):
-                module = __import__(name, fromlist=["_"])
         if module is not None:
             module.print = sdk_print  # type: ignore[attr-defined]
 

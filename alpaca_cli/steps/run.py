@@ -895,7 +895,7 @@ class _Run:
 PREWARM: tuple[str, ...] = (
     "alpaca_cli.platform.gateway",  # httpx
     "alpaca_cli.platform.pubsub",
-    "dapr.clients",
+    "alpaca_cli.platform.dapr_grpc",
     "alpaca_cli.platform.gateway_bus",
     "grpc",
     "grpc_reflection.v1alpha.proto_reflection_descriptor_database",
