@@ -165,6 +165,13 @@ def main() -> None:
 
     startup.begin()  # the long-running commands call startup.end() once they serve or stream
     try:
+        _run_app()
+    finally:
+        startup.leaving()
+
+
+def _run_app() -> None:
+    try:
         app(standalone_mode=True)
     except KeyboardInterrupt:
         from alpaca_cli.errors import ExitCode

@@ -9,6 +9,9 @@ threshold; :func:`end`, once a long-running process is serving or streaming, fre
 start-up allocated (never scanned again) and restores the threshold it found.
 
 Safe by construction: a process that never calls :func:`end` still collects, only less often.
+
+:func:`leaving` does the same for the way out: the interpreter's last collection at exit
+otherwise scans every object start-up made (~40 ms of a short command such as ``list``).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import gc
 from typing import Final
 
-__all__ = ["STARTUP_THRESHOLD", "begin", "end"]
+__all__ = ["STARTUP_THRESHOLD", "begin", "end", "leaving"]
 
 STARTUP_THRESHOLD: Final = 100_000
 """Net allocations between two collections of the youngest generation during start-up."""
@@ -43,3 +46,14 @@ def end() -> None:
     gc.freeze()
     gc.set_threshold(*_saved)
     _saved = None
+
+
+def leaving() -> None:
+    """The command is done and the process exits: freeze every object so the interpreter's
+    final collection skips them.
+
+    Nothing is lost: every file, channel and subscription of ours is closed explicitly before
+    this (context managers, the runtime's exit stack), and Python never promised finalizers
+    of objects still alive at exit anyway.
+    """
+    gc.freeze()
