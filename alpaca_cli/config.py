@@ -53,12 +53,9 @@ from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from alpaca_cli.alpaca.names import CHANNELS, is_valid_symbol
 from alpaca_cli.errors import SettingsError
 
-CHANNELS: Final = ("trades", "quotes", "orderbooks", "bars", "updatedBars", "dailyBars")
-"""Alpaca's crypto channels. The same tuple as ``alpaca_cli.alpaca.messages.CHANNELS`` (a test
-pins them together); kept here too so that this module, and ``--help``, need no import of the
-protocol core."""
 BUSES: Final = ("auto", "gateway", "dapr")
 """``--bus`` choices: ``auto`` picks Dapr beside a sidecar, the gateway otherwise."""
 DEFAULT_API_URL: Final = "http://localhost:5001"
@@ -77,10 +74,6 @@ DEFAULT_STATE_PATH: Final = Path(".alpaca-md") / "state.json"
 DEFAULT_SETTINGS_PATH: Final = Path("settings") / "alpaca.json"
 DEFAULT_ENV_FILE: Final = Path(".env")
 
-# Alpaca's own rule, as the protocol core checks it (``alpaca.codec.is_valid_symbol``; a property
-# test keeps the two equal): upper case BASE/QUOTE. A lenient pattern here once let
-# ``tail --symbol btc/usd`` filter out every message while ``subscribe`` refused the same symbol.
-_SYMBOL = re.compile(r"[A-Z0-9]{1,15}/[A-Z0-9]{1,15}")
 _TOPIC = re.compile(r"^\S+$")
 _MASK = "**********"
 # Variables ``dapr run`` sets for its app: any of them names a sidecar for ``--bus auto``.
@@ -214,11 +207,6 @@ def validate_channels(
     if not names:
         raise _error(source, field_name, "no channel", f"give at least one, e.g. {DEFAULT_CHANNEL}")
     return tuple(dict.fromkeys(names))
-
-
-def is_valid_symbol(symbol: str) -> bool:
-    """True for ``BASE/QUOTE`` in upper case (``BTC/USD``) and for the wildcard ``*``."""
-    return symbol == "*" or _SYMBOL.fullmatch(symbol) is not None
 
 
 def validate_symbols(

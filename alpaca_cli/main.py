@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import Annotated, Any, Final
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import IO, Annotated, Any, Final
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError, UsageError
 from typer.core import TyperGroup
 
 from alpaca_cli import __version__
@@ -93,8 +96,67 @@ def load_command(name: str) -> Any:
     return typer.main.get_command(one)
 
 
+class OneLineUsageError(UsageError):
+    """A usage error shown as one line, like every other error of the tool.
+
+    Click prints the usage block, a hint line and the error: three lines an operator has to read
+    past in a CI log. This keeps Click's message and exit code 2 and folds the hint into it.
+    (Typer 0.28, which ``pyproject.toml`` pins, vendors Click as ``typer._click``.)
+    """
+
+    def __init__(self, error: UsageError, command_path: str) -> None:
+        super().__init__(error.format_message(), error.ctx)
+        self.command_path = command_path
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        text = " ".join(self.format_message().split()).rstrip(".")
+        (file or sys.stderr).write(f"Error: {text}; see '{self.command_path} -h'.\n")
+
+
+@contextmanager
+def _one_line_usage(fallback: Callable[[], str]) -> Iterator[None]:
+    """Re-raise a usage error as :class:`OneLineUsageError` (``no_args_is_help`` aside).
+
+    ``fallback()`` names the command when Click's parser raised without a context (it does for
+    "requires an argument" and a few others).
+    """
+    try:
+        yield
+    except (OneLineUsageError, NoArgsIsHelpError):
+        raise
+    except UsageError as exc:
+        path = exc.ctx.command_path if exc.ctx is not None else fallback()
+        raise OneLineUsageError(exc, path) from None
+
+
 class LazyGroup(TyperGroup):
-    """A command group that imports a command's module only when the command is used."""
+    """A command group that imports a command's module only when the command is used.
+
+    Usage errors of the group and of every command under it (parsing, conversion, our own
+    ``BadParameter`` callbacks) are raised inside :meth:`make_context` or :meth:`invoke`, so both
+    fold them into :class:`OneLineUsageError`, whichever entry point (console script or a test's
+    ``CliRunner``) runs the app.
+    """
+
+    def make_context(self, info_name: str | None, args: list[str], *a: Any, **k: Any) -> Any:
+        with _one_line_usage(lambda: info_name or "alpaca-md"):
+            return super().make_context(info_name, args, *a, **k)
+
+    def invoke(self, ctx: Any) -> Any:
+        argv = [*ctx._protected_args, *ctx.args]
+        with _one_line_usage(lambda: self._deepest_path(ctx, argv)):
+            return super().invoke(ctx)
+
+    def _deepest_path(self, ctx: Any, argv: list[str]) -> str:
+        """``alpaca-md dev up`` for ``["dev", "up", "--x"]``: the command the words name."""
+        path, command = [ctx.command_path], self
+        for word in argv:
+            sub = command.get_command(ctx, word) if isinstance(command, TyperGroup) else None
+            if sub is None:
+                break
+            path.append(word)
+            command = sub
+        return " ".join(path)
 
     def list_commands(self, ctx: Any) -> list[str]:
         return [*COMMANDS, *(name for name in self.commands if name not in COMMANDS)]

@@ -3,8 +3,9 @@
 
 Per event the work is bounded and small: unwrap the frame (:mod:`alpaca_cli.platform.frames`),
 decode the payload with the one Alpaca codec, apply order-book messages to :class:`Books`. A
-payload that does not decode is data, not a crash: it comes out as an item with ``error`` set and
-is counted in :attr:`StreamStats.decode_errors`.
+payload that does not decode is data, not a crash: it comes out as an item with ``error`` set.
+Counting is the consumer's business: ``run`` keeps the one statistics model
+(:class:`alpaca_cli.live.stats.StreamStats`), ``tail`` counts what it printed in its result.
 
 Threading: a :class:`TopicStream` is consumed by one thread. ``run`` drives it from a
 background thread and stops it with the ``stop`` event (checked at least every
@@ -23,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from alpaca_cli.alpaca.book import Books
@@ -35,7 +36,7 @@ from alpaca_cli.platform.frames import FrameError, FrameMeta, decode_frame
 if TYPE_CHECKING:
     from alpaca_cli.platform.bus import Bus, BusSubscription
 
-__all__ = ["POLL_INTERVAL", "StreamItem", "StreamStats", "TopicStream"]
+__all__ = ["POLL_INTERVAL", "StreamItem", "TopicStream"]
 
 POLL_INTERVAL: Final = 0.1
 """Longest time :meth:`TopicStream.__iter__` blocks before it looks at the stop event."""
@@ -52,19 +53,6 @@ class StreamItem:
     messages: list[Message]
     error: str | None = None
     """Why the payload could not be decoded (then ``messages`` is empty)."""
-
-
-@dataclass(slots=True)
-class StreamStats:
-    """Running totals for a stream (``run``'s header, ``tail``'s exit summary)."""
-
-    frames: int = 0
-    messages: int = 0
-    decode_errors: int = 0
-    last_error: str | None = None
-    first_ns: int | None = None
-    last_ns: int | None = None
-    by_kind: dict[str, int] = field(default_factory=dict)
 
 
 class TopicStream(Closing):
@@ -96,7 +84,6 @@ class TopicStream(Closing):
         self.topic = topic
         self.books = books if books is not None else Books()
         self.stop = stop if stop is not None else threading.Event()
-        self.stats = StreamStats()
         self.linger = linger
         self.replay_waited = replay_waited
         self._waited: deque[StreamItem] = deque()
@@ -160,33 +147,19 @@ class TopicStream(Closing):
     ) -> StreamItem:
         """Decode one published event's data and apply it to the books (no I/O)."""
         received = received_ns or time.time_ns()
-        stats = self.stats
-        stats.frames += 1
-        if stats.first_ns is None:
-            stats.first_ns = received
-        stats.last_ns = received
         try:
             frame = decode_frame(data, extensions, event_id=event_id)
         except FrameError as exc:
-            return self._failed(received, FrameMeta(event_id=event_id), data, str(exc))
+            return StreamItem(received, FrameMeta(event_id=event_id), data, [], str(exc))
         try:
             messages = decode(frame.payload)
         except DecodeError as exc:
-            return self._failed(received, frame.meta, frame.payload, str(exc))
-        stats.messages += len(messages)
-        books = self.books
-        by_kind = stats.by_kind
+            return StreamItem(received, frame.meta, frame.payload, [], str(exc))
+        apply = self.books.apply
         for msg in messages:
-            kind = msg.T
-            by_kind[kind] = by_kind.get(kind, 0) + 1
             if type(msg) is OrderBookUpdate:
-                books.apply(msg)
+                apply(msg)
         return StreamItem(received, frame.meta, frame.payload, messages)
-
-    def _failed(self, received: int, meta: FrameMeta, payload: bytes, error: str) -> StreamItem:
-        self.stats.decode_errors += 1
-        self.stats.last_error = error
-        return StreamItem(received, meta, payload, [], error)
 
     def __iter__(self) -> Iterator[StreamItem]:
         """Items until :attr:`stop` is set or the subscription ends."""

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import statistics
 import subprocess
@@ -51,6 +52,7 @@ from bench.platform import (
     CliError,
     DevUp,
     bus_named,
+    cpu_seconds,
     dev_up,
     profiled,
     reap,
@@ -94,6 +96,8 @@ class TailCapture:
     stderr: str = ""
     returncode: int | None = None
     samples: dict[str, Any] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds each process of the pipeline spent in the window (see :func:`cpu_seconds`)."""
 
 
 def _message_of(obj: Any) -> dict[str, Any] | None:
@@ -144,6 +148,7 @@ def capture_tail(
         )
     lines: list[tuple[int, bytes]] = []
     first = threading.Event()
+    cpu: dict[str, float] = {}
 
     def reader() -> None:
         assert proc.stdout is not None
@@ -159,11 +164,14 @@ def capture_tail(
     peak = PeakRss(proc.pid)
     window = (0, 0)
     try:
+        roots = [up.proc.pid, proc.pid, os.getpid()]
         if first.wait(first_timeout):
             time.sleep(warmup)
-            start = time.time_ns()
+            start, cpu0 = time.time_ns(), cpu_seconds(roots)
             time.sleep(seconds)
             window = (start, time.time_ns())
+            cpu1 = cpu_seconds(roots)
+            cpu = {k: round(v - cpu0.get(k, 0.0), 2) for k, v in cpu1.items()}
     finally:
         peak.sample()
         rss = peak.stop()
@@ -174,7 +182,12 @@ def capture_tail(
         if proc.stdout is not None:
             proc.stdout.close()
     return TailCapture(
-        lines, window, rss, stderr_path.read_text(errors="replace")[-800:], returncode=code
+        lines,
+        window,
+        rss,
+        stderr_path.read_text(errors="replace")[-800:],
+        returncode=code,
+        cpu=cpu,
     )
 
 
@@ -262,6 +275,12 @@ def analyze(capture: TailCapture, offered_rate: float) -> dict[str, Any]:
         "tail_peak_rss_mb": None
         if capture.peak_rss_kb is None
         else round(capture.peak_rss_kb / 1024, 1),
+        # Cores each process kept busy in the window: which one the machine's 2 cores go to.
+        "cpu_cores": {
+            name: round(secs / seconds, 2)
+            for name, secs in sorted(capture.cpu.items(), key=lambda kv: -kv[1])
+            if seconds > 0 and secs > 0
+        },
         "sustained": sustained,
     }
 

@@ -247,6 +247,58 @@ def vm_hwm_kb(pid: int) -> int | None:
     return None
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_stat(pid: int) -> tuple[int, float] | None:
+    """``(parent pid, user+system CPU seconds)`` of a live process, from ``/proc/<pid>/stat``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()  # the name may hold spaces and parentheses
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _label(pid: int) -> str:
+    """A short name for a process of the pipeline: ``tail``, ``dev up``, ``feed``..."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return str(pid)
+    words = [Path(a).name for a in argv[1:] if not a.startswith("-")][:3]
+    if not argv:
+        return str(pid)
+    return " ".join(words) or Path(argv[0]).name
+
+
+def cpu_seconds(roots: Sequence[int]) -> dict[str, float]:
+    """CPU seconds so far of ``roots`` and all their descendants, by :func:`_label`.
+
+    Sampled at both ends of a measured window, the difference says which process of the
+    pipeline spends the machine's cores (the profile behind a rate the ladder cannot pass).
+    """
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (st := _proc_stat(int(entry))) is not None:
+            stats[int(entry)] = st
+    wanted, frontier = set(roots), list(roots)
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, _) in stats.items():
+            if ppid == parent and pid not in wanted:
+                wanted.add(pid)
+                frontier.append(pid)
+    out: dict[str, float] = {}
+    for pid in sorted(wanted):
+        if pid in stats:
+            name = "bench (this process)" if pid == os.getpid() else _label(pid)
+            out[name] = out.get(name, 0.0) + stats[pid][1]
+    return out
+
+
 class PeakRss:
     """Samples a process's ``VmHWM`` in a thread until stopped; :attr:`kb` is the last seen.
 

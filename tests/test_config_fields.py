@@ -87,10 +87,12 @@ def _empty(tmp_path: Path) -> Path:
     return path
 
 
-def test_channels_match_the_protocol_core() -> None:
+def test_channels_are_the_protocol_cores_one_tuple() -> None:
+    from alpaca_cli.alpaca import names
     from alpaca_cli.alpaca.messages import CHANNELS as CORE_CHANNELS
 
-    assert CHANNELS == CORE_CHANNELS
+    assert CHANNELS is CORE_CHANNELS is names.CHANNELS
+    assert CHANNELS == ("trades", "quotes", "orderbooks", "bars", "updatedBars", "dailyBars")
 
 
 _SYMBOLISH = st.text(alphabet="ABCXYZabc019/*.- ", max_size=40)
@@ -100,6 +102,7 @@ _SYMBOLISH = st.text(alphabet="ABCXYZabc019/*.- ", max_size=40)
 def test_the_symbol_rule_is_the_protocol_cores(symbol: str) -> None:
     from alpaca_cli.alpaca.codec import is_valid_symbol as core_rule
 
+    assert is_valid_symbol is core_rule  # one definition (alpaca.names), not two kept equal
     assert is_valid_symbol(symbol) == core_rule(symbol)
 
 
@@ -142,13 +145,17 @@ def test_anything_else_is_not_a_channel(text: str) -> None:
 
 
 def test_loading_the_config_imports_neither_pydantic_nor_the_protocol_core(tmp_path: Path) -> None:
-    """Module level is stdlib-only (``--help`` imports it); dotenv only when a .env exists."""
+    """Module level is stdlib-only (``--help`` imports it); dotenv only when a .env exists.
+
+    Of the protocol core it loads only :mod:`alpaca_cli.alpaca.names` (stdlib only too)."""
     code = (
         "import sys, pathlib\n"
         "import alpaca_cli.config as c\n"
         "assert 'dotenv' not in sys.modules\n"
         "c.load_config(environ={}, cwd=pathlib.Path(sys.argv[1]))\n"
-        "bad = [m for m in ('pydantic', 'dotenv', 'alpaca_cli.alpaca') if m in sys.modules]\n"
+        "core = [m for m in sys.modules if m.startswith('alpaca_cli.alpaca.')]\n"
+        "assert core == ['alpaca_cli.alpaca.names'], core\n"
+        "bad = [m for m in ('pydantic', 'dotenv', 'msgspec', 'msgpack') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)

@@ -52,7 +52,7 @@ ALLOWED: dict[str, set[str]] = {
     "startup": set(),
     "closing": set(),
     "redact": {"errors"},
-    "config": {"errors"},
+    "config": {"errors", "alpaca"},
     "state": {"errors"},
     "platform": {"errors", "closing", "alpaca", "config", "redact"},
     "stream": {"errors", "closing", "alpaca", "platform"},
@@ -108,3 +108,19 @@ def test_the_cli_imports_the_embedded_platform_only_in_the_dev_commands() -> Non
         and not module.startswith("alpaca_cli.commands.dev")
     )
     assert offenders == []
+
+
+def test_the_configuration_checks_names_without_importing_the_codec() -> None:
+    """``config`` needs Alpaca's channel list and symbol rule, not its msgspec schema."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import alpaca_cli.config\n"
+        "print(sorted(m for m in sys.modules if m.startswith('alpaca_cli.alpaca')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "['alpaca_cli.alpaca', 'alpaca_cli.alpaca.names']"

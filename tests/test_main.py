@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -136,3 +137,37 @@ def test_help_imports_no_command_module_and_none_of_the_shared_plumbing() -> Non
             "alpaca_cli.startup",  # main()'s garbage-collector setting, standard library only
         ]
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "start", "hint"),
+    [
+        (["subscribe", "--bogus"], "Error: No such option: --bogus", "alpaca-md subscribe -h"),
+        (["nosuch"], "Error: No such command 'nosuch'", "alpaca-md -h"),
+        (["run", "--duration", "abc"], "Error: Invalid value for '--duration'", "alpaca-md run -h"),
+        (["--bogus"], "Error: No such option: --bogus", "alpaca-md -h"),
+        (["dev", "up", "--bogus"], "Error: No such option: --bogus", "alpaca-md dev up -h"),
+        (["tail", "--count"], "Error: Option '--count' requires an argument", "alpaca-md tail -h"),
+    ],
+)
+def test_a_usage_error_is_one_line_with_the_way_to_help(
+    argv: list[str], start: str, hint: str
+) -> None:
+    """Click's three-line usage block becomes the tool's one ``Error:`` line, still exit 2."""
+    script = Path(sys.executable).with_name("alpaca-md")  # the console script operators run
+    done = subprocess.run([script, *argv], capture_output=True, text=True, timeout=60)
+    assert done.returncode == ExitCode.USAGE
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(start), lines[0]
+    assert lines[0].endswith(f"see '{hint}'."), lines[0]
+    # The in-process runner (what most tests use) shows the same line.
+    result = runner.invoke(app, argv, prog_name="alpaca-md")
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stderr.strip() == lines[0]
+
+
+def test_no_arguments_still_shows_the_help() -> None:
+    result = runner.invoke(app, [])
+    assert "Commands:" in result.stdout + result.stderr

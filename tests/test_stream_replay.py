@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -53,6 +54,15 @@ def test_items_the_waits_consumed_come_out_again_in_order(
     sidecar: Sidecar, client: PubsubClient
 ) -> None:
     with TopicStream(client, "replay.a", replay_waited=True) as stream:
+        decoded = 0
+        process = stream.process
+
+        def counting(*args: Any, **kwargs: Any) -> StreamItem:
+            nonlocal decoded
+            decoded += 1
+            return process(*args, **kwargs)
+
+        stream.process = counting  # type: ignore[method-assign]
         publish(sidecar, "replay.a", WELCOME, AUTHENTICATED, TRADE, SUBSCRIBED)
         assert stream.wait_for(is_authenticated, 10) is not None
         # The second wait tests only new items: the replayed welcome cannot answer it.
@@ -64,8 +74,8 @@ def test_items_the_waits_consumed_come_out_again_in_order(
         assert not stream.pending()
         publish(sidecar, "replay.a", TRADE)
         assert first_kind(stream.next(5)) == "t"  # then the subscription's own items
-        # Books and totals were applied once, when the items were first read.
-        assert (stream.stats.frames, stream.stats.by_kind.get("t")) == (5, 2)
+        # Each event was decoded (and its books applied) once, when it was first read.
+        assert decoded == 5
 
 
 def test_without_replay_what_a_wait_consumed_is_gone(

@@ -2,58 +2,138 @@
 
 No sockets, clocks or sleeps here: bytes in, typed messages and bytes out. The client (``run``,
 ``tail``) and the stand-in server (``dev feed``) share this one codec.
+
+The names below load their submodule on first use (PEP 562): importing one light submodule,
+such as :mod:`.names` for the configuration, does not import the codec and its msgspec schema.
 """
 
 from __future__ import annotations
 
-from .book import Books, OrderBook
-from .codec import (
-    MAX_SYMBOLS_PER_MESSAGE,
-    AuthRequest,
-    ClientMessage,
-    DecodeError,
-    Format,
-    SubscribeRequest,
-    decode,
-    decode_client_message,
-    decode_json,
-    decode_msgpack,
-    encode_auth,
-    encode_client_message,
-    encode_frame,
-    encode_subscribe,
-    is_valid_symbol,
-    to_wire,
-)
-from .errors import AUTH_REFUSALS, ERRORS, ErrorCode, ErrorInfo, Retry, error_info
-from .messages import (
-    CHANNELS,
-    Bar,
-    BarKind,
-    DataMessage,
-    Error,
-    Level,
-    Message,
-    OrderBookUpdate,
-    Quote,
-    Subscription,
-    Success,
-    Trade,
-    Unknown,
-)
-from .session import (
-    AlpacaFailure,
-    Authenticated,
-    ClientSession,
-    DataResumed,
-    Event,
-    RehandshakeNeeded,
-    SessionState,
-    SubscriptionConfirmed,
-    Welcome,
-    backoff_delays,
-)
-from .timestamps import format_rfc3339, parse_rfc3339
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .book import Books, OrderBook
+    from .codec import (
+        MAX_SYMBOLS_PER_MESSAGE,
+        AuthRequest,
+        ClientMessage,
+        DecodeError,
+        Format,
+        SubscribeRequest,
+        decode,
+        decode_client_message,
+        decode_json,
+        decode_msgpack,
+        encode_auth,
+        encode_client_message,
+        encode_frame,
+        encode_subscribe,
+        is_valid_symbol,
+        to_wire,
+    )
+    from .errors import AUTH_REFUSALS, ERRORS, ErrorCode, ErrorInfo, Retry, error_info
+    from .messages import (
+        CHANNELS,
+        Bar,
+        BarKind,
+        DataMessage,
+        Error,
+        Level,
+        Message,
+        OrderBookUpdate,
+        Quote,
+        Subscription,
+        Success,
+        Trade,
+        Unknown,
+    )
+    from .session import (
+        AlpacaFailure,
+        Authenticated,
+        ClientSession,
+        DataResumed,
+        Event,
+        RehandshakeNeeded,
+        SessionState,
+        SubscriptionConfirmed,
+        Welcome,
+        backoff_delays,
+    )
+    from .timestamps import format_rfc3339, parse_rfc3339
+
+_WHERE: dict[str, str] = {
+    **dict.fromkeys(("Books", "OrderBook"), "book"),
+    **dict.fromkeys(
+        (
+            "MAX_SYMBOLS_PER_MESSAGE",
+            "AuthRequest",
+            "ClientMessage",
+            "DecodeError",
+            "Format",
+            "SubscribeRequest",
+            "decode",
+            "decode_client_message",
+            "decode_json",
+            "decode_msgpack",
+            "encode_auth",
+            "encode_client_message",
+            "encode_frame",
+            "encode_subscribe",
+            "is_valid_symbol",
+            "to_wire",
+        ),
+        "codec",
+    ),
+    **dict.fromkeys(
+        ("AUTH_REFUSALS", "ERRORS", "ErrorCode", "ErrorInfo", "Retry", "error_info"), "errors"
+    ),
+    **dict.fromkeys(
+        (
+            "CHANNELS",
+            "Bar",
+            "BarKind",
+            "DataMessage",
+            "Error",
+            "Level",
+            "Message",
+            "OrderBookUpdate",
+            "Quote",
+            "Subscription",
+            "Success",
+            "Trade",
+            "Unknown",
+        ),
+        "messages",
+    ),
+    **dict.fromkeys(
+        (
+            "AlpacaFailure",
+            "Authenticated",
+            "ClientSession",
+            "DataResumed",
+            "Event",
+            "RehandshakeNeeded",
+            "SessionState",
+            "SubscriptionConfirmed",
+            "Welcome",
+            "backoff_delays",
+        ),
+        "session",
+    ),
+    **dict.fromkeys(("format_rfc3339", "parse_rfc3339"), "timestamps"),
+}
+"""Exported name -> the submodule that defines it."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AUTH_REFUSALS",

@@ -39,6 +39,7 @@ from .messages import (
     Trade,
     Unknown,
 )
+from .names import is_valid_symbol
 from .timestamps import _SCALE, format_rfc3339, parse_rfc3339, to_msgpack_timestamp
 from .timestamps import _dot_cache as _DOTS
 from .timestamps import _whole_cache as _WHOLES
@@ -528,13 +529,6 @@ class SubscribeRequest:
 
 
 ClientMessage: TypeAlias = AuthRequest | SubscribeRequest
-
-_SYMBOL = re.compile(r"[A-Z0-9]{1,15}/[A-Z0-9]{1,15}")
-
-
-def is_valid_symbol(symbol: str) -> bool:
-    """True for ``BASE/QUOTE`` in upper case (``BTC/USD``) and for the wildcard ``*``."""
-    return symbol == "*" or _SYMBOL.fullmatch(symbol) is not None
 
 
 def encode_auth(key: str, secret: str, fmt: Format = "json") -> bytes:

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import msgspec
 
+from .names import CHANNELS
+
 __all__ = [
     "BAR_KINDS",
     "CHANNELS",
@@ -42,8 +44,6 @@ __all__ = [
     "Unknown",
 ]
 
-CHANNELS: tuple[str, ...] = ("trades", "quotes", "orderbooks", "bars", "updatedBars", "dailyBars")
-"""Subscription channels in the order the server lists them."""
 
 BarKind: TypeAlias = Literal["b", "d", "u"]
 BAR_KINDS: dict[str, BarKind] = {"b": "b", "d": "d", "u": "u"}

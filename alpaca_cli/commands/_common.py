@@ -148,6 +148,18 @@ _OUTPUT = (
 )
 
 
+def _completion_of(f: Any) -> Callable[..., list[str]] | None:
+    """<TAB> for a table option: its choices (a list option completes after its last comma),
+    or the topics the state and settings name."""
+    from alpaca_cli.commands import _completion
+
+    if f.choices:
+        return _completion.choices(f.choices, several=f.kind is list)
+    if f.options_name == "topic":
+        return _completion.complete_topics
+    return None
+
+
 def takes(*names: str) -> Callable[[F], F]:
     """Declare that a command takes these configuration options (keys of :data:`SHARED`).
 
@@ -180,7 +192,11 @@ def takes(*names: str) -> Callable[[F], F]:
                 annotation=Annotated[
                     f.annotation,
                     typer.Option(
-                        *f.param_decls, help=f.help, metavar=f.metavar, show_default=False
+                        *f.param_decls,
+                        help=f.help,
+                        metavar=f.metavar,
+                        show_default=False,
+                        autocompletion=_completion_of(f),
                     ),
                 ],
             )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from alpaca_cli.commands._common import CONTROLLER, FILES, fail, render, takes
+from alpaca_cli.commands._completion import complete_connection_ids, complete_worker_ids
 
 if TYPE_CHECKING:
     from alpaca_cli.runtime import Invocation
@@ -37,6 +38,7 @@ def command(
         typer.Option(
             "--worker",
             metavar="ID",
+            autocompletion=complete_worker_ids,
             help="Stop and delete this worker (only it), whether or not a state file names it.",
         ),
     ] = None,
@@ -45,6 +47,7 @@ def command(
         typer.Option(
             "--connection",
             metavar="ID",
+            autocompletion=complete_connection_ids,
             help="Close this connection (only it), whether or not a state file names it.",
         ),
     ] = None,

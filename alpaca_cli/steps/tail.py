@@ -306,6 +306,13 @@ class TailResult:
     reason: str = "end"
     """``count``, ``duration``, ``interrupted``, ``pipe-closed`` or ``end`` (stream closed)."""
 
+    def saw(self, item: StreamItem) -> None:
+        """Count one published frame off the topic (printed or filtered out)."""
+        self.frames += 1
+        self.messages += len(item.messages)
+        if item.error is not None:
+            self.decode_errors += 1
+
 
 def parse_types(values: Sequence[str]) -> frozenset[str] | None:
     """``--type`` values -> the wire ``T`` values to keep (``None``: keep everything).
@@ -560,6 +567,7 @@ def tail_topic(
                     if on_idle is not None:
                         on_idle()
                     continue
+                result.saw(item)
                 if not gaps.warned:
                     warning = gaps.see(item)
                     if warning is not None:
@@ -601,9 +609,6 @@ def tail_topic(
         result.reason = "pipe-closed"
         silence_stdout(sink)
     finally:
-        stats = stream.stats
-        result.frames, result.messages = stats.frames, stats.messages
-        result.decode_errors = stats.decode_errors
         if outbox is not None:
             result.dropped, result.peak_buffer = outbox.dropped, outbox.peak
         stream.close()

@@ -262,7 +262,7 @@ def test_stream_decodes_flat_and_envelope_frames_and_keeps_books() -> None:
         b'[{"T":"o","S":"BTC/USD","t":"2024-01-01T00:00:00Z","r":true,'
         b'"b":[{"p":100,"s":1},{"p":99,"s":2}],"a":[{"p":101,"s":1}]}]'
     )
-    item = stream.process(snapshot, {"websocketId": "c1"}, "e1", 5)
+    item = first = stream.process(snapshot, {"websocketId": "c1"}, "e1", 5)
     assert item.error is None and item.meta.websocket_id == "c1" and item.received_ns == 5
     delta = b'[{"T":"o","S":"BTC/USD","t":"2024-01-01T00:00:01Z","b":[{"p":100,"s":0}],"a":[]}]'
     envelope = orjson.dumps({"WebSocketId": "c1", "Payload": base64.b64encode(delta).decode()})
@@ -270,8 +270,7 @@ def test_stream_decodes_flat_and_envelope_frames_and_keeps_books() -> None:
     assert item.meta.envelope and len(item.messages) == 1
     book = stream.books["BTC/USD"]
     assert book.best_bid == (99.0, 2.0) and book.best_ask == (101.0, 1.0) and book.valid
-    assert (stream.stats.frames, stream.stats.messages) == (2, 2)
-    assert stream.stats.by_kind == {"o": 2}
+    assert [m.T for m in first.messages + item.messages] == ["o", "o"]
 
 
 def test_stream_counts_decode_errors_as_data() -> None:
@@ -280,6 +279,12 @@ def test_stream_counts_decode_errors_as_data() -> None:
     assert bad.messages == [] and bad.error
     broken_envelope = stream.process(b'{"Payload":"!!"}', {})
     assert broken_envelope.error
-    assert stream.stats.decode_errors == 2 and stream.stats.last_error == broken_envelope.error
     good = stream.process(b'[{"T":"success","msg":"connected"}]', {})
-    assert good.error is None and stream.stats.frames == 3
+    assert good.error is None
+    # The tail's result counts them as it sees them: three frames, two undecodable.
+    from alpaca_cli.steps.tail import TailResult
+
+    result = TailResult(topic="unused")
+    for seen in (bad, broken_envelope, good):
+        result.saw(seen)
+    assert (result.frames, result.messages, result.decode_errors) == (3, 1, 2)
