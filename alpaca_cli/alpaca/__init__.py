@@ -6,7 +6,7 @@ No sockets, clocks or sleeps here: bytes in, typed messages and bytes out. The c
 
 from __future__ import annotations
 
-from .book import Books, OrderBook
+from .book import Books, OrderBook, PriceSize
 from .codec import (
     MAX_SYMBOLS_PER_MESSAGE,
     AuthRequest,
@@ -53,13 +53,14 @@ from .session import (
     Welcome,
     backoff_delays,
 )
-from .timestamps import format_rfc3339, parse_rfc3339
+from .timestamps import RFC3339_PATTERN, format_rfc3339, parse_rfc3339
 
 __all__ = [
     "AUTH_REFUSALS",
     "CHANNELS",
     "ERRORS",
     "MAX_SYMBOLS_PER_MESSAGE",
+    "RFC3339_PATTERN",
     "AlpacaFailure",
     "AuthRequest",
     "Authenticated",
@@ -80,6 +81,7 @@ __all__ = [
     "Message",
     "OrderBook",
     "OrderBookUpdate",
+    "PriceSize",
     "Quote",
     "RehandshakeNeeded",
     "Retry",

@@ -13,10 +13,14 @@ trusted until the next ``r:true`` snapshot: :meth:`OrderBook.invalidate` records
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from typing import TypeAlias
 
-from .messages import Level, Message, OrderBookUpdate
+from .messages import Level, Message, OrderBookUpdate, WireTime, time_ns
 
-__all__ = ["Books", "OrderBook"]
+__all__ = ["Books", "OrderBook", "PriceSize"]
+
+PriceSize: TypeAlias = tuple[float, float]
+"""(price, size) of one level, as the book's queries return it (:class:`Level` is the wire's)."""
 
 
 class OrderBook:
@@ -38,12 +42,12 @@ class OrderBook:
         "_best_ask",
         "_best_bid",
         "_bid_ok",
+        "_t",
         "_valid",
         "asks",
         "bids",
         "resets",
         "symbol",
-        "timestamp",
         "updates",
     )
 
@@ -57,8 +61,7 @@ class OrderBook:
         """Messages applied that were not resets."""
         self.resets = 0
         """Snapshots (``r:true``) applied."""
-        self.timestamp: int | None = None
-        """``t`` (ns) of the last message applied."""
+        self._t: WireTime | None = None  # the last message's t, converted only when asked
         self._valid = False
         self._best_bid: float | None = None
         self._best_ask: float | None = None
@@ -78,7 +81,7 @@ class OrderBook:
         Levels are applied in message order, so a price listed twice ends with its last size.
         A non-positive size deletes the level (only 0 is expected on the wire).
         """
-        self.timestamp = msg.timestamp
+        self._t = msg.t
         if msg.reset:
             self.resets += 1
             self._valid = True
@@ -92,7 +95,9 @@ class OrderBook:
             bids = self.bids
             best = self._best_bid
             ok = self._bid_ok
-            for p, s in msg.bids:
+            for lv in msg.bids:
+                p = lv.p
+                s = lv.s
                 if s > 0:
                     bids[p] = s
                     if ok and (best is None or p > best):
@@ -105,7 +110,9 @@ class OrderBook:
             asks = self.asks
             best = self._best_ask
             ok = self._ask_ok
-            for p, s in msg.asks:
+            for lv in msg.asks:
+                p = lv.p
+                s = lv.s
                 if s > 0:
                     asks[p] = s
                     if ok and (best is None or p < best):
@@ -114,6 +121,12 @@ class OrderBook:
                     ok = False
             self._best_ask = best
             self._ask_ok = ok
+
+    @property
+    def timestamp(self) -> int | None:
+        """``t`` (ns) of the last message applied, or None before the first."""
+        t = self._t
+        return None if t is None else time_ns(t)
 
     def invalidate(self) -> None:
         """Mark the book untrustworthy (after a reconnect) until the next reset arrives."""
@@ -125,7 +138,7 @@ class OrderBook:
         return self._valid
 
     @property
-    def best_bid(self) -> Level | None:
+    def best_bid(self) -> PriceSize | None:
         """(price, size) of the highest bid, or None for an empty side."""
         if not self._bid_ok:
             self._best_bid = max(self.bids) if self.bids else None
@@ -134,7 +147,7 @@ class OrderBook:
         return None if best is None else (best, self.bids[best])
 
     @property
-    def best_ask(self) -> Level | None:
+    def best_ask(self) -> PriceSize | None:
         """(price, size) of the lowest ask, or None for an empty side."""
         if not self._ask_ok:
             self._best_ask = min(self.asks) if self.asks else None
@@ -168,7 +181,7 @@ class OrderBook:
         bid, ask = self.best_bid, self.best_ask
         return bid is not None and ask is not None and bid[0] >= ask[0]
 
-    def top(self, n: int) -> tuple[list[Level], list[Level]]:
+    def top(self, n: int) -> tuple[list[PriceSize], list[PriceSize]]:
         """The best ``n`` levels of each side, best first (sorts: for display, not per update)."""
         bids = sorted(self.bids.items(), reverse=True)[:n]
         asks = sorted(self.asks.items())[:n]
@@ -176,7 +189,7 @@ class OrderBook:
 
 
 def _snapshot(levels: list[Level]) -> dict[float, float]:
-    side = dict(levels)
+    side = {lv.p: lv.s for lv in levels}
     if side and min(side.values()) <= 0:
         side = {p: s for p, s in side.items() if s > 0}
     return side

@@ -32,6 +32,7 @@ from alpaca_cli.alpaca.codec import (
 from alpaca_cli.alpaca.messages import (
     Bar,
     Error,
+    Level,
     Message,
     OrderBookUpdate,
     Quote,
@@ -65,7 +66,7 @@ class TestSpecExamples:
             symbol="AVAX/USD",
             price=47.299,
             size=29.205707815,
-            timestamp=1710239268_858228144,
+            t=1710239268_858228144,
             id=3447222699101865076,
             taker_side="S",
         )
@@ -97,12 +98,12 @@ class TestSpecExamples:
             OrderBookUpdate(
                 "BTC/USD",
                 1710239930_796132210,
-                bids=[(71859.53, 0.27994), (71849.4, 0.553986)],
-                asks=[(71939.7, 0.83953)],
+                bids=[Level(71859.53, 0.27994), Level(71849.4, 0.553986)],
+                asks=[Level(71939.7, 0.83953)],
                 reset=True,
             ),
-            OrderBookUpdate("MKR/USD", 1710239979_445492807, [], [(2614.587, 12.5308)]),
-            OrderBookUpdate("CRV/USD", 1710239980_501160019, [(0.7904, 0)], []),
+            OrderBookUpdate("MKR/USD", 1710239979_445492807, [], [Level(2614.587, 12.5308)]),
+            OrderBookUpdate("CRV/USD", 1710239980_501160019, [Level(0.7904, 0)], []),
         ]
 
     def test_control_messages(self) -> None:
@@ -129,7 +130,9 @@ class TestSpecExamples:
 
     def test_orderbook_with_a_missing_side_is_accepted(self) -> None:
         [book] = decode(b'[{"T":"o","S":"X/Y","t":"2024-03-12T10:39:40Z","a":[{"p":1,"s":2}]}]')
-        assert book == OrderBookUpdate("X/Y", parse_rfc3339("2024-03-12T10:39:40Z"), [], [(1, 2)])
+        assert book == OrderBookUpdate(
+            "X/Y", parse_rfc3339("2024-03-12T10:39:40Z"), [], [Level(1, 2)]
+        )
 
 
 class TestUnknowns:
@@ -244,7 +247,7 @@ scalars = (
     | st.floats(allow_nan=False, allow_infinity=False)
 )  # fmt: skip
 extras = st.none() | st.dictionaries(text.map(lambda k: "x_" + k), scalars, min_size=1, max_size=3)
-levels = st.lists(st.tuples(finite, finite), max_size=5)
+levels = st.lists(st.builds(Level, finite, finite), max_size=5)
 symbols = st.lists(text, max_size=4).map(tuple)
 KNOWN_T = {"t", "q", "b", "d", "u", "o", "success", "subscription", "error"}
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from alpaca_cli.alpaca.messages import Bar, BarKind, OrderBookUpdate, Quote, Trade
+from alpaca_cli.alpaca.messages import Bar, BarKind, Level, OrderBookUpdate, Quote, Trade
 from alpaca_cli.devstack.feed.config import UNIVERSE, FeedConfig, SymbolSpec
 from alpaca_cli.devstack.feed.session import Targets
 from alpaca_cli.devstack.feed.source import Message
@@ -279,8 +279,8 @@ class _Instrument:
         return OrderBookUpdate(
             self.symbol,
             t,
-            [(price(p), s) for p, s in bids.items()],
-            [(price(p), s) for p, s in asks.items()],
+            [Level(price(p), s) for p, s in bids.items()],
+            [Level(price(p), s) for p, s in asks.items()],
         )
 
     def snapshot(self, t: int) -> OrderBookUpdate:
@@ -291,8 +291,8 @@ class _Instrument:
         return OrderBookUpdate(
             self.symbol,
             t,
-            [(price(p), book.bids[p]) for p in sorted(book.bids, reverse=True)],
-            [(price(p), book.asks[p]) for p in sorted(book.asks)],
+            [Level(price(p), book.bids[p]) for p in sorted(book.bids, reverse=True)],
+            [Level(price(p), book.asks[p]) for p in sorted(book.asks)],
             reset=True,
         )
 
