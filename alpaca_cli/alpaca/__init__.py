@@ -27,19 +27,23 @@ from .codec import (
 )
 from .errors import AUTH_REFUSALS, ERRORS, ErrorCode, ErrorInfo, Retry, error_info
 from .messages import (
+    BAR_CLASSES,
     CHANNELS,
     Bar,
     BarKind,
+    DailyBar,
     DataMessage,
     Error,
     Level,
     Message,
+    MinuteBar,
     OrderBookUpdate,
     Quote,
     Subscription,
     Success,
     Trade,
     Unknown,
+    UpdatedBar,
 )
 from .session import (
     AlpacaFailure,
@@ -53,14 +57,14 @@ from .session import (
     Welcome,
     backoff_delays,
 )
-from .timestamps import RFC3339_PATTERN, format_rfc3339, parse_rfc3339
+from .timestamps import format_rfc3339, parse_rfc3339
 
 __all__ = [
     "AUTH_REFUSALS",
+    "BAR_CLASSES",
     "CHANNELS",
     "ERRORS",
     "MAX_SYMBOLS_PER_MESSAGE",
-    "RFC3339_PATTERN",
     "AlpacaFailure",
     "AuthRequest",
     "Authenticated",
@@ -69,6 +73,7 @@ __all__ = [
     "Books",
     "ClientMessage",
     "ClientSession",
+    "DailyBar",
     "DataMessage",
     "DataResumed",
     "DecodeError",
@@ -79,6 +84,7 @@ __all__ = [
     "Format",
     "Level",
     "Message",
+    "MinuteBar",
     "OrderBook",
     "OrderBookUpdate",
     "PriceSize",
@@ -92,6 +98,7 @@ __all__ = [
     "Success",
     "Trade",
     "Unknown",
+    "UpdatedBar",
     "Welcome",
     "backoff_delays",
     "decode",

@@ -7,12 +7,15 @@ of objects. :func:`decode` turns one frame into typed messages and promises a si
 build them and :func:`decode_client_message` parses them on the server side.
 
 Decoding is the hot path of the whole tool, so it is one msgspec schema (Structs tagged on
-``T``) that parses and validates a frame in C, and for the hot kinds (trades, quotes, book
-updates) nothing else: no Python runs per message. A JSON ``t`` stays the string it was, checked
-in C against :data:`~.timestamps.RFC3339_PATTERN`, and becomes nanoseconds only when someone
-reads ``timestamp`` (see :mod:`.messages`); a level stays the :class:`~.messages.Level` msgspec
-built. Only a msgpack ``t`` (a Timestamp ext, whose bytes msgspec does not check) and the rare
-kinds (bars, control messages) get a short Python pass. No pydantic, no ``datetime``.
+``T``) that parses and type-checks a frame in C, and for the data kinds (trades, quotes, books,
+bars) no Python code runs per message. A JSON ``t`` stays the string it was and becomes
+nanoseconds only when someone reads ``timestamp`` (see :mod:`.messages`); a level stays the
+:class:`~.messages.Level` msgspec built. What msgspec cannot check, that every ``t`` is a valid
+RFC 3339 instant, is proved for the whole frame at once by :func:`_times_known` (one regex over
+the joined ``t`` plus the per-second cache), so a malformed frame still fails here, with a
+:class:`DecodeError`, and ``timestamp`` can never fail later. Frames it cannot vouch for (a new
+second, an offset, control messages, msgpack Timestamp exts) take a short Python pass
+(:func:`_finish`) that is just as strict. No pydantic, no ``datetime``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Literal, TypeAlias
 
 import msgpack
@@ -31,17 +35,19 @@ from msgspec.msgpack import Ext
 from .messages import (
     NOT_ON_WIRE,
     Bar,
-    BarKind,
+    DailyBar,
     Error,
     Message,
+    MinuteBar,
     OrderBookUpdate,
     Quote,
     Subscription,
     Success,
     Trade,
     Unknown,
+    UpdatedBar,
 )
-from .timestamps import _whole_cache as _WHOLES
+from .timestamps import _prefix_cache as _SECONDS
 from .timestamps import format_rfc3339, parse_rfc3339, to_msgpack_timestamp
 
 __all__ = [
@@ -126,42 +132,16 @@ def _looks_like_json(payload: bytes | bytearray | memoryview, openers: bytes) ->
 # --------------------------------------------------------------------------- the msgspec decoder
 #
 # One decoder for JSON and msgpack. msgspec decodes a whole frame in C into the tagged union below:
-# the hot kinds straight into their public Structs, the rare ones into private wire twins. That
-# validates every field's type (``bool`` is not a number, ``1.0`` is not an int, a level is an
-# object with numeric ``p`` and ``s``, ``t`` is RFC 3339 text or an ext) and rejects unknown keys
-# and unknown ``T``. A JSON frame of hot kinds only is then done: one C-level scan of the classes
-# proves it. Otherwise :func:`_finish` works in place: a msgpack Timestamp ext is checked and
-# becomes integer nanoseconds, twins become their public classes. A frame msgspec rejects goes to
-# :func:`_careful`, message by message, which keeps unknown keys and unknown ``T``, reads a ``null``
-# book side as a missing one, and names the message and field of a real fault. Both paths share
-# the one schema, so they cannot disagree.
-
-
-class _WireBar(msgspec.Struct, tag_field="T", forbid_unknown_fields=True, gc=False,
-               rename={"symbol": "S", "open": "o", "high": "h", "low": "l", "close": "c",
-                       "volume": "v", "timestamp": "t", "trade_count": "n",
-                       "vwap": "vw"}):  # fmt: skip
-    symbol: str
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    timestamp: str | Ext
-    trade_count: int
-    vwap: float
-
-
-class _MinuteBar(_WireBar, tag="b"):
-    pass
-
-
-class _DailyBar(_WireBar, tag="d"):
-    pass
-
-
-class _UpdatedBar(_WireBar, tag="u"):
-    pass
+# the data kinds straight into their public Structs, control messages into private wire twins.
+# That validates every field's type (``bool`` is not a number, ``1.0`` is not an int, a level is
+# an object with numeric ``p`` and ``s``, ``t`` is text or an ext) and rejects unknown keys and
+# unknown ``T``. A JSON frame whose every ``t`` :func:`_times_known` vouches for is then done.
+# Otherwise :func:`_finish` works in place, message by message: text ``t`` through
+# ``parse_rfc3339`` (which caches its second for the next frame), a msgpack Timestamp ext checked
+# and turned into integer nanoseconds, twins into their public classes. A frame msgspec rejects
+# goes to :func:`_careful`, message by message, which keeps unknown keys and unknown ``T``, reads
+# a ``null`` book side as a missing one, and names the message and field of a real fault. All
+# paths share the one schema, so they cannot disagree.
 
 
 class _WireSuccess(msgspec.Struct, tag_field="T", tag="success", forbid_unknown_fields=True):
@@ -189,20 +169,17 @@ class _WireSubscription(
 
 
 _Wire: TypeAlias = (
-    Trade | Quote | OrderBookUpdate | _MinuteBar | _DailyBar | _UpdatedBar
+    Trade | Quote | OrderBookUpdate | MinuteBar | DailyBar | UpdatedBar
     | _WireSuccess | _WireError | _WireSubscription
 )  # fmt: skip
 _KINDS: tuple[type[msgspec.Struct], ...] = (
-    Trade, Quote, OrderBookUpdate, _MinuteBar, _DailyBar, _UpdatedBar,
+    Trade, Quote, OrderBookUpdate, MinuteBar, DailyBar, UpdatedBar,
     _WireSuccess, _WireError, _WireSubscription,
 )  # fmt: skip
 _BY_TAG: dict[str, type[msgspec.Struct]] = {str(k.__struct_config__.tag): k for k in _KINDS}
 _WIRE_KEYS: dict[type[msgspec.Struct], frozenset[str]] = {
     k: frozenset(k.__struct_encode_fields__) - {NOT_ON_WIRE} | {"T"} for k in _KINDS
 }
-_BAR_KIND: dict[type[msgspec.Struct], BarKind] = {
-    _MinuteBar: "b", _DailyBar: "d", _UpdatedBar: "u"
-}  # fmt: skip
 
 
 class _Codec:
@@ -230,7 +207,7 @@ class _Codec:
 
 _JSON = _Codec("json")
 _MSGPACK = _Codec("msgpack")
-_HOT: frozenset[type] = frozenset({Trade, Quote, OrderBookUpdate})
+_HOT: frozenset[type] = frozenset({Trade, Quote, OrderBookUpdate, MinuteBar, DailyBar, UpdatedBar})
 _TS_LOW34 = (1 << 34) - 1
 
 
@@ -253,43 +230,26 @@ def _ext_ns(ext: Ext) -> int:
     return secs * 1_000_000_000 + nanos
 
 
-def _wire_ns(t: str | Ext) -> int:
-    """``t`` in nanoseconds, the careful way (any RFC 3339 form, or a Timestamp ext)."""
-    if isinstance(t, str):
-        whole = _WHOLES.get(t)  # bars: a whole second, already seen
-        if whole is not None:
-            return whole
-        try:
-            return parse_rfc3339(t)
-        except (ValueError, IndexError):
-            raise _Bad("t", "bad timestamp") from None
-    return _ext_ns(t)
-
-
 def _rare(m: Any) -> Message:
-    """The public message of a decoded wire twin (bars and control messages)."""
+    """The public message of a decoded wire twin (control messages)."""
     cls = m.__class__
     if cls is _WireSuccess:
         return Success(m.msg)
     if cls is _WireError:
         return Error(m.code, m.msg)
-    if cls is _WireSubscription:
-        return Subscription(
-            m.trades or (), m.quotes or (), m.orderbooks or (), m.bars or (),
-            m.updated_bars or (), m.daily_bars or (),
-        )  # fmt: skip
-    return Bar(
-        _BAR_KIND[cls], m.symbol, m.open, m.high, m.low, m.close, m.volume,
-        _wire_ns(m.timestamp), m.trade_count, m.vwap,
+    return Subscription(
+        m.trades or (), m.quotes or (), m.orderbooks or (), m.bars or (),
+        m.updated_bars or (), m.daily_bars or (),
     )  # fmt: skip
 
 
-def _finish(msgs: list[Any], base: int = 0) -> list[Message]:
+def _finish(msgs: list[Any], base: int = 0, *, checked: bool = False) -> list[Message]:
     """Finish a decoded frame in place; ``base``: index of ``msgs[0]`` in the frame.
 
-    A hot message's Timestamp ext becomes integer nanoseconds (checked: type -1, 4/8/12 bytes,
-    nanoseconds below one second), so that ``timestamp`` cannot fail later; its string ``t``
-    is final already (msgspec matched it). A wire twin becomes its public message.
+    A hot message's text ``t`` is checked with :func:`~.timestamps.parse_rfc3339` (which also
+    caches its second for :func:`_times_known`) unless ``checked`` says that was done; a
+    Timestamp ext is checked and becomes integer nanoseconds. Either way ``timestamp`` cannot
+    fail later. A wire twin becomes its public message.
     """
     hot = _HOT
     i = 0
@@ -297,15 +257,56 @@ def _finish(msgs: list[Any], base: int = 0) -> list[Message]:
     try:
         for i, m in enumerate(msgs):
             cls = m.__class__
-            if cls in hot:
-                t = m.t
-                if t.__class__ is not str:
-                    m.t = _ext_ns(t)
-            else:
+            if cls not in hot:
                 msgs[i] = _rare(m)
+            elif not checked:
+                t = m.t
+                if t.__class__ is str:
+                    _check_text(t)
+                else:
+                    m.t = _ext_ns(t)
     except _Bad as exc:
         raise DecodeError(exc.reason, index=base + i, field=exc.field) from None
     return msgs
+
+
+def _check_text(t: str) -> None:
+    try:
+        parse_rfc3339(t)
+    except (ValueError, IndexError):
+        raise _Bad("t", "bad timestamp") from None
+
+
+_T = attrgetter("t")
+_SECOND = "([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})"
+_REST = "(?:[.][0-9]{1,9})?Z"
+_ONE_OR_TWO_SECONDS = re.compile(
+    rf"{_SECOND}{_REST}(?:\n\1{_REST})*(?:\n{_SECOND}{_REST}(?:\n(?:\1|\2){_REST})*)?"
+).fullmatch
+
+
+def _times_known(ts: list[Any]) -> bool:
+    """True when every ``t`` in ``ts`` is Alpaca's text form of one or two already-seen seconds.
+
+    What lets the usual frame skip :func:`_finish`: one regex over all of a frame's ``t`` joined
+    by newlines instead of Python code per message. Each is ``YYYY-MM-DDTHH:MM:SS`` followed by
+    ``Z`` or ``.<1 to 9 ASCII digits>Z``, and the 19 characters of the second repeat those of
+    the first ``t`` or of the first that differs (backreferences; two, because a frame's bars
+    carry their minute and its trades the current second); each second must then be a key of
+    the per-second cache, which holds only date-times :func:`~.timestamps.parse_rfc3339` has
+    validated (real calendar day, hour, minute, second). The newline count proves no ``t`` held
+    a newline of its own. Anything else (a new second, a third one, an offset, a msgpack ext)
+    answers False and takes the careful way, which is just as strict.
+    """
+    try:
+        joined = "\n".join(ts)
+    except TypeError:  # an ext
+        return False
+    m = _ONE_OR_TWO_SECONDS(joined)
+    if m is None or joined.count("\n") != len(ts) - 1:
+        return False
+    first, other = m.groups()
+    return first in _SECONDS and (other is None or other in _SECONDS)
 
 
 def _fault(exc: msgspec.ValidationError, index: int | None) -> DecodeError:
@@ -394,8 +395,14 @@ def _decode_with(payload: Any, codec: _Codec) -> list[Message]:
         return _careful(payload, codec)
     except msgspec.DecodeError:
         raise DecodeError(f"not valid {codec.fmt}") from None
-    if codec is _JSON and _HOT.issuperset(map(type, msgs)):
-        return msgs  # type: ignore[no-any-return]  # the usual frame: nothing left to do
+    if codec is _JSON:
+        try:
+            ts = list(map(_T, msgs))
+        except AttributeError:  # a control message
+            pass
+        else:
+            if _times_known(ts):
+                return msgs  # type: ignore[no-any-return]  # the usual frame: nothing to do
     return _finish(msgs)
 
 

@@ -1,26 +1,27 @@
 """Typed Alpaca stream messages, one class per ``T`` (spec: "Data messages").
 
-The three kinds that make up nearly all of a busy stream (trades, quotes, order-book updates) are
-``msgspec`` Structs tagged on ``T``: the codec decodes a frame straight into them in C and hands
-them over as they come out, with no Python pass per message. That is what lets decoding a frame
-cost less than ``orjson.loads`` of it. The rare kinds (bars, control messages) stay slotted
-dataclasses, built by the codec from private wire Structs.
+The data kinds that make up nearly all of a busy stream (trades, quotes, order-book updates,
+bars) are ``msgspec`` Structs tagged on ``T``: the codec decodes a frame straight into them in C
+and hands them over as they come out, with no Python pass per message. That is what lets
+decoding a frame cost about what ``orjson.loads`` of it does. Bars are one class per ``T``
+(:class:`MinuteBar`, :class:`DailyBar`, :class:`UpdatedBar`, all :class:`Bar`) for that reason.
+The control messages (success, error, subscription) stay slotted dataclasses, built by the codec
+from private wire Structs.
 
-So a hot message keeps its wire forms, which are also its value forms:
+So a data message keeps its wire forms, which are also its value forms:
 
-- ``t`` is the wire time: the RFC 3339 string of a JSON frame, already validated in C against
-  :data:`~.timestamps.RFC3339_PATTERN` (exactly the strings :func:`~.timestamps.parse_rfc3339`
-  accepts), or integer nanoseconds (a msgpack Timestamp, which the codec converts, or a
-  message built by hand). :attr:`timestamp` is always integer nanoseconds since the Unix epoch,
-  computed on access with the per-second cache of :mod:`.timestamps`; it cannot fail for a
-  decoded message.
+- ``t`` is the wire time: the RFC 3339 string of a JSON frame, which the codec has proved valid
+  (exactly the strings :func:`~.timestamps.parse_rfc3339` accepts), or integer nanoseconds (a
+  msgpack Timestamp, which the codec checks and converts, or a message built by hand).
+  ``timestamp`` is always integer nanoseconds since the Unix epoch, computed on each access
+  with the per-second cache of :mod:`.timestamps`; it cannot fail for a decoded message.
 - An order-book level is a :class:`Level` Struct (``p``, ``s``), the very object msgspec decoded
   from ``{"p":..,"s":..}``.
 
 To build a message from values, pass integer nanoseconds as ``t``:
 ``Trade("BTC/USD", 67250.0, 0.5, t=1_710_238_068_858_228_144, id=1)`` and
-``OrderBookUpdate("BTC/USD", ns, bids=[Level(67249.5, 1.2)])``. (Structs do not validate on
-``__init__``; the decoder is what checks wire input.)
+``OrderBookUpdate("BTC/USD", ns, bids=[Level(67249.5, 1.2)])``, ``Bar.of("b", ...)``. (Structs do
+not validate on ``__init__``; the decoder is what checks wire input.)
 
 Equality is by value: ``t`` compares as :attr:`timestamp`, so a message decoded from JSON equals
 the same message decoded from msgpack or built by hand, and ``10:27:48.5Z`` equals
@@ -34,27 +35,31 @@ the usual case and costs nothing), so a newer server never loses information on 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
 
 import msgspec
 
-from .timestamps import RFC3339_PATTERN, parse_rfc3339
+from .timestamps import parse_rfc3339
 
 __all__ = [
+    "BAR_CLASSES",
     "BAR_KINDS",
     "CHANNELS",
     "Bar",
     "BarKind",
+    "DailyBar",
     "DataMessage",
     "Error",
     "Level",
     "Message",
+    "MinuteBar",
     "OrderBookUpdate",
     "Quote",
     "Subscription",
     "Success",
     "Trade",
     "Unknown",
+    "UpdatedBar",
 ]
 
 CHANNELS: tuple[str, ...] = ("trades", "quotes", "orderbooks", "bars", "updatedBars", "dailyBars")
@@ -81,11 +86,11 @@ class Level(msgspec.Struct, frozen=True, gc=False):
 
 if TYPE_CHECKING:
     WireTime: TypeAlias = int | str
-    """``t`` of a hot message: RFC 3339 text as a JSON frame had it, or integer nanoseconds."""
+    """``t`` of a data message: RFC 3339 text as a JSON frame had it, or integer nanoseconds."""
 else:
-    # What msgspec decodes: the text must match the pattern; an Ext is a msgpack Timestamp,
-    # which the codec checks and turns into nanoseconds before the message leaves it.
-    WireTime = Annotated[str, msgspec.Meta(pattern=RFC3339_PATTERN)] | msgspec.msgpack.Ext
+    # What msgspec decodes: text (the codec then proves it RFC 3339) or an Ext, a msgpack
+    # Timestamp, which the codec checks and turns into nanoseconds before the message leaves it.
+    WireTime = str | msgspec.msgpack.Ext
 
 
 def time_ns(t: int | str) -> int:
@@ -162,29 +167,65 @@ class Quote(
     extra: dict[str, Any] | None = None
 
 
-@dataclass(slots=True)
-class Bar:
-    """``T`` in ``b`` (minute), ``d`` (daily, running) or ``u`` (correction of a minute bar).
+class Bar(
+    _Hot,
+    rename={"symbol": "S", "open": "o", "high": "h", "low": "l", "close": "c", "volume": "v",
+            "trade_count": "n", "vwap": "vw", "extra": NOT_ON_WIRE},
+):  # fmt: skip
+    """A bar: ``T`` in ``b`` (minute), ``d`` (daily, running) or ``u`` (correction of a minute bar).
 
-    ``timestamp`` is the bar's start.
+    One class per ``T`` so that msgspec decodes each straight off the wire: :class:`MinuteBar`,
+    :class:`DailyBar`, :class:`UpdatedBar`; test ``isinstance(msg, Bar)`` and read ``kind``.
+    Build one with :meth:`of`. ``timestamp`` is the bar's start.
     """
 
-    kind: BarKind
+    T: ClassVar[str]
+    kind: ClassVar[BarKind]
     symbol: str
     open: float
     high: float
     low: float
     close: float
     volume: float
-    timestamp: int
+    t: WireTime
     trade_count: int
     vwap: float
     extra: dict[str, Any] | None = None
 
-    @property
-    def T(self) -> str:
-        """The wire ``T``, like the class attribute of the other messages."""
-        return self.kind
+    @staticmethod
+    def of(
+        kind: BarKind, symbol: str, open: float, high: float, low: float, close: float,
+        volume: float, t: int | str, trade_count: int, vwap: float,
+        extra: dict[str, Any] | None = None,
+    ) -> Bar:  # fmt: skip
+        """The bar of ``kind`` (``b``, ``d`` or ``u``) with these values (``t`` in ns)."""
+        cls = BAR_CLASSES[kind]
+        return cls(symbol, open, high, low, close, volume, t, trade_count, vwap, extra)
+
+
+class MinuteBar(Bar, tag="b"):
+    """``T:"b"``: a minute bar."""
+
+    T: ClassVar[str] = "b"
+    kind: ClassVar[BarKind] = "b"
+
+
+class DailyBar(Bar, tag="d"):
+    """``T:"d"``: the running daily bar."""
+
+    T: ClassVar[str] = "d"
+    kind: ClassVar[BarKind] = "d"
+
+
+class UpdatedBar(Bar, tag="u"):
+    """``T:"u"``: a correction of a minute bar (a late trade landed in its window)."""
+
+    T: ClassVar[str] = "u"
+    kind: ClassVar[BarKind] = "u"
+
+
+BAR_CLASSES: dict[BarKind, type[Bar]] = {"b": MinuteBar, "d": DailyBar, "u": UpdatedBar}
+"""The class of each bar ``T``."""
 
 
 class OrderBookUpdate(

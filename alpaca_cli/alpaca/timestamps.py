@@ -11,7 +11,6 @@ from __future__ import annotations
 from msgpack import Timestamp
 
 __all__ = [
-    "RFC3339_PATTERN",
     "format_rfc3339",
     "from_msgpack_timestamp",
     "parse_rfc3339",
@@ -24,32 +23,14 @@ _SCALE: tuple[int, ...] = tuple(10 ** (9 - n) for n in range(10))
 
 _CACHE_MAX = 4096
 _prefix_cache: dict[str, int] = {}
-"""``YYYY-MM-DDTHH:MM:SS`` -> epoch nanoseconds of that second."""
+"""``YYYY-MM-DDTHH:MM:SS`` -> epoch nanoseconds of that second. Only ever holds seconds
+:func:`_parse_prefix` validated: the codec's frame-wide timestamp check (:mod:`.codec`) relies
+on that, and on the dict being cleared in place rather than replaced."""
 _dot_cache: dict[str, int] = {}
-"""``YYYY-MM-DDTHH:MM:SS.`` -> the same: a hit also proves the ``.``, one check less per message
-for the decoder (:mod:`.codec`), which reads this and :data:`_whole_cache` directly."""
+"""``YYYY-MM-DDTHH:MM:SS.`` -> the same (a hit also proves the ``.``). Kept filled for the frozen
+pre-msgspec decoder the tests pin the codec to, which reads this and :data:`_whole_cache`."""
 _whole_cache: dict[str, int] = {}
 """``YYYY-MM-DDTHH:MM:SSZ`` -> the same: whole timestamps without a fraction (bars)."""
-
-
-_LEAP_YEAR = "(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)"
-RFC3339_PATTERN = (
-    "^(?:[0-9]{4}-(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
-    f"|(?:0[13578]|1[02])-31)|{_LEAP_YEAR}-02-29)"
-    "[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)(?:[.][0-9]{1,9})?"
-    "(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])\\Z"
-)
-"""Exactly the strings :func:`parse_rfc3339` accepts, as a regular expression.
-
-The decoder hands it to msgspec (``Meta(pattern=...)``), so a frame's ``t`` is checked in the
-same C pass that parses the frame, and converting it later, on access, cannot fail. It is
-written out in full for that reason: real calendar days (Feb 29 in leap years only, no Apr 31),
-hours 00-23, a leap second ``:60`` (folded onto the next second, as :func:`parse_rfc3339`
-does), 1 to 9 fractional digits, ``Z``/``z`` or a ``±HH:MM`` offset. ``[0-9]`` rather than
-``\\d``, which would accept other scripts' digits; ``\\Z`` rather than ``$``, which would accept
-a trailing newline. The common forms come first in each alternation: the match is on the hot
-path.
-"""
 
 
 def _days_from_civil(y: int, m: int, d: int) -> int:

@@ -25,7 +25,7 @@ Counting losses: trade ids are consecutive per connection, starting at :data:`TR
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from alpaca_cli.alpaca.messages import Bar, BarKind, Level, OrderBookUpdate, Quote, Trade
 from alpaca_cli.devstack.feed.config import UNIVERSE, FeedConfig, SymbolSpec
@@ -343,13 +343,14 @@ class _Instrument:
         size = round(self.spec.size * 0.3 * (0.01 + rng.expovariate(1.0)), 8)
         v = round(previous.volume + size, 8)
         vw = (previous.vwap * previous.volume + previous.close * size) / v
-        return replace(previous, kind="u", volume=v, trade_count=previous.trade_count + 1,
-                       vwap=round(vw, 10))  # fmt: skip
+        return Bar.of("u", previous.symbol, previous.open, previous.high, previous.low,
+                      previous.close, v, previous.t, previous.trade_count + 1,
+                      round(vw, 10))  # fmt: skip
 
     def _bar_message(self, kind: BarKind, bar: _Bar, start: int) -> Bar:
         vw = bar.pv / bar.v if bar.v else bar.c
-        return Bar(kind, self.symbol, bar.o, bar.h, bar.l, bar.c, round(bar.v, 8), start, bar.n,
-                   round(vw, 10))  # fmt: skip
+        return Bar.of(kind, self.symbol, bar.o, bar.h, bar.l, bar.c, round(bar.v, 8), start, bar.n,
+                      round(vw, 10))  # fmt: skip
 
 
 class Market:
