@@ -206,6 +206,7 @@ class _Codec:
 
 
 _JSON = _Codec("json")
+_JSON_FRAME = _JSON.frame.decode
 _MSGPACK = _Codec("msgpack")
 _HOT: frozenset[type] = frozenset({Trade, Quote, OrderBookUpdate, MinuteBar, DailyBar, UpdatedBar})
 _TS_LOW34 = (1 << 34) - 1
@@ -278,32 +279,33 @@ def _check_text(t: str) -> None:
 
 
 _T = attrgetter("t")
-_SECOND = "([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})"
-_REST = "(?:[.][0-9]{1,9})?Z"
+# Possessive quantifiers (no backtracking state kept) and ``.{19}`` for a second: the shape of the
+# second needs no checking here, because it must be a key of the per-second cache anyway.
+_REST = "(?:[.][0-9]{1,9}+)?+Z"
 _ONE_OR_TWO_SECONDS = re.compile(
-    rf"{_SECOND}{_REST}(?:\n\1{_REST})*(?:\n{_SECOND}{_REST}(?:\n(?:\1|\2){_REST})*)?"
+    rf"(.{{19}}){_REST}(?:\n\1{_REST})*+(?:\n(.{{19}}){_REST}(?:\n(?:\1|\2){_REST})*+)?+"
 ).fullmatch
 
 
-def _times_known(ts: list[Any]) -> bool:
-    """True when every ``t`` in ``ts`` is Alpaca's text form of one or two already-seen seconds.
+def _times_known(msgs: list[Any]) -> bool:
+    """True when every ``t`` of the frame ``msgs`` is Alpaca text of one or two known seconds.
 
     What lets the usual frame skip :func:`_finish`: one regex over all of a frame's ``t`` joined
-    by newlines instead of Python code per message. Each is ``YYYY-MM-DDTHH:MM:SS`` followed by
-    ``Z`` or ``.<1 to 9 ASCII digits>Z``, and the 19 characters of the second repeat those of
-    the first ``t`` or of the first that differs (backreferences; two, because a frame's bars
-    carry their minute and its trades the current second); each second must then be a key of
-    the per-second cache, which holds only date-times :func:`~.timestamps.parse_rfc3339` has
-    validated (real calendar day, hour, minute, second). The newline count proves no ``t`` held
+    by newlines instead of Python code per message. Each is 19 characters of a second followed
+    by ``Z`` or ``.<1 to 9 ASCII digits>Z``, and the second repeats that of the first ``t`` or
+    of the first that differs (backreferences; two, because a frame's bars carry their minute
+    and its trades the current second); each second must then be a key of the per-second
+    cache, which holds only ``YYYY-MM-DDTHH:MM:SS`` date-times :func:`~.timestamps.parse_rfc3339`
+    has validated (real calendar day, hour, minute, second). The newline count proves no ``t`` held
     a newline of its own. Anything else (a new second, a third one, an offset, a msgpack ext)
     answers False and takes the careful way, which is just as strict.
     """
     try:
-        joined = "\n".join(ts)
-    except TypeError:  # an ext
+        joined = "\n".join(map(_T, msgs))
+    except (AttributeError, TypeError):  # a control message (no t), an ext
         return False
     m = _ONE_OR_TWO_SECONDS(joined)
-    if m is None or joined.count("\n") != len(ts) - 1:
+    if m is None or joined.count("\n") != len(msgs) - 1:
         return False
     first, other = m.groups()
     return first in _SECONDS and (other is None or other in _SECONDS)
@@ -395,14 +397,8 @@ def _decode_with(payload: Any, codec: _Codec) -> list[Message]:
         return _careful(payload, codec)
     except msgspec.DecodeError:
         raise DecodeError(f"not valid {codec.fmt}") from None
-    if codec is _JSON:
-        try:
-            ts = list(map(_T, msgs))
-        except AttributeError:  # a control message
-            pass
-        else:
-            if _times_known(ts):
-                return msgs  # type: ignore[no-any-return]  # the usual frame: nothing to do
+    if codec is _JSON and _times_known(msgs):
+        return msgs  # type: ignore[no-any-return]  # the usual frame: nothing left to do
     return _finish(msgs)
 
 
@@ -431,7 +427,15 @@ def decode(payload: bytes | bytearray | memoryview | str) -> list[Message]:
         DecodeError: the frame is malformed in any way.
     """
     if payload.__class__ is bytes and payload[:1] == b"[":  # the usual JSON frame: fewer calls
-        return _decode_with(payload, _JSON)
+        try:
+            msgs = _JSON_FRAME(payload)
+        except msgspec.ValidationError:
+            return _careful(payload, _JSON)
+        except msgspec.DecodeError:
+            raise DecodeError("not valid json") from None
+        if _times_known(msgs):
+            return msgs  # type: ignore[no-any-return]
+        return _finish(msgs)
     if isinstance(payload, str) or _looks_like_json(payload, b"[{"):
         return _decode_with(payload, _JSON)
     return _decode_with(payload, _MSGPACK)
