@@ -60,6 +60,7 @@ class BookMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.book = OrderBook("BTC/USD")
+        self.twin = Books()  # the same messages through apply_messages, one at a time
         self.ref = ReferenceBook()
         self.t = 0
 
@@ -70,6 +71,7 @@ class BookMachine(RuleBasedStateMachine):
         self.t += 1
         msg = update(bids, asks, t=self.t)
         self.book.apply(msg)
+        assert self.twin.apply_messages([Success("x"), msg]) == 1
         self.ref.apply(msg)
 
     @rule(bids=levels, asks=levels)
@@ -77,11 +79,13 @@ class BookMachine(RuleBasedStateMachine):
         self.t += 1
         msg = update(bids, asks, reset=True, t=self.t)
         self.book.apply(msg)
+        assert self.twin.apply_messages([msg]) == 1
         self.ref.apply(msg)
 
     @rule()
     def invalidate(self) -> None:
         self.book.invalidate()
+        self.twin.invalidate()
         self.ref.valid = False
 
     @rule()
@@ -89,6 +93,24 @@ class BookMachine(RuleBasedStateMachine):
         # Queries in between updates exercise the lazily rescanned best price.
         assert self.book.best_bid == self.ref.best_bid()
         assert self.book.best_ask == self.ref.best_ask()
+
+    @invariant()
+    def apply_messages_matches_apply(self) -> None:
+        if not self.t:
+            return
+        twin, book = self.twin["BTC/USD"], self.book
+        assert (twin.bids, twin.asks, twin.best_bid, twin.best_ask) == (
+            book.bids,
+            book.asks,
+            book.best_bid,
+            book.best_ask,
+        )
+        assert (twin.valid, twin.updates, twin.resets, twin.timestamp) == (
+            book.valid,
+            book.updates,
+            book.resets,
+            book.timestamp,
+        )
 
     @invariant()
     def matches_reference(self) -> None:
