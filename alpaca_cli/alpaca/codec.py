@@ -307,8 +307,7 @@ def _times_known(msgs: list[Any]) -> bool:
     m = _ONE_OR_TWO_SECONDS(joined)
     if m is None or joined.count("\n") != len(msgs) - 1:
         return False
-    first, other = m.groups()
-    return first in _SECONDS and (other is None or other in _SECONDS)
+    return m[1] in _SECONDS and (m.lastindex == 1 or m[2] in _SECONDS)
 
 
 def _fault(exc: msgspec.ValidationError, index: int | None) -> DecodeError:
