@@ -13,7 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .book import Books, OrderBook
+    from .book import Books, OrderBook, PriceSize
     from .codec import (
         MAX_SYMBOLS_PER_MESSAGE,
         AuthRequest,
@@ -34,19 +34,23 @@ if TYPE_CHECKING:
     )
     from .errors import AUTH_REFUSALS, ERRORS, ErrorCode, ErrorInfo, Retry, error_info
     from .messages import (
+        BAR_CLASSES,
         CHANNELS,
         Bar,
         BarKind,
+        DailyBar,
         DataMessage,
         Error,
         Level,
         Message,
+        MinuteBar,
         OrderBookUpdate,
         Quote,
         Subscription,
         Success,
         Trade,
         Unknown,
+        UpdatedBar,
     )
     from .session import (
         AlpacaFailure,
@@ -63,7 +67,7 @@ if TYPE_CHECKING:
     from .timestamps import format_rfc3339, parse_rfc3339
 
 _WHERE: dict[str, str] = {
-    **dict.fromkeys(("Books", "OrderBook"), "book"),
+    **dict.fromkeys(("Books", "OrderBook", "PriceSize"), "book"),
     **dict.fromkeys(
         (
             "MAX_SYMBOLS_PER_MESSAGE",
@@ -90,19 +94,23 @@ _WHERE: dict[str, str] = {
     ),
     **dict.fromkeys(
         (
+            "BAR_CLASSES",
             "CHANNELS",
             "Bar",
             "BarKind",
+            "DailyBar",
             "DataMessage",
             "Error",
             "Level",
             "Message",
+            "MinuteBar",
             "OrderBookUpdate",
             "Quote",
             "Subscription",
             "Success",
             "Trade",
             "Unknown",
+            "UpdatedBar",
         ),
         "messages",
     ),
@@ -137,6 +145,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AUTH_REFUSALS",
+    "BAR_CLASSES",
     "CHANNELS",
     "ERRORS",
     "MAX_SYMBOLS_PER_MESSAGE",
@@ -148,6 +157,7 @@ __all__ = [
     "Books",
     "ClientMessage",
     "ClientSession",
+    "DailyBar",
     "DataMessage",
     "DataResumed",
     "DecodeError",
@@ -158,8 +168,10 @@ __all__ = [
     "Format",
     "Level",
     "Message",
+    "MinuteBar",
     "OrderBook",
     "OrderBookUpdate",
+    "PriceSize",
     "Quote",
     "RehandshakeNeeded",
     "Retry",
@@ -170,6 +182,7 @@ __all__ = [
     "Success",
     "Trade",
     "Unknown",
+    "UpdatedBar",
     "Welcome",
     "backoff_delays",
     "decode",

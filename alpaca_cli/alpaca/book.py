@@ -13,10 +13,14 @@ trusted until the next ``r:true`` snapshot: :meth:`OrderBook.invalidate` records
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
+from typing import TypeAlias
 
-from .messages import Level, Message, OrderBookUpdate
+from .messages import Level, Message, OrderBookUpdate, WireTime, time_ns
 
-__all__ = ["Books", "OrderBook"]
+__all__ = ["Books", "OrderBook", "PriceSize"]
+
+PriceSize: TypeAlias = tuple[float, float]
+"""(price, size) of one level, as the book's queries return it (:class:`Level` is the wire's)."""
 
 
 class OrderBook:
@@ -38,12 +42,12 @@ class OrderBook:
         "_best_ask",
         "_best_bid",
         "_bid_ok",
+        "_t",
         "_valid",
         "asks",
         "bids",
         "resets",
         "symbol",
-        "timestamp",
         "updates",
     )
 
@@ -57,8 +61,7 @@ class OrderBook:
         """Messages applied that were not resets."""
         self.resets = 0
         """Snapshots (``r:true``) applied."""
-        self.timestamp: int | None = None
-        """``t`` (ns) of the last message applied."""
+        self._t: WireTime | None = None  # the last message's t, converted only when asked
         self._valid = False
         self._best_bid: float | None = None
         self._best_ask: float | None = None
@@ -78,42 +81,22 @@ class OrderBook:
         Levels are applied in message order, so a price listed twice ends with its last size.
         A non-positive size deletes the level (only 0 is expected on the wire).
         """
-        self.timestamp = msg.timestamp
-        if msg.reset:
-            self.resets += 1
-            self._valid = True
-            self.bids = _snapshot(msg.bids)
-            self.asks = _snapshot(msg.asks)
-            self._best_bid = self._best_ask = None
-            self._bid_ok = self._ask_ok = False
-            return
-        self.updates += 1
-        if msg.bids:
-            bids = self.bids
-            best = self._best_bid
-            ok = self._bid_ok
-            for p, s in msg.bids:
-                if s > 0:
-                    bids[p] = s
-                    if ok and (best is None or p > best):
-                        best = p
-                elif bids.pop(p, None) is not None and p == best:
-                    ok = False
-            self._best_bid = best
-            self._bid_ok = ok
-        if msg.asks:
-            asks = self.asks
-            best = self._best_ask
-            ok = self._ask_ok
-            for p, s in msg.asks:
-                if s > 0:
-                    asks[p] = s
-                    if ok and (best is None or p < best):
-                        best = p
-                elif asks.pop(p, None) is not None and p == best:
-                    ok = False
-            self._best_ask = best
-            self._ask_ok = ok
+        _apply_updates({msg.symbol: self}, (msg,))
+
+    def _reset(self, msg: OrderBookUpdate) -> None:
+        self._t = msg.t
+        self.resets += 1
+        self._valid = True
+        self.bids = _snapshot(msg.bids)
+        self.asks = _snapshot(msg.asks)
+        self._best_bid = self._best_ask = None
+        self._bid_ok = self._ask_ok = False
+
+    @property
+    def timestamp(self) -> int | None:
+        """``t`` (ns) of the last message applied, or None before the first."""
+        t = self._t
+        return None if t is None else time_ns(t)
 
     def invalidate(self) -> None:
         """Mark the book untrustworthy (after a reconnect) until the next reset arrives."""
@@ -125,7 +108,7 @@ class OrderBook:
         return self._valid
 
     @property
-    def best_bid(self) -> Level | None:
+    def best_bid(self) -> PriceSize | None:
         """(price, size) of the highest bid, or None for an empty side."""
         if not self._bid_ok:
             self._best_bid = max(self.bids) if self.bids else None
@@ -134,7 +117,7 @@ class OrderBook:
         return None if best is None else (best, self.bids[best])
 
     @property
-    def best_ask(self) -> Level | None:
+    def best_ask(self) -> PriceSize | None:
         """(price, size) of the lowest ask, or None for an empty side."""
         if not self._ask_ok:
             self._best_ask = min(self.asks) if self.asks else None
@@ -168,7 +151,7 @@ class OrderBook:
         bid, ask = self.best_bid, self.best_ask
         return bid is not None and ask is not None and bid[0] >= ask[0]
 
-    def top(self, n: int) -> tuple[list[Level], list[Level]]:
+    def top(self, n: int) -> tuple[list[PriceSize], list[PriceSize]]:
         """The best ``n`` levels of each side, best first (sorts: for display, not per update)."""
         bids = sorted(self.bids.items(), reverse=True)[:n]
         asks = sorted(self.asks.items())[:n]
@@ -176,7 +159,7 @@ class OrderBook:
 
 
 def _snapshot(levels: list[Level]) -> dict[float, float]:
-    side = dict(levels)
+    side = {lv.p: lv.s for lv in levels}
     if side and min(side.values()) <= 0:
         side = {p: s for p, s in side.items() if s > 0}
     return side
@@ -204,26 +187,69 @@ class Books(Mapping[str, OrderBook]):
 
     def apply(self, msg: OrderBookUpdate) -> OrderBook:
         """Apply ``msg`` to its symbol's book (created if new) and return that book."""
-        book = self._books.get(msg.symbol)
-        if book is None:
-            book = self._books[msg.symbol] = OrderBook(msg.symbol)
-        book.apply(msg)
-        return book
+        _apply_updates(self._books, (msg,))
+        return self._books[msg.symbol]
 
     def apply_messages(self, messages: Iterable[Message]) -> int:
         """Apply the order-book messages among ``messages``; returns how many there were."""
-        n = 0
-        books = self._books
-        for msg in messages:
-            if isinstance(msg, OrderBookUpdate):
-                book = books.get(msg.symbol)
-                if book is None:
-                    book = books[msg.symbol] = OrderBook(msg.symbol)
-                book.apply(msg)
-                n += 1
-        return n
+        return _apply_updates(self._books, messages)
 
     def invalidate(self) -> None:
         """Invalidate every book (after a reconnect): each waits for its next reset."""
         for book in self._books.values():
             book.invalidate()
+
+
+def _apply_updates(books: dict[str, OrderBook], messages: Iterable[Message]) -> int:
+    """Apply the order-book messages among ``messages`` to ``books`` (symbol -> book, filled in).
+
+    The one implementation of an update, written as a single loop with the delta inlined:
+    per message it is the hot path of ``tail``/``run``, and a method call per update plus the
+    attribute traffic of a general routine cost as much as the update itself.
+    """
+    n = 0
+    for msg in messages:
+        if not isinstance(msg, OrderBookUpdate):
+            continue
+        n += 1
+        book = books.get(msg.symbol)
+        if book is None:
+            book = books[msg.symbol] = OrderBook(msg.symbol)
+        if msg.reset:
+            book._reset(msg)
+            continue
+        book._t = msg.t
+        book.updates += 1
+        levels = msg.bids
+        if levels:
+            side = book.bids
+            best = book._best_bid
+            ok = book._bid_ok
+            for lv in levels:
+                p = lv.p
+                s = lv.s
+                if s > 0:
+                    side[p] = s
+                    if ok and (best is None or p > best):
+                        best = p
+                elif side.pop(p, None) is not None and p == best:
+                    ok = False  # the best level went: rescan on the next query
+            book._best_bid = best
+            book._bid_ok = ok
+        levels = msg.asks
+        if levels:
+            side = book.asks
+            best = book._best_ask
+            ok = book._ask_ok
+            for lv in levels:
+                p = lv.p
+                s = lv.s
+                if s > 0:
+                    side[p] = s
+                    if ok and (best is None or p < best):
+                        best = p
+                elif side.pop(p, None) is not None and p == best:
+                    ok = False
+            book._best_ask = best
+            book._ask_ok = ok
+    return n

@@ -7,9 +7,15 @@ of objects. :func:`decode` turns one frame into typed messages and promises a si
 build them and :func:`decode_client_message` parses them on the server side.
 
 Decoding is the hot path of the whole tool, so it is one msgspec schema (Structs tagged on
-``T``) that parses and validates a frame in C, plus a short Python pass for what msgspec cannot
-do: RFC 3339 to integer nanoseconds and ``{"p","s"}`` levels to tuples. No per-message pydantic
-or ``datetime``.
+``T``) that parses and type-checks a frame in C, and for the data kinds (trades, quotes, books,
+bars) no Python code runs per message. A JSON ``t`` stays the string it was and becomes
+nanoseconds only when someone reads ``timestamp`` (see :mod:`.messages`); a level stays the
+:class:`~.messages.Level` msgspec built. What msgspec cannot check, that every ``t`` is a valid
+RFC 3339 instant, is proved for the whole frame at once by :func:`_times_known` (one regex over
+the joined ``t`` plus the per-second cache), so a malformed frame still fails here, with a
+:class:`DecodeError`, and ``timestamp`` can never fail later. Frames it cannot vouch for (a new
+second, an offset, control messages, msgpack Timestamp exts) take a short Python pass
+(:func:`_finish`) that is just as strict. No pydantic, no ``datetime``.
 """
 
 from __future__ import annotations
@@ -29,20 +35,21 @@ from msgspec.msgpack import Ext
 from .messages import (
     NOT_ON_WIRE,
     Bar,
-    BarKind,
+    DailyBar,
     Error,
     Message,
+    MinuteBar,
     OrderBookUpdate,
     Quote,
     Subscription,
     Success,
     Trade,
     Unknown,
+    UpdatedBar,
 )
 from .names import is_valid_symbol
-from .timestamps import _SCALE, format_rfc3339, parse_rfc3339, to_msgpack_timestamp
-from .timestamps import _dot_cache as _DOTS
-from .timestamps import _whole_cache as _WHOLES
+from .timestamps import _prefix_cache as _SECONDS
+from .timestamps import format_rfc3339, parse_rfc3339, to_msgpack_timestamp
 
 __all__ = [
     "MAX_SYMBOLS_PER_MESSAGE",
@@ -126,40 +133,16 @@ def _looks_like_json(payload: bytes | bytearray | memoryview, openers: bytes) ->
 # --------------------------------------------------------------------------- the msgspec decoder
 #
 # One decoder for JSON and msgpack. msgspec decodes a whole frame in C into the tagged union below:
-# the hot kinds straight into their public Structs, the rare ones into private wire twins. That
-# validates every field's type (``bool`` is not a number, ``1.0`` is not an int, a level is an
-# object with numeric ``p`` and ``s``) and rejects unknown keys and unknown ``T``. :func:`_finish`
-# then turns wire forms into values in place: ``t`` into integer nanoseconds (a cached second plus
-# the fraction), levels into tuples, twins into their public classes. A frame msgspec rejects goes
-# to :func:`_careful`, message by message, which keeps unknown keys and unknown ``T`` and names the
-# message and field of a real fault. Both paths share the one schema, so they cannot disagree.
-
-
-class _WireBar(msgspec.Struct, tag_field="T", forbid_unknown_fields=True, gc=False,
-               rename={"symbol": "S", "open": "o", "high": "h", "low": "l", "close": "c",
-                       "volume": "v", "timestamp": "t", "trade_count": "n",
-                       "vwap": "vw"}):  # fmt: skip
-    symbol: str
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    timestamp: str | Ext
-    trade_count: int
-    vwap: float
-
-
-class _MinuteBar(_WireBar, tag="b"):
-    pass
-
-
-class _DailyBar(_WireBar, tag="d"):
-    pass
-
-
-class _UpdatedBar(_WireBar, tag="u"):
-    pass
+# the data kinds straight into their public Structs, control messages into private wire twins.
+# That validates every field's type (``bool`` is not a number, ``1.0`` is not an int, a level is
+# an object with numeric ``p`` and ``s``, ``t`` is text or an ext) and rejects unknown keys and
+# unknown ``T``. A JSON frame whose every ``t`` :func:`_times_known` vouches for is then done.
+# Otherwise :func:`_finish` works in place, message by message: text ``t`` through
+# ``parse_rfc3339`` (which caches its second for the next frame), a msgpack Timestamp ext checked
+# and turned into integer nanoseconds, twins into their public classes. A frame msgspec rejects
+# goes to :func:`_careful`, message by message, which keeps unknown keys and unknown ``T``, reads
+# a ``null`` book side as a missing one, and names the message and field of a real fault. All
+# paths share the one schema, so they cannot disagree.
 
 
 class _WireSuccess(msgspec.Struct, tag_field="T", tag="success", forbid_unknown_fields=True):
@@ -187,20 +170,17 @@ class _WireSubscription(
 
 
 _Wire: TypeAlias = (
-    Trade | Quote | OrderBookUpdate | _MinuteBar | _DailyBar | _UpdatedBar
+    Trade | Quote | OrderBookUpdate | MinuteBar | DailyBar | UpdatedBar
     | _WireSuccess | _WireError | _WireSubscription
 )  # fmt: skip
 _KINDS: tuple[type[msgspec.Struct], ...] = (
-    Trade, Quote, OrderBookUpdate, _MinuteBar, _DailyBar, _UpdatedBar,
+    Trade, Quote, OrderBookUpdate, MinuteBar, DailyBar, UpdatedBar,
     _WireSuccess, _WireError, _WireSubscription,
 )  # fmt: skip
 _BY_TAG: dict[str, type[msgspec.Struct]] = {str(k.__struct_config__.tag): k for k in _KINDS}
 _WIRE_KEYS: dict[type[msgspec.Struct], frozenset[str]] = {
     k: frozenset(k.__struct_encode_fields__) - {NOT_ON_WIRE} | {"T"} for k in _KINDS
 }
-_BAR_KIND: dict[type[msgspec.Struct], BarKind] = {
-    _MinuteBar: "b", _DailyBar: "d", _UpdatedBar: "u"
-}  # fmt: skip
 
 
 class _Codec:
@@ -227,8 +207,9 @@ class _Codec:
 
 
 _JSON = _Codec("json")
+_JSON_FRAME = _JSON.frame.decode
 _MSGPACK = _Codec("msgpack")
-_NS_LEVEL = attrgetter("p", "s")
+_HOT: frozenset[type] = frozenset({Trade, Quote, OrderBookUpdate, MinuteBar, DailyBar, UpdatedBar})
 _TS_LOW34 = (1 << 34) - 1
 
 
@@ -251,79 +232,91 @@ def _ext_ns(ext: Ext) -> int:
     return secs * 1_000_000_000 + nanos
 
 
-def _wire_ns(t: str | Ext) -> int:
-    """``t`` in nanoseconds, the careful way (any RFC 3339 form, or a Timestamp ext)."""
-    if isinstance(t, str):
-        whole = _WHOLES.get(t)  # bars: a whole second, already seen
-        if whole is not None:
-            return whole
-        try:
-            return parse_rfc3339(t)
-        except (ValueError, IndexError):
-            raise _Bad("t", "bad timestamp") from None
-    return _ext_ns(t)
-
-
 def _rare(m: Any) -> Message:
-    """The public message of a decoded wire twin (bars and control messages)."""
+    """The public message of a decoded wire twin (control messages)."""
     cls = m.__class__
     if cls is _WireSuccess:
         return Success(m.msg)
     if cls is _WireError:
         return Error(m.code, m.msg)
-    if cls is _WireSubscription:
-        return Subscription(
-            m.trades or (), m.quotes or (), m.orderbooks or (), m.bars or (),
-            m.updated_bars or (), m.daily_bars or (),
-        )  # fmt: skip
-    return Bar(
-        _BAR_KIND[cls], m.symbol, m.open, m.high, m.low, m.close, m.volume,
-        _wire_ns(m.timestamp), m.trade_count, m.vwap,
+    return Subscription(
+        m.trades or (), m.quotes or (), m.orderbooks or (), m.bars or (),
+        m.updated_bars or (), m.daily_bars or (),
     )  # fmt: skip
 
 
-def _finish(msgs: list[Any], base: int = 0) -> list[Message]:
-    """Turn a decoded frame's wire forms into values, in place; ``base``: index of ``msgs[0]``.
+def _finish(msgs: list[Any], base: int = 0, *, checked: bool = False) -> list[Message]:
+    """Finish a decoded frame in place; ``base``: index of ``msgs[0]`` in the frame.
 
-    The usual ``t`` (a cached ``YYYY-MM-DDTHH:MM:SS.`` plus 1 to 9 ASCII digits and ``Z``) costs
-    two slices, one dict lookup and one ``int``; anything else goes through
-    :func:`~.timestamps.parse_rfc3339`, which accepts every RFC 3339 form and caches the second.
+    A hot message's text ``t`` is checked with :func:`~.timestamps.parse_rfc3339` (which also
+    caches its second for :func:`_times_known`) unless ``checked`` says that was done; a
+    Timestamp ext is checked and becomes integer nanoseconds. Either way ``timestamp`` cannot
+    fail later. A wire twin becomes its public message.
     """
-    dots = _DOTS
-    scale = _SCALE
-    ps = _NS_LEVEL
+    hot = _HOT
     i = 0
+    m: Any
     try:
         for i, m in enumerate(msgs):
             cls = m.__class__
-            if cls is OrderBookUpdate:
-                b = m.bids
-                a = m.asks
-                m.bids = list(map(ps, b)) if b else []
-                m.asks = list(map(ps, a)) if a else []
-            elif cls is not Trade and cls is not Quote:
+            if cls not in hot:
                 msgs[i] = _rare(m)
-                continue
-            t = m.timestamp
-            if t.__class__ is str:
-                f = t[20:-1]
-                try:
-                    if t[-1] != "Z" or not (f.isdigit() and f.isascii()):
-                        raise KeyError
-                    m.timestamp = dots[t[:20]] + int(f) * scale[len(f)]
-                except (KeyError, IndexError):
-                    m.timestamp = _wire_ns(t)
-            else:
-                m.timestamp = _ext_ns(t)
+            elif not checked:
+                t = m.t
+                if t.__class__ is str:
+                    _check_text(t)
+                else:
+                    m.t = _ext_ns(t)
     except _Bad as exc:
         raise DecodeError(exc.reason, index=base + i, field=exc.field) from None
     return msgs
+
+
+def _check_text(t: str) -> None:
+    try:
+        parse_rfc3339(t)
+    except (ValueError, IndexError):
+        raise _Bad("t", "bad timestamp") from None
+
+
+_T = attrgetter("t")
+# Possessive quantifiers (no backtracking state kept) and ``.{19}`` for a second: the shape of the
+# second needs no checking here, because it must be a key of the per-second cache anyway.
+_REST = "(?:[.][0-9]{1,9}+)?+Z"
+_ONE_OR_TWO_SECONDS = re.compile(
+    rf"(.{{19}}){_REST}(?:\n\1{_REST})*+(?:\n(.{{19}}){_REST}(?:\n(?:\1|\2){_REST})*+)?+"
+).fullmatch
+
+
+def _times_known(msgs: list[Any]) -> bool:
+    """True when every ``t`` of the frame ``msgs`` is Alpaca text of one or two known seconds.
+
+    What lets the usual frame skip :func:`_finish`: one regex over all of a frame's ``t`` joined
+    by newlines instead of Python code per message. Each is 19 characters of a second followed
+    by ``Z`` or ``.<1 to 9 ASCII digits>Z``, and the second repeats that of the first ``t`` or
+    of the first that differs (backreferences; two, because a frame's bars carry their minute
+    and its trades the current second); each second must then be a key of the per-second
+    cache, which holds only ``YYYY-MM-DDTHH:MM:SS`` date-times :func:`~.timestamps.parse_rfc3339`
+    has validated (real calendar day, hour, minute, second). The newline count proves no ``t`` held
+    a newline of its own. Anything else (a new second, a third one, an offset, a msgpack ext)
+    answers False and takes the careful way, which is just as strict.
+    """
+    try:
+        joined = "\n".join(map(_T, msgs))
+    except (AttributeError, TypeError):  # a control message (no t), an ext
+        return False
+    m = _ONE_OR_TWO_SECONDS(joined)
+    if m is None or joined.count("\n") != len(msgs) - 1:
+        return False
+    return m[1] in _SECONDS and (m.lastindex == 1 or m[2] in _SECONDS)
 
 
 def _fault(exc: msgspec.ValidationError, index: int | None) -> DecodeError:
     """A DecodeError naming the wire key msgspec's message points at (``$.b[0].p`` -> ``b``)."""
     text = str(exc)
     reason, _, path = text.partition(" - at `$")
+    if "matching regex" in reason:  # our RFC 3339 pattern: name it, do not print it
+        reason = "bad timestamp"
     field = None
     m = _PATH_HEAD.match(path)
     if m is not None:
@@ -372,14 +365,21 @@ def _careful_one(raw: msgspec.Raw, i: int, codec: _Codec) -> Message:
         return Unknown(kind, _plain(codec, raw, i))
     known = _WIRE_KEYS[cls]
     extra = {k: v for k, v in obj.items() if k not in known}
-    if not extra:
+    if cls is OrderBookUpdate:  # the spec's leniency: a null side is a missing (empty) one
+        nulls = {k for k in ("b", "a") if k in obj and codec.any.decode(obj[k]) is None}
+    else:
+        nulls = set()
+    if not extra and not nulls:
         raise _fault(first, i) from None
     try:
-        wire = codec.message.decode(codec.encode({k: v for k, v in obj.items() if k in known}))
+        wire = codec.message.decode(
+            codec.encode({k: v for k, v in obj.items() if k in known and k not in nulls})
+        )
     except msgspec.ValidationError as exc:
         raise _fault(exc, i) from None
     msg: Any = _finish([wire], i)[0]
-    msg.extra = {k: _plain(codec, v, i) for k, v in extra.items()}
+    if extra:
+        msg.extra = {k: _plain(codec, v, i) for k, v in extra.items()}
     return msg  # type: ignore[no-any-return]
 
 
@@ -397,6 +397,8 @@ def _decode_with(payload: Any, codec: _Codec) -> list[Message]:
         return _careful(payload, codec)
     except msgspec.DecodeError:
         raise DecodeError(f"not valid {codec.fmt}") from None
+    if codec is _JSON and _times_known(msgs):
+        return msgs  # type: ignore[no-any-return]  # the usual frame: nothing left to do
     return _finish(msgs)
 
 
@@ -425,7 +427,15 @@ def decode(payload: bytes | bytearray | memoryview | str) -> list[Message]:
         DecodeError: the frame is malformed in any way.
     """
     if payload.__class__ is bytes and payload[:1] == b"[":  # the usual JSON frame: fewer calls
-        return _decode_with(payload, _JSON)
+        try:
+            msgs = _JSON_FRAME(payload)
+        except msgspec.ValidationError:
+            return _careful(payload, _JSON)
+        except msgspec.DecodeError:
+            raise DecodeError("not valid json") from None
+        if _times_known(msgs):
+            return msgs  # type: ignore[no-any-return]
+        return _finish(msgs)
     if isinstance(payload, str) or _looks_like_json(payload, b"[{"):
         return _decode_with(payload, _JSON)
     return _decode_with(payload, _MSGPACK)
@@ -463,8 +473,8 @@ def to_wire(msg: Message, fmt: Format = "json") -> dict[str, Any]:
             "T": "o",
             "S": msg.symbol,
             "t": _wire_ts(msg.timestamp, fmt),
-            "b": [{"p": p, "s": s} for p, s in msg.bids],
-            "a": [{"p": p, "s": s} for p, s in msg.asks],
+            "b": [{"p": lv.p, "s": lv.s} for lv in msg.bids],
+            "a": [{"p": lv.p, "s": lv.s} for lv in msg.asks],
         }
         if msg.reset:
             d["r"] = True

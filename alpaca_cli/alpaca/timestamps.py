@@ -23,10 +23,12 @@ _SCALE: tuple[int, ...] = tuple(10 ** (9 - n) for n in range(10))
 
 _CACHE_MAX = 4096
 _prefix_cache: dict[str, int] = {}
-"""``YYYY-MM-DDTHH:MM:SS`` -> epoch nanoseconds of that second."""
+"""``YYYY-MM-DDTHH:MM:SS`` -> epoch nanoseconds of that second. Only ever holds seconds
+:func:`_parse_prefix` validated: the codec's frame-wide timestamp check (:mod:`.codec`) relies
+on that, and on the dict being cleared in place rather than replaced."""
 _dot_cache: dict[str, int] = {}
-"""``YYYY-MM-DDTHH:MM:SS.`` -> the same: a hit also proves the ``.``, one check less per message
-for the decoder (:mod:`.codec`), which reads this and :data:`_whole_cache` directly."""
+"""``YYYY-MM-DDTHH:MM:SS.`` -> the same (a hit also proves the ``.``). Kept filled for the frozen
+pre-msgspec decoder the tests pin the codec to, which reads this and :data:`_whole_cache`."""
 _whole_cache: dict[str, int] = {}
 """``YYYY-MM-DDTHH:MM:SSZ`` -> the same: whole timestamps without a fraction (bars)."""
 

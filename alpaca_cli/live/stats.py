@@ -508,8 +508,8 @@ def _note_decimals(stats: SymbolStats, msg: Trade | Quote | Bar | OrderBookUpdat
     elif isinstance(msg, Quote):
         prices = (msg.bid_price, msg.ask_price)
     elif isinstance(msg, OrderBookUpdate):
-        prices = [p for p, _ in msg.bids[:DECIMAL_LEVELS]] + [
-            p for p, _ in msg.asks[:DECIMAL_LEVELS]
+        prices = [lv.p for lv in msg.bids[:DECIMAL_LEVELS]] + [
+            lv.p for lv in msg.asks[:DECIMAL_LEVELS]
         ]
     else:
         prices = (msg.close,)

@@ -21,7 +21,6 @@ from alpaca_cli.alpaca.codec import DecodeError, _looks_like_json
 from alpaca_cli.alpaca.messages import (
     BAR_KINDS,
     CHANNELS,
-    Bar,
     Error,
     Level,
     Message,
@@ -32,9 +31,12 @@ from alpaca_cli.alpaca.messages import (
     Trade,
     Unknown,
 )
+from alpaca_cli.alpaca.messages import Bar as _Bar
 from alpaca_cli.alpaca.timestamps import _SCALE, parse_rfc3339
 from alpaca_cli.alpaca.timestamps import _dot_cache as _DOTS
 from alpaca_cli.alpaca.timestamps import _whole_cache as _WHOLES
+
+Bar = _Bar.of  # import adapted: a bar is one class per kind now, built by Bar.of(kind, ...)
 
 # --------------------------------------------------------------------------- server frames
 

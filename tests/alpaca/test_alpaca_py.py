@@ -71,8 +71,8 @@ def test_the_sdk_parses_our_msgpack_frames_to_the_same_values() -> None:
             assert (sdk.trade_count, sdk.vwap) == (mine.trade_count, mine.vwap)
         else:
             assert isinstance(mine, OrderBookUpdate)
-            assert [(q.price, q.size) for q in sdk.bids] == mine.bids
-            assert [(q.price, q.size) for q in sdk.asks] == mine.asks
+            assert [(q.price, q.size) for q in sdk.bids] == [(lv.p, lv.s) for lv in mine.bids]
+            assert [(q.price, q.size) for q in sdk.asks] == [(lv.p, lv.s) for lv in mine.asks]
             assert sdk.reset is mine.reset
 
 

@@ -9,7 +9,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from alpaca_cli.alpaca.book import Books, OrderBook
 from alpaca_cli.alpaca.codec import decode
-from alpaca_cli.alpaca.messages import Message, OrderBookUpdate, Success, Trade
+from alpaca_cli.alpaca.messages import Level, Message, OrderBookUpdate, Success, Trade
 
 
 class ReferenceBook:
@@ -30,7 +30,7 @@ class ReferenceBook:
         else:
             self.updates += 1
         for side, levels in ((self.bids, msg.bids), (self.asks, msg.asks)):
-            for price, size in levels:
+            for price, size in ((lv.p, lv.s) for lv in levels):
                 if size > 0:
                     side[price] = size
                 else:
@@ -51,13 +51,16 @@ levels = st.lists(st.tuples(prices, sizes), max_size=8)
 
 def update(bids: list[tuple[float, float]], asks: list[tuple[float, float]], reset: bool = False,
            t: int = 0) -> OrderBookUpdate:  # fmt: skip
-    return OrderBookUpdate("BTC/USD", t, list(bids), list(asks), reset)
+    return OrderBookUpdate(
+        "BTC/USD", t, [Level(*b) for b in bids], [Level(*a) for a in asks], reset
+    )
 
 
 class BookMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.book = OrderBook("BTC/USD")
+        self.twin = Books()  # the same messages through apply_messages, one at a time
         self.ref = ReferenceBook()
         self.t = 0
 
@@ -68,6 +71,7 @@ class BookMachine(RuleBasedStateMachine):
         self.t += 1
         msg = update(bids, asks, t=self.t)
         self.book.apply(msg)
+        assert self.twin.apply_messages([Success("x"), msg]) == 1
         self.ref.apply(msg)
 
     @rule(bids=levels, asks=levels)
@@ -75,11 +79,13 @@ class BookMachine(RuleBasedStateMachine):
         self.t += 1
         msg = update(bids, asks, reset=True, t=self.t)
         self.book.apply(msg)
+        assert self.twin.apply_messages([msg]) == 1
         self.ref.apply(msg)
 
     @rule()
     def invalidate(self) -> None:
         self.book.invalidate()
+        self.twin.invalidate()
         self.ref.valid = False
 
     @rule()
@@ -87,6 +93,24 @@ class BookMachine(RuleBasedStateMachine):
         # Queries in between updates exercise the lazily rescanned best price.
         assert self.book.best_bid == self.ref.best_bid()
         assert self.book.best_ask == self.ref.best_ask()
+
+    @invariant()
+    def apply_messages_matches_apply(self) -> None:
+        if not self.t:
+            return
+        twin, book = self.twin["BTC/USD"], self.book
+        assert (twin.bids, twin.asks, twin.best_bid, twin.best_ask) == (
+            book.bids,
+            book.asks,
+            book.best_bid,
+            book.best_ask,
+        )
+        assert (twin.valid, twin.updates, twin.resets, twin.timestamp) == (
+            book.valid,
+            book.updates,
+            book.resets,
+            book.timestamp,
+        )
 
     @invariant()
     def matches_reference(self) -> None:
@@ -175,8 +199,8 @@ def test_reset_with_zero_sizes_and_duplicates_applies_in_order() -> None:
 
 def test_books_route_by_symbol_and_invalidate_together() -> None:
     books = Books()
-    a = books.apply(OrderBookUpdate("A/USD", 1, [(1.0, 1.0)], [], reset=True))
-    b = books.apply(OrderBookUpdate("B/USD", 2, [], [(9.0, 1.0)], reset=True))
+    a = books.apply(OrderBookUpdate("A/USD", 1, [Level(1.0, 1.0)], [], reset=True))
+    b = books.apply(OrderBookUpdate("B/USD", 2, [], [Level(9.0, 1.0)], reset=True))
     assert a is books["A/USD"] and b is books["B/USD"] and a is not b
     assert sorted(books) == ["A/USD", "B/USD"] and len(books) == 2
     assert books.get("C/USD") is None
@@ -189,8 +213,8 @@ def test_apply_messages_skips_other_messages() -> None:
     msgs: list[Message] = [
         Success("connected"),
         Trade("A/USD", 1.0, 1.0, 0, 1, "B"),
-        OrderBookUpdate("A/USD", 1, [(1.0, 1.0)], [], reset=True),
-        OrderBookUpdate("A/USD", 2, [(1.5, 2.0)], []),
+        OrderBookUpdate("A/USD", 1, [Level(1.0, 1.0)], [], reset=True),
+        OrderBookUpdate("A/USD", 2, [Level(1.5, 2.0)], []),
     ]
     assert books.apply_messages(msgs) == 2
     assert books["A/USD"].best_bid == (1.5, 2.0)

@@ -32,6 +32,7 @@ from alpaca_cli.alpaca.codec import (
 from alpaca_cli.alpaca.messages import (
     Bar,
     Error,
+    Level,
     Message,
     OrderBookUpdate,
     Quote,
@@ -65,7 +66,7 @@ class TestSpecExamples:
             symbol="AVAX/USD",
             price=47.299,
             size=29.205707815,
-            timestamp=1710239268_858228144,
+            t=1710239268_858228144,
             id=3447222699101865076,
             taker_side="S",
         )
@@ -80,7 +81,7 @@ class TestSpecExamples:
 
     def test_bar(self) -> None:
         [bar] = decode(frame(SPEC_BAR))
-        assert bar == Bar(
+        assert bar == Bar.of(
             "b", "BTC/USD", 26675.04, 26695.36, 26668.79, 26688.7, 3.227759152,
             1679056080_000000000, 93, 26679.5912436798,
         )  # fmt: skip
@@ -97,12 +98,12 @@ class TestSpecExamples:
             OrderBookUpdate(
                 "BTC/USD",
                 1710239930_796132210,
-                bids=[(71859.53, 0.27994), (71849.4, 0.553986)],
-                asks=[(71939.7, 0.83953)],
+                bids=[Level(71859.53, 0.27994), Level(71849.4, 0.553986)],
+                asks=[Level(71939.7, 0.83953)],
                 reset=True,
             ),
-            OrderBookUpdate("MKR/USD", 1710239979_445492807, [], [(2614.587, 12.5308)]),
-            OrderBookUpdate("CRV/USD", 1710239980_501160019, [(0.7904, 0)], []),
+            OrderBookUpdate("MKR/USD", 1710239979_445492807, [], [Level(2614.587, 12.5308)]),
+            OrderBookUpdate("CRV/USD", 1710239980_501160019, [Level(0.7904, 0)], []),
         ]
 
     def test_control_messages(self) -> None:
@@ -129,7 +130,9 @@ class TestSpecExamples:
 
     def test_orderbook_with_a_missing_side_is_accepted(self) -> None:
         [book] = decode(b'[{"T":"o","S":"X/Y","t":"2024-03-12T10:39:40Z","a":[{"p":1,"s":2}]}]')
-        assert book == OrderBookUpdate("X/Y", parse_rfc3339("2024-03-12T10:39:40Z"), [], [(1, 2)])
+        assert book == OrderBookUpdate(
+            "X/Y", parse_rfc3339("2024-03-12T10:39:40Z"), [], [Level(1, 2)]
+        )
 
 
 class TestUnknowns:
@@ -244,7 +247,7 @@ scalars = (
     | st.floats(allow_nan=False, allow_infinity=False)
 )  # fmt: skip
 extras = st.none() | st.dictionaries(text.map(lambda k: "x_" + k), scalars, min_size=1, max_size=3)
-levels = st.lists(st.tuples(finite, finite), max_size=5)
+levels = st.lists(st.builds(Level, finite, finite), max_size=5)
 symbols = st.lists(text, max_size=4).map(tuple)
 KNOWN_T = {"t", "q", "b", "d", "u", "o", "success", "subscription", "error"}
 
@@ -252,7 +255,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Trade, text, finite, finite, ns, st.integers(-(2**63), 2**64 - 1),
               st.none() | st.sampled_from(["B", "S"]) | text, extras),
     st.builds(Quote, text, finite, finite, finite, finite, ns, extras),
-    st.builds(Bar, st.sampled_from(["b", "d", "u"]), text, finite, finite, finite, finite,
+    st.builds(Bar.of, st.sampled_from(["b", "d", "u"]), text, finite, finite, finite, finite,
               finite, ns, st.integers(-(2**63), 2**63 - 1), finite, extras),
     st.builds(OrderBookUpdate, text, ns, levels, levels, st.booleans(), extras),
     st.builds(Success, text, extras),
@@ -518,3 +521,85 @@ def test_the_decoders_timestamp_fast_path_is_as_strict_as_parse_rfc3339(stamp: s
         with pytest.raises(DecodeError) as info:
             decode(orjson.dumps([msg]))
         assert info.value.field == "t"
+
+
+def _trade(t: str) -> dict[str, Any]:
+    return {"T": "t", "S": "BTC/USD", "p": 1.0, "s": 2.0, "t": t, "i": 1}
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "2024-03-12T10:27:48.5Z",
+                "2024-03-12T10:27:48Z",
+                "2024-03-12T10:27:49.123456789Z",
+                "2024-03-12T10:27:50.1Z",
+                "2024-03-12T10:27:48.5+01:00",
+                "2024-03-12T10:27:48.5z",
+                "2024-03-12t10:27:48.5Z",
+                "2024-02-29T23:59:60.5Z",
+                "2023-02-29T10:27:48.5Z",
+                "2024-03-12T10:27:48.5Z\n2024-03-12T10:27:48.5Z",
+                "2024-03-12T10:27:48.5Z\n",
+                "2024-03-12T10:27:48.Z",
+                "2024-03-12T10:27:48.1234567890Z",
+                "2024-13-12T10:27:48Z",
+                "2024-03-12T10:27:48.\u0661Z",
+                "2024-04-31T00:00:00Z",
+                "2024-03-12T24:00:00Z",
+            ]
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.booleans(),
+)
+def test_a_frame_decodes_alike_whatever_the_timestamp_cache_holds(
+    stamps: list[str], warm: bool
+) -> None:
+    """The frame-wide timestamp check (:func:`codec._times_known`) is only a shortcut.
+
+    Whether it answers (every second cached, at most two of them) or the careful per-message
+    path does, a frame is accepted exactly when every ``t`` is one ``parse_rfc3339`` accepts,
+    the error names the first bad one, and each ``timestamp`` equals ``parse_rfc3339(t)``.
+    """
+    if warm:
+        for s in stamps:
+            with contextlib.suppress(ValueError, IndexError):
+                parse_rfc3339(s)
+    payload = orjson.dumps([_trade(s) for s in stamps])
+    bad = []
+    for i, s in enumerate(stamps):
+        try:
+            parse_rfc3339(s)
+        except (ValueError, IndexError):
+            bad.append(i)
+    if bad:
+        with pytest.raises(DecodeError) as info:
+            decode(payload)
+        assert (info.value.index, info.value.field) == (bad[0], "t")
+        return
+    msgs = decode(payload)
+    assert [m.t for m in msgs] == stamps  # type: ignore[union-attr]
+    assert [m.timestamp for m in msgs] == [parse_rfc3339(s) for s in stamps]  # type: ignore[union-attr]
+
+
+def test_equality_is_by_instant_not_by_spelling() -> None:
+    [a, b, c] = decode(
+        orjson.dumps([_trade("2024-03-12T10:27:48.5Z"), _trade("2024-03-12T10:27:48.500Z"),
+                      _trade("2024-03-12T11:27:48.5+01:00")])
+    )  # fmt: skip
+    assert a == b == c and a.t != b.t  # type: ignore[union-attr]
+    ns = parse_rfc3339("2024-03-12T10:27:48.5Z")
+    assert a == Trade("BTC/USD", 1.0, 2.0, ns, 1)
+    assert a != Trade("BTC/USD", 1.0, 2.0, ns + 1, 1)
+    packed = msgpack.packb([{**_trade(""), "t": Timestamp.from_unix_nano(ns)}])
+    assert decode(packed) == [a]
+
+
+def test_a_null_book_side_is_an_empty_one() -> None:
+    book = {"T": "o", "S": "X/Y", "t": "2024-03-12T10:27:48.5Z", "b": None, "a": [{"p": 1, "s": 2}]}
+    [msg] = decode(orjson.dumps([book]))
+    assert isinstance(msg, OrderBookUpdate)
+    assert msg.bids == [] and msg.asks == [Level(1.0, 2.0)] and msg.extra is None

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from alpaca_cli.alpaca.codec import AuthRequest, SubscribeRequest, decode_client_message
-from alpaca_cli.alpaca.messages import Error, Message, OrderBookUpdate, Subscription, Success
+from alpaca_cli.alpaca.messages import Error, Level, Message, OrderBookUpdate, Subscription, Success
 from alpaca_cli.alpaca.session import ClientSession
 from alpaca_cli.alpaca.supervisor import (
     KEEPALIVE,
@@ -37,7 +37,7 @@ CONN = "conn-1"
 WELCOME: list[Message] = [Success("connected")]
 AUTHED: list[Message] = [Success("authenticated")]
 CONFIRMED: list[Message] = [Subscription(orderbooks=("BTC/USD",))]
-DATA: list[Message] = [OrderBookUpdate("BTC/USD", 0, bids=[(1.0, 1.0)], asks=[], reset=True)]
+DATA: list[Message] = [OrderBookUpdate("BTC/USD", 0, bids=[Level(1.0, 1.0)], asks=[], reset=True)]
 CLASSIC = "com.virtufin.websocketmanager.lifecycle."
 
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from alpaca_cli.alpaca.messages import Error, Message, OrderBookUpdate, Subscription, Success
+from alpaca_cli.alpaca.messages import Error, Level, Message, OrderBookUpdate, Subscription, Success
 from alpaca_cli.alpaca.session import ClientSession
 from alpaca_cli.alpaca.supervisor import (
     LIFECYCLE_FALLBACK,
@@ -27,7 +27,7 @@ CONN = "conn-1"
 WELCOME: list[Message] = [Success("connected")]
 AUTHED: list[Message] = [Success("authenticated")]
 CONFIRMED: list[Message] = [Subscription(orderbooks=("BTC/USD",))]
-DATA: list[Message] = [OrderBookUpdate("BTC/USD", 0, bids=[(1.0, 1.0)], asks=[], reset=True)]
+DATA: list[Message] = [OrderBookUpdate("BTC/USD", 0, bids=[Level(1.0, 1.0)], asks=[], reset=True)]
 FAMILIES = {
     # (event type of "the socket was lost", event type of "it is back")
     "classic": (

@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from alpaca_cli.alpaca.book import OrderBook
-from alpaca_cli.alpaca.messages import OrderBookUpdate
+from alpaca_cli.alpaca.messages import Level, OrderBookUpdate
 from alpaca_cli.live.ladder import render, snapshot, state_of
 from tests.support import Cli, bus_env
 from tests.support_pubsub import CONTROLLER_URL, ok, streaming
@@ -23,7 +23,9 @@ NS = 1_700_000_000_000_000_000
 
 
 def update(reset: bool, bids: list[tuple[float, float]], asks: list[tuple[float, float]]) -> Any:
-    return OrderBookUpdate("SHIB/USD", NS, bids, asks, reset=reset)
+    return OrderBookUpdate(
+        "SHIB/USD", NS, [Level(*b) for b in bids], [Level(*a) for a in asks], reset=reset
+    )
 
 
 def test_a_book_is_partial_until_a_snapshot_and_stale_after_a_reconnect() -> None:

@@ -44,7 +44,7 @@ def test_tail_warns_on_stderr_when_the_topic_is_silent(feed_cli: Cli) -> None:
 
 def test_book_lines_say_plainly_when_no_snapshot_was_seen() -> None:
     from alpaca_cli.alpaca.book import Books
-    from alpaca_cli.alpaca.messages import OrderBookUpdate
+    from alpaca_cli.alpaca.messages import Level, OrderBookUpdate
     from alpaca_cli.platform.frames import FrameMeta
     from alpaca_cli.steps.tail import make_formatter
     from alpaca_cli.stream import StreamItem
@@ -57,14 +57,14 @@ def test_book_lines_say_plainly_when_no_snapshot_was_seen() -> None:
         books.apply(msg)
         return fmt(StreamItem(ns, FrameMeta(), b"", [msg]))[0]
 
-    delta = OrderBookUpdate("BTC/USD", ns, [(100.0, 1.0)], [])
+    delta = OrderBookUpdate("BTC/USD", ns, [Level(100.0, 1.0)], [])
     assert (
         line(delta)
         .rstrip("\n")
         .endswith("\tno snapshot since tail started: levels from updates only")
     )
     assert line(
-        OrderBookUpdate("BTC/USD", ns, [(100.0, 1.0)], [(101.0, 1.0)], reset=True)
+        OrderBookUpdate("BTC/USD", ns, [Level(100.0, 1.0)], [Level(101.0, 1.0)], reset=True)
     ).endswith("\treset\n")
     assert line(delta).endswith("levels\n")
     books.invalidate()

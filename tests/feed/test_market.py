@@ -111,12 +111,12 @@ def test_a_client_book_built_from_snapshot_and_deltas_matches_the_server_and_nev
 def test_deltas_add_change_and_delete_levels():
     market = Market(FeedConfig(symbols=("ETH/USD",)))
     snapshot = market.snapshot("ETH/USD", T0)
-    known = {p for p, _ in snapshot.bids + snapshot.asks}
+    known = {lv.p for lv in snapshot.bids + snapshot.asks}
     adds = changes = deletes = 0
     for m in run_market(market, targets(orderbooks=("ETH/USD",)), 100, 5):
         assert isinstance(m, OrderBookUpdate) and not m.reset
         assert m.bids or m.asks, "every delta changes something"
-        for p, s in m.bids + m.asks:
+        for p, s in ((lv.p, lv.s) for lv in m.bids + m.asks):
             if s == 0:
                 deletes += 1
                 known.discard(p)

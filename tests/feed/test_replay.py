@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from alpaca_cli.alpaca.messages import OrderBookUpdate, Trade
+from alpaca_cli.alpaca.messages import Level, OrderBookUpdate, Trade
 from alpaca_cli.devstack.feed import FeedServer, Recording, ReplayError, ReplaySource
 from alpaca_cli.devstack.feed.session import Targets
 
@@ -86,8 +86,8 @@ def test_snapshot_shows_the_book_as_replayed_so_far(recording: Path):
     source.generate(100, Targets({"quotes": ("NONE/USD",)}), 0)  # one whole pass
     snap = source.snapshot("BTC/USD", 0)
     assert snap.reset
-    assert snap.bids == [(71859.53, 0.27994)]
-    assert snap.asks == [(71939.7, 0.83953), (71940.1, 2.0)]
+    assert snap.bids == [Level(71859.53, 0.27994)]
+    assert snap.asks == [Level(71939.7, 0.83953), Level(71940.1, 2.0)]
 
 
 def test_replay_over_the_wire_starts_with_a_snapshot_then_recorded_updates(

@@ -327,8 +327,10 @@ class TestData:
                     assert isinstance(update, OrderBookUpdate)
                     book.apply(update)
                     assert not book.crossed
-                    deletes += sum(1 for _, s in update.bids + update.asks if s == 0)
-                    adds += sum(1 for p, s in update.bids + update.asks if s and p not in before)
+                    deletes += sum(1 for lv in update.bids + update.asks if lv.s == 0)
+                    adds += sum(
+                        1 for lv in update.bids + update.asks if lv.s and lv.p not in before
+                    )
                 assert set(books) == {"BTC/USD", "DOGE/USD"}
                 assert deletes > 0 and adds > 0
 

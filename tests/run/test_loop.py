@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from alpaca_cli.alpaca.codec import decode_client_message
-from alpaca_cli.alpaca.messages import Error, OrderBookUpdate, Subscription, Success
+from alpaca_cli.alpaca.messages import Error, Level, OrderBookUpdate, Subscription, Success
 from alpaca_cli.alpaca.session import ClientSession
 from alpaca_cli.alpaca.supervisor import Supervisor
 from alpaca_cli.errors import AlpacaAuthRefused, CommandRefused
@@ -80,7 +80,9 @@ class NoView:
 
 
 def book(reset: bool = False) -> OrderBookUpdate:
-    return OrderBookUpdate("BTC/USD", NS, bids=[(1.0, 1.0)], asks=[(2.0, 1.0)], reset=reset)
+    return OrderBookUpdate(
+        "BTC/USD", NS, bids=[Level(1.0, 1.0)], asks=[Level(2.0, 1.0)], reset=reset
+    )
 
 
 WELCOME = [Success("connected")]

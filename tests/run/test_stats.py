@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from alpaca_cli.alpaca import decode_json
-from alpaca_cli.alpaca.messages import OrderBookUpdate, Subscription, Success, Trade
+from alpaca_cli.alpaca.messages import Level, OrderBookUpdate, Subscription, Success, Trade
 from alpaca_cli.live.report import build_report, write_report
 from alpaca_cli.live.stats import RateWindow, StreamStats
 
@@ -16,13 +16,19 @@ NS = 1_700_000_000_000_000_000
 
 
 def trade(symbol: str, ts: int = NS, price: float = 100.0) -> Trade:
-    return Trade(symbol=symbol, price=price, size=0.5, timestamp=ts, id=1, taker_side="B")
+    return Trade(symbol=symbol, price=price, size=0.5, t=ts, id=1, taker_side="B")
 
 
 def book(
     symbol: str, *, reset: bool, bids: list[tuple[float, float]], asks: list[tuple[float, float]]
 ) -> OrderBookUpdate:
-    return OrderBookUpdate(symbol=symbol, timestamp=NS, bids=bids, asks=asks, reset=reset)
+    return OrderBookUpdate(
+        symbol=symbol,
+        t=NS,
+        bids=[Level(*b) for b in bids],
+        asks=[Level(*a) for a in asks],
+        reset=reset,
+    )
 
 
 class TestRateWindow:

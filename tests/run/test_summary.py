@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from alpaca_cli.alpaca.messages import OrderBookUpdate, Trade
+from alpaca_cli.alpaca.messages import Level, OrderBookUpdate, Trade
 from alpaca_cli.live.report import build_report
 from alpaca_cli.live.stats import StreamStats, percentile
 from alpaca_cli.live.summary import junit_xml, markdown, summary_lines
@@ -15,12 +15,12 @@ NS = 1_700_000_000_000_000_000
 
 
 def trade(symbol: str, ts: int = NS) -> Trade:
-    return Trade(symbol=symbol, price=100.0, size=1.0, timestamp=ts, id=1, taker_side="B")
+    return Trade(symbol=symbol, price=100.0, size=1.0, t=ts, id=1, taker_side="B")
 
 
 def book(symbol: str, *, reset: bool) -> OrderBookUpdate:
     return OrderBookUpdate(
-        symbol=symbol, timestamp=NS, bids=[(99.0, 1.0)], asks=[(101.0, 1.0)], reset=reset
+        symbol=symbol, t=NS, bids=[Level(99.0, 1.0)], asks=[Level(101.0, 1.0)], reset=reset
     )
 
 

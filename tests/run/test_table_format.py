@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from alpaca_cli.alpaca.messages import OrderBookUpdate, Quote, Trade
+from alpaca_cli.alpaca.messages import Level, OrderBookUpdate, Quote, Trade
 from alpaca_cli.live import format as fmt
 from alpaca_cli.live.stats import RunInfo, StreamStats
 from alpaca_cli.live.table import render
@@ -41,7 +41,7 @@ def test_prices_of_one_symbol_share_their_decimals() -> None:
     stats = StreamStats(start=0.0)
     stats.channels = ("trades", "orderbooks")
     stats.expect(["BTC/USD"])
-    book = OrderBookUpdate("BTC/USD", NS, [(87000.5, 1.0)], [(87001.0, 2.0)], reset=True)
+    book = OrderBookUpdate("BTC/USD", NS, [Level(87000.5, 1.0)], [Level(87001.0, 2.0)], reset=True)
     stats.books.apply(book)
     stats.record([book, Trade("BTC/USD", 87000.125, 0.00012, NS, 1, "B")], now=1, received_ns=NS)
     row = line_of(text_of(stats), "BTC/USD")
@@ -66,7 +66,7 @@ def test_the_width_stays_when_a_book_goes_stale() -> None:
     stats = StreamStats(start=0.0)
     stats.channels = ("orderbooks",)
     stats.expect(["BTC/USD"])
-    book = OrderBookUpdate("BTC/USD", NS, [(100.0, 1.0)], [(101.0, 2.0)], reset=True)
+    book = OrderBookUpdate("BTC/USD", NS, [Level(100.0, 1.0)], [Level(101.0, 2.0)], reset=True)
     stats.books.apply(book)
     stats.record([book], now=1, received_ns=NS)
     before = line_of(text_of(stats), "symbol")

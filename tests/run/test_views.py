@@ -7,7 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from alpaca_cli.alpaca.messages import OrderBookUpdate, Trade
+from alpaca_cli.alpaca.messages import Level, OrderBookUpdate, Trade
 from alpaca_cli.errors import CommandRefused
 from alpaca_cli.live.plain import PlainSummary
 from alpaca_cli.live.stats import RunInfo, StreamStats
@@ -23,7 +23,7 @@ def sample() -> tuple[StreamStats, RunInfo]:
     stats.record(
         [
             OrderBookUpdate(
-                "BTC/USD", NS, bids=[(87000.5, 1.0)], asks=[(87001.0, 2.0)], reset=True
+                "BTC/USD", NS, bids=[Level(87000.5, 1.0)], asks=[Level(87001.0, 2.0)], reset=True
             ),
             Trade("BTC/USD", 87000.75, 0.25, NS, 7, "S"),
         ],

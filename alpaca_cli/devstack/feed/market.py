@@ -25,9 +25,9 @@ Counting losses: trade ids are consecutive per connection, starting at :data:`TR
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from alpaca_cli.alpaca.messages import Bar, BarKind, OrderBookUpdate, Quote, Trade
+from alpaca_cli.alpaca.messages import Bar, BarKind, Level, OrderBookUpdate, Quote, Trade
 from alpaca_cli.devstack.feed.config import UNIVERSE, FeedConfig, SymbolSpec
 from alpaca_cli.devstack.feed.session import Targets
 from alpaca_cli.devstack.feed.source import Message
@@ -279,8 +279,8 @@ class _Instrument:
         return OrderBookUpdate(
             self.symbol,
             t,
-            [(price(p), s) for p, s in bids.items()],
-            [(price(p), s) for p, s in asks.items()],
+            [Level(price(p), s) for p, s in bids.items()],
+            [Level(price(p), s) for p, s in asks.items()],
         )
 
     def snapshot(self, t: int) -> OrderBookUpdate:
@@ -291,8 +291,8 @@ class _Instrument:
         return OrderBookUpdate(
             self.symbol,
             t,
-            [(price(p), book.bids[p]) for p in sorted(book.bids, reverse=True)],
-            [(price(p), book.asks[p]) for p in sorted(book.asks)],
+            [Level(price(p), book.bids[p]) for p in sorted(book.bids, reverse=True)],
+            [Level(price(p), book.asks[p]) for p in sorted(book.asks)],
             reset=True,
         )
 
@@ -343,13 +343,14 @@ class _Instrument:
         size = round(self.spec.size * 0.3 * (0.01 + rng.expovariate(1.0)), 8)
         v = round(previous.volume + size, 8)
         vw = (previous.vwap * previous.volume + previous.close * size) / v
-        return replace(previous, kind="u", volume=v, trade_count=previous.trade_count + 1,
-                       vwap=round(vw, 10))  # fmt: skip
+        return Bar.of("u", previous.symbol, previous.open, previous.high, previous.low,
+                      previous.close, v, previous.t, previous.trade_count + 1,
+                      round(vw, 10))  # fmt: skip
 
     def _bar_message(self, kind: BarKind, bar: _Bar, start: int) -> Bar:
         vw = bar.pv / bar.v if bar.v else bar.c
-        return Bar(kind, self.symbol, bar.o, bar.h, bar.l, bar.c, round(bar.v, 8), start, bar.n,
-                   round(vw, 10))  # fmt: skip
+        return Bar.of(kind, self.symbol, bar.o, bar.h, bar.l, bar.c, round(bar.v, 8), start, bar.n,
+                      round(vw, 10))  # fmt: skip
 
 
 class Market:

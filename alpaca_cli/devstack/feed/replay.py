@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from alpaca_cli.alpaca.codec import DecodeError, decode_json
-from alpaca_cli.alpaca.messages import Bar, DataMessage, OrderBookUpdate, Quote, Trade
+from alpaca_cli.alpaca.messages import Bar, DataMessage, Level, OrderBookUpdate, Quote, Trade
 from alpaca_cli.devstack.feed.session import Targets
 
 __all__ = ["Recording", "ReplayError", "ReplaySource", "channel_of"]
@@ -117,8 +117,8 @@ class ReplaySource:
         return OrderBookUpdate(
             symbol,
             t,
-            sorted(bids.items(), reverse=True),
-            sorted(asks.items()),
+            [Level(p, s) for p, s in sorted(bids.items(), reverse=True)],
+            [Level(p, s) for p, s in sorted(asks.items())],
             reset=True,
         )
 
@@ -153,9 +153,9 @@ class ReplaySource:
         else:
             bids, asks, _ = self._books[update.symbol]
         for side, levels in ((bids, update.bids), (asks, update.asks)):
-            for price, size in levels:
-                if size > 0:
-                    side[price] = size
+            for lv in levels:
+                if lv.s > 0:
+                    side[lv.p] = lv.s
                 else:
-                    side.pop(price, None)
+                    side.pop(lv.p, None)
         self._books[update.symbol] = (bids, asks, update.timestamp)

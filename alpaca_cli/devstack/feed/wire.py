@@ -69,8 +69,8 @@ class JsonFrameEncoder:
                     "T": "o",
                     "S": msg.symbol,
                     "t": ts(msg.timestamp),
-                    "b": [{"p": p, "s": s} for p, s in msg.bids],
-                    "a": [{"p": p, "s": s} for p, s in msg.asks],
+                    "b": [{"p": lv.p, "s": lv.s} for lv in msg.bids],
+                    "a": [{"p": lv.p, "s": lv.s} for lv in msg.asks],
                 }
                 if msg.reset:
                     d["r"] = True
