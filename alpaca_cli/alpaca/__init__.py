@@ -66,81 +66,19 @@ if TYPE_CHECKING:
     )
     from .timestamps import format_rfc3339, parse_rfc3339
 
-_WHERE: dict[str, str] = {
-    **dict.fromkeys(("Books", "OrderBook", "PriceSize"), "book"),
-    **dict.fromkeys(
-        (
-            "MAX_SYMBOLS_PER_MESSAGE",
-            "AuthRequest",
-            "ClientMessage",
-            "DecodeError",
-            "Format",
-            "SubscribeRequest",
-            "decode",
-            "decode_client_message",
-            "decode_json",
-            "decode_msgpack",
-            "encode_auth",
-            "encode_client_message",
-            "encode_frame",
-            "encode_subscribe",
-            "is_valid_symbol",
-            "to_wire",
-        ),
-        "codec",
-    ),
-    **dict.fromkeys(
-        ("AUTH_REFUSALS", "ERRORS", "ErrorCode", "ErrorInfo", "Retry", "error_info"), "errors"
-    ),
-    **dict.fromkeys(
-        (
-            "BAR_CLASSES",
-            "CHANNELS",
-            "Bar",
-            "BarKind",
-            "DailyBar",
-            "DataMessage",
-            "Error",
-            "Level",
-            "Message",
-            "MinuteBar",
-            "OrderBookUpdate",
-            "Quote",
-            "Subscription",
-            "Success",
-            "Trade",
-            "Unknown",
-            "UpdatedBar",
-        ),
-        "messages",
-    ),
-    **dict.fromkeys(
-        (
-            "AlpacaFailure",
-            "Authenticated",
-            "ClientSession",
-            "DataResumed",
-            "Event",
-            "RehandshakeNeeded",
-            "SessionState",
-            "SubscriptionConfirmed",
-            "Welcome",
-            "backoff_delays",
-        ),
-        "session",
-    ),
-    **dict.fromkeys(("format_rfc3339", "parse_rfc3339"), "timestamps"),
-}
-"""Exported name -> the submodule that defines it."""
+_SUBMODULES = ("timestamps", "errors", "messages", "book", "codec", "session")
+"""Where the exported names live, lightest first (each is imported only when searched)."""
 
 
 def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+    if name in __all__:
+        for sub in _SUBMODULES:
+            module = importlib.import_module(f".{sub}", __name__)
+            if hasattr(module, name):
+                value = getattr(module, name)
+                globals()[name] = value
+                return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
