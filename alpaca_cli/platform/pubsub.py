@@ -12,9 +12,9 @@ live with:
   into :class:`~alpaca_cli.errors.SidecarUnreachable` with the URL and a hint.
 * **Settings.** The SDK reads ``dapr.conf.settings`` when it is used; we assign our resolved
   values (flag > env > ``.env``) there before building the client, so a ``.env`` file counts.
-* **stdout is data.** The SDK ``print()``\\s diagnostics (health-check failures, parse errors);
-  each SDK module that does so gets its own ``print`` that writes to our log instead.
-* **Errors.** ``DaprGrpcError`` / ``grpc.RpcError`` become our tree: UNAUTHENTICATED ->
+* **stdout is data.** The health wait's diagnostics (``Health check on ... failed``) go to our
+  log (``-vv``), never to stdout: :mod:`~alpaca_cli.platform.dapr_grpc` writes them there.
+* **Errors.** ``grpc.RpcError`` becomes our tree: UNAUTHENTICATED ->
   :class:`~alpaca_cli.errors.CredentialsRefused`, INVALID_ARGUMENT (e.g. an unknown pub/sub
   name) -> :class:`~alpaca_cli.errors.UsageError` naming ``--pubsub``, UNAVAILABLE ->
   :class:`~alpaca_cli.errors.SidecarUnreachable`.
@@ -35,10 +35,7 @@ Example::
 
 from __future__ import annotations
 
-import builtins
 import contextlib
-import logging
-import sys
 import threading
 import time
 import uuid
@@ -77,13 +74,6 @@ DEFAULT_HEALTH_TIMEOUT: Final = 3.0
 enough for ``dapr run`` to bring up a sidecar started together with us, short enough for a
 clear error when there is none."""
 
-_PRINTING_MODULES: Final = (
-    "dapr.clients.health",
-    "dapr.common.pubsub.subscription",
-    "dapr.clients.retry",
-    "dapr.clients.grpc._response",
-)
-
 Log = Callable[[str], None]
 
 
@@ -105,7 +95,7 @@ def _unreachable(settings: DaprSettings, detail: str) -> SidecarUnreachable:
 
 
 def _grpc_error_of(exc: BaseException) -> Any | None:
-    """The ``grpc.RpcError`` (or ``DaprGrpcError``) behind ``exc``, following causes."""
+    """The ``grpc.RpcError`` behind ``exc``, following causes."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -171,7 +161,7 @@ class PubsubClient(Closing):
 
     def _build_client(self) -> Any:
         started = time.monotonic()
-        _configure_sdk(self.settings, self.health_timeout, self._log)
+        _configure_sdk(self.settings, self.health_timeout)
         from alpaca_cli.platform.dapr_grpc import SidecarClient
 
         try:
@@ -360,8 +350,8 @@ class Subscription(QueuedSubscription):
 _configure_lock = threading.Lock()
 
 
-def _configure_sdk(settings: DaprSettings, health_timeout: float, log: Log | None) -> None:
-    """Point the SDK's settings at our resolved values and its prints away from stdout."""
+def _configure_sdk(settings: DaprSettings, health_timeout: float) -> None:
+    """Point the SDK's settings (which :mod:`.dapr_grpc` reads) at our resolved values."""
     from dapr.conf import settings as sdk
 
     with _configure_lock:
@@ -378,33 +368,6 @@ def _configure_sdk(settings: DaprSettings, health_timeout: float, log: Log | Non
         }
         for name, value in values.items():
             setattr(sdk, name, value)
-        # Its "can't send response ... stream is not active" warnings after our own close are
-        # noise; real stream failures reach the caller as errors.
-        logging.getLogger("dapr.clients.grpc.subscription").setLevel(logging.ERROR)
-        _redirect_sdk_prints(log)
-
-
-def _redirect_sdk_prints(log: Log | None) -> None:
-    """Give each printing SDK module a module-global ``print`` that never writes to stdout.
-
-    A module-level name shadows the builtin for that module only, so our own output is
-    untouched (``contextlib.redirect_stdout`` would swap ``sys.stdout`` for every thread).
-    """
-
-    def sdk_print(*args: Any, **kwargs: Any) -> None:
-        file = kwargs.get("file")
-        if file is not None and file is not sys.stdout:
-            builtins.print(*args, **kwargs)
-            return
-        if log is not None:
-            log("dapr: " + " ".join(str(a) for a in args))
-
-    for name in _PRINTING_MODULES:
-        # Only those already loaded: importing them would load ``dapr.clients`` (and aiohttp),
-        # which our own sidecar client (dapr_grpc, which prints nothing) never needs.
-        module = sys.modules.get(name)
-        if module is not None:
-            module.print = sdk_print  # type: ignore[attr-defined]
 
 
 def open_pubsub(config: Config, *, log: Log | None = None) -> PubsubClient:
