@@ -145,6 +145,21 @@ class State(_Record):
     created_at: datetime = msgspec.field(default_factory=utcnow)
     updated_at: datetime = msgspec.field(default_factory=utcnow)
 
+    def drop_connection(self) -> None:
+        """Forget the connection and what only it gave: its publish topic, its confirmed
+        subscriptions and its authentication."""
+        self.connection = None
+        self.publish_topic = None
+        self.subscriptions = {}
+        self.authenticated_at = None
+
+    def forget_platform(self) -> None:
+        """Forget every object on the platform: the worker, the connection (as
+        :meth:`drop_connection`) and the pending creations; the build record stays."""
+        self.worker = None
+        self.pending = []
+        self.drop_connection()
+
     @classmethod
     def model_validate(cls, data: object) -> State:
         """A state from parsed JSON.

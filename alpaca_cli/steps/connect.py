@@ -152,12 +152,10 @@ def connect_stream(
                 )
             if state.connection is not None and state.connection.id != connection_id:
                 replaced = state.connection.id
+            state.drop_connection()  # the new one has no topic, subscription or auth yet
             state.connection = ConnectionRecord(id=connection_id, url=url)
             state.pending = [p for p in state.pending if p.intent != intent]
-            state.publish_topic = None
-            state.subscriptions = {}
             state.channel = None
-            state.authenticated_at = None
             try:
                 rt.store.write(state)
             except StateError as exc:

@@ -881,13 +881,7 @@ class _Run:
                     return
                 if state.worker or state.connection or state.pending:
                     self._say(f"{path} no longer names them: their platform is gone.")
-                state.worker = None
-                state.connection = None
-                state.pending = []
-                state.publish_topic = None
-                state.subscriptions = {}
-                state.authenticated_at = None
-                store.clear()
+                store.clear()  # removes the file when the block ends: no id of it is left
         except Exception as exc:  # a second Ctrl+C must still end the run
             self._say(f"Could not update {path} ({exc}): `alpaca-md teardown --forget` does.")
 

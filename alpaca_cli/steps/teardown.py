@@ -220,12 +220,7 @@ def _forget(rt: Runtime, state: State, result: TeardownResult, why: str) -> None
             f"forgetting {', '.join(named)}: the platform that held them is gone ({why}); "
             f"{rt.store.path} no longer names them"
         )
-    state.worker = None
-    state.connection = None
-    state.pending = []
-    state.publish_topic = None
-    state.subscriptions = {}
-    state.authenticated_at = None
+    state.forget_platform()
 
 
 def _resolve_pending(rt: Runtime, state: State, result: TeardownResult) -> None:
@@ -339,10 +334,7 @@ def teardown(
                     result.already_gone.append(f"connection {cid}")
                     rt.progress(f"Connection {cid} was already gone")
                 if state.connection is not None and state.connection.id == cid:
-                    state.connection = None
-                    state.publish_topic = None
-                    state.subscriptions = {}
-                    state.authenticated_at = None
+                    state.drop_connection()
             except AlpacaMdError as exc:
                 result.failures.append(exc)
                 result.left.append(f"connection {cid}")
