@@ -182,17 +182,15 @@ def connect_stream(
 
 def _unrecorded(rt: Runtime, connection_id: str, exc: StateError) -> StateError:
     """The error for a connection that is open but could not be recorded, after closing it."""
-    from alpaca_cli.errors import AlpacaMdError, StateError
+    from alpaca_cli.errors import AlpacaMdError
+    from alpaca_cli.steps.tags import undo_unrecorded
 
-    try:
+    def close() -> None:
         try:
             rt.controller().disconnect(connection_id)
         except AlpacaMdError:
             rt.gateway().disconnect(connection_id)
-        done = f"connection {connection_id} was closed again, nothing is left"
-    except AlpacaMdError as cleanup:
-        done = (
-            f"connection {connection_id} could not be closed ({cleanup}); it is tagged: "
-            "`alpaca-md teardown --orphans --yes` closes it"
-        )
-    return StateError(f"{exc.message} The new {done}.", hint=exc.hint)
+
+    return undo_unrecorded(
+        exc, f"connection {connection_id}", close, undone="closed", finds="closes"
+    )

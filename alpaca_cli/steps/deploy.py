@@ -344,14 +344,12 @@ def _never_sent(exc: BaseException) -> bool:
 
 def _unrecorded(gateway: GatewayClient, worker_id: str, exc: StateError) -> StateError:
     """The error for a worker that exists but could not be recorded, after deleting it."""
-    from alpaca_cli.errors import AlpacaMdError, StateError
+    from alpaca_cli.steps.tags import undo_unrecorded
 
-    try:
-        remove_worker(gateway, worker_id)
-        done = f"worker {worker_id} was deleted again, nothing is left"
-    except AlpacaMdError as cleanup:
-        done = (
-            f"worker {worker_id} could not be deleted either ({cleanup}); it is tagged: "
-            "`alpaca-md teardown --orphans --yes` removes it"
-        )
-    return StateError(f"{exc.message} The new {done}.", hint=exc.hint)
+    return undo_unrecorded(
+        exc,
+        f"worker {worker_id}",
+        lambda: remove_worker(gateway, worker_id),
+        undone="deleted",
+        finds="removes",
+    )

@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from alpaca_cli.errors import StateError
 
 __all__ = [
     "TAG_CREATED_BY",
@@ -31,6 +35,7 @@ __all__ = [
     "connection_tags",
     "is_ours",
     "new_intent",
+    "undo_unrecorded",
     "worker_tags",
 ]
 
@@ -98,3 +103,26 @@ def is_ours(tags: object) -> bool:
     from collections.abc import Mapping
 
     return isinstance(tags, Mapping) and tags.get(TAG_CREATED_BY) == TAG_CREATED_BY_VALUE
+
+
+def undo_unrecorded(
+    exc: StateError, what: str, undo: Callable[[], object], *, undone: str, finds: str
+) -> StateError:
+    """The error for an object created but not recorded (the state write failed), after undoing
+    it: an object nobody can find is worse than a failed step (holes 5, 16).
+
+    ``what`` names the object (``worker ID``); ``undo`` removes it; ``undone`` says how
+    (``deleted``, ``closed``); ``finds`` what ``teardown --orphans --yes`` does to it when the
+    undo fails too (it is tagged, so that finds it).
+    """
+    from alpaca_cli.errors import AlpacaMdError, StateError
+
+    try:
+        undo()
+        done = f"{what} was {undone} again, nothing is left"
+    except AlpacaMdError as cleanup:
+        done = (
+            f"{what} could not be {undone} either ({cleanup}); it is tagged: "
+            f"`alpaca-md teardown --orphans --yes` {finds} it"
+        )
+    return StateError(f"{exc.message} The new {done}.", hint=exc.hint)

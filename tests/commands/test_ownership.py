@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+from alpaca_cli.errors import PlatformUnreachable, StateError
 from alpaca_cli.state import PendingRecord, State, StateStore
-from alpaca_cli.steps.tags import TAG_INTENT, is_ours
+from alpaca_cli.steps.tags import TAG_INTENT, is_ours, undo_unrecorded
 from tests.faultproxy import Fault, FaultProxy
 from tests.support import Cli, bus_env, embedded_platform, free_port
 
@@ -285,6 +286,30 @@ def _deploy_with_file_limit(env: dict[str, str], cwd: Path, limit: int) -> Any:
         preexec_fn=limited,
         timeout=60,
     )
+
+
+def test_an_unrecorded_object_is_undone_or_named_with_the_way_out() -> None:
+    """The one message of holes 5/16 for workers and connections: undone, or tagged and
+    found by ``teardown --orphans --yes``; the state error's hint survives either way."""
+    failed = StateError("cannot write the state file X.", hint="free some space")
+    undone: list[str] = []
+    ok = undo_unrecorded(
+        failed, "connection c1", lambda: undone.append("c1"), undone="closed", finds="closes"
+    )
+    assert undone == ["c1"] and ok.hint == "free some space"
+    assert ok.message == (
+        "cannot write the state file X. The new connection c1 was closed again, nothing is left."
+    )
+
+    def unreachable() -> None:
+        raise PlatformUnreachable("gateway down", url="http://gw")
+
+    kept = undo_unrecorded(failed, "worker w1", unreachable, undone="deleted", finds="removes")
+    assert kept.message == (
+        "cannot write the state file X. The new worker w1 could not be deleted either "
+        "(gateway down); it is tagged: `alpaca-md teardown --orphans --yes` removes it."
+    )
+    assert kept.exit_code == failed.exit_code
 
 
 def test_a_full_disk_before_create_creates_nothing(
