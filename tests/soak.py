@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import signal
 import subprocess
@@ -33,7 +32,7 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 from tests.faultproxy import KINDS, Fault, FaultProxy
-from tests.support import embedded_platform
+from tests.support import child_env, embedded_platform
 
 WORKER_URL = "embedded://websocketmanagercontroller"
 METHODS = [
@@ -74,8 +73,7 @@ class Soak:
         self.root = root
         self.rng = rng
         self.tally = Tally()
-        base = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-        base.pop("PYTHONUNBUFFERED", None)
+        base = child_env(unbuffered=False)
         self.env = {**base, **platform.env(), "VIRTUFIN_API_URL": proxy.url}
         self.direct = {**base, **platform.env()}
         self.states: list[Path] = []

@@ -114,6 +114,18 @@ def bus(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def child_env(*layers: Mapping[str, str], unbuffered: bool = True) -> dict[str, str]:
+    """The environment of an ``alpaca-md`` child process: ours without pytest's own variables,
+    then ``layers``. ``unbuffered=False`` drops ``PYTHONUNBUFFERED``: the development machines
+    set it, and it hides buffering bugs of tails (``cli-conventions.md``)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    for layer in layers:
+        env.update(layer)
+    if not unbuffered:
+        env.pop("PYTHONUNBUFFERED", None)
+    return env
+
+
 def bus_env(env: Mapping[str, str], bus: str) -> dict[str, str]:
     """What ``dev up --write-env`` wrote, as an operator on ``bus`` has it: the gateway bus gets
     no ``DAPR_*`` variable at all (``--bus auto`` then picks the gateway by itself)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from rich.console import Console
 from alpaca_cli.alpaca.book import OrderBook
 from alpaca_cli.alpaca.messages import Level, OrderBookUpdate
 from alpaca_cli.live.ladder import render, snapshot, state_of
-from tests.support import Cli, bus_env
+from tests.support import Cli, bus_env, child_env
 from tests.support_pubsub import CONTROLLER_URL, ok, streaming
 
 NS = 1_700_000_000_000_000_000
@@ -77,15 +76,14 @@ def test_book_writes_ndjson_snapshots_of_a_live_pipeline(
     env = bus_env(embedded_with_feed.env(), "dapr")
     cli = Cli(cwd=tmp_path, env=env)
     ok(cli("deploy", "--url", CONTROLLER_URL))
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    child_env.update(env)
+    environment = child_env(env)
     args = ["book", "BTC/USD", "--interval", "0.2", "--depth", "3"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "alpaca_cli", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=child_env,
+        env=environment,
         cwd=tmp_path,
     )
     snaps: list[dict[str, Any]] = []

@@ -7,7 +7,6 @@ Each test names the hole it closes; each failed before its fix.
 from __future__ import annotations
 
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from alpaca_cli.errors import PlatformUnreachable, StateError
 from alpaca_cli.state import PendingRecord, State, StateStore
 from alpaca_cli.steps.tags import TAG_INTENT, is_ours, undo_unrecorded
 from tests.faultproxy import Fault, FaultProxy
-from tests.support import Cli, bus_env, embedded_platform, free_port
+from tests.support import Cli, bus_env, child_env, embedded_platform, free_port
 
 EMBEDDED_URL = "embedded://websocketmanagercontroller"
 
@@ -275,8 +274,7 @@ def _deploy_with_file_limit(env: dict[str, str], cwd: Path, limit: int) -> Any:
     def limited() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    full = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    full.update(env)
+    full = child_env(env)
     return subprocess.run(
         [sys.executable, "-m", "alpaca_cli", "deploy", "--url", EMBEDDED_URL],
         env=full,

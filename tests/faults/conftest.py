@@ -3,7 +3,6 @@ subprocess (signals are only real in a process of its own)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 
 from tests.faultproxy import FaultProxy
 from tests.run.conftest import RunProcess
-from tests.support import embedded_platform
+from tests.support import child_env, embedded_platform
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +40,7 @@ def spawn(tmp_path: Path) -> Iterator[Any]:
     started: list[RunProcess] = []
 
     def start(args: Sequence[str], env: Mapping[str, str]) -> RunProcess:
-        full = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-        full.update(env)
-        full.pop("PYTHONUNBUFFERED", None)
+        full = child_env(env, unbuffered=False)
         proc = RunProcess(args, env=full, cwd=tmp_path)
         started.append(proc)
         return proc

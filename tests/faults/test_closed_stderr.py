@@ -3,7 +3,6 @@ closed pipe; a progress line must never stop the teardown that follows it."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.faults.conftest import connections, workers
+from tests.support import child_env
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -21,9 +21,7 @@ def test_run_tears_down_after_its_stderr_reader_went_away(
     platform: Any, tmp_path: Path, json_output: bool
 ) -> None:
     before_w, before_c = set(workers(platform)), set(connections(platform))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env.update(platform.env())
-    env.pop("PYTHONUNBUFFERED", None)
+    env = child_env(platform.env(), unbuffered=False)
     args = ["run", "--url", "embedded://websocketmanagercontroller", "--stall-limit", "0"]
     args += ["--duration", "2", *(["--json"] if json_output else [])]
     with subprocess.Popen(

@@ -11,6 +11,7 @@ import pytest
 
 from alpaca_cli.config import DaprSettings
 from alpaca_cli.platform.pubsub import PubsubClient
+from tests.support import child_env
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -64,14 +65,11 @@ class StalledTail:
     """``alpaca-md tail`` whose stdout nobody reads (a stalled ``| less``); stderr is read."""
 
     def __init__(self, args: list[str], env: dict[str, str], cwd: Any) -> None:
-        import os
         import subprocess
         import sys
         import threading
 
-        full = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-        full.update(env)
-        full.pop("PYTHONUNBUFFERED", None)
+        full = child_env(env, unbuffered=False)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "alpaca_cli", "tail", *args],
             stdin=subprocess.DEVNULL,

@@ -6,7 +6,6 @@ a CI runner drive it: as its own process, with real signals, against real loopba
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 
 from alpaca_cli.devstack.stack import EmbeddedPlatform
-from tests.support import bus_env, embedded_platform
+from tests.support import bus_env, child_env, embedded_platform
 
 
 class RunProcess:
@@ -111,9 +110,7 @@ def run_cli(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
     bus = request.getfixturevalue("bus") if "bus" in request.fixturenames else "dapr"
 
     def start(args: Sequence[str], env: Mapping[str, str] | None = None) -> RunProcess:
-        full = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-        full.update(env or {})
-        full = bus_env(full, bus)
+        full = bus_env(child_env(env or {}), bus)
         proc = RunProcess(args, env=full, cwd=tmp_path)
         started.append(proc)
         return proc
