@@ -245,13 +245,13 @@ def _rare(m: Any) -> Message:
     )  # fmt: skip
 
 
-def _finish(msgs: list[Any], base: int = 0, *, checked: bool = False) -> list[Message]:
+def _finish(msgs: list[Any], base: int = 0) -> list[Message]:
     """Finish a decoded frame in place; ``base``: index of ``msgs[0]`` in the frame.
 
     A hot message's text ``t`` is checked with :func:`~.timestamps.parse_rfc3339` (which also
-    caches its second for :func:`_times_known`) unless ``checked`` says that was done; a
-    Timestamp ext is checked and becomes integer nanoseconds. Either way ``timestamp`` cannot
-    fail later. A wire twin becomes its public message.
+    caches its second for :func:`_times_known`); a Timestamp ext is checked and becomes integer
+    nanoseconds. Either way ``timestamp`` cannot fail later. A wire twin becomes its public
+    message.
     """
     hot = _HOT
     i = 0
@@ -261,7 +261,7 @@ def _finish(msgs: list[Any], base: int = 0, *, checked: bool = False) -> list[Me
             cls = m.__class__
             if cls not in hot:
                 msgs[i] = _rare(m)
-            elif not checked:
+            else:
                 t = m.t
                 if t.__class__ is str:
                     _check_text(t)
