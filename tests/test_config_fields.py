@@ -147,14 +147,15 @@ def test_anything_else_is_not_a_channel(text: str) -> None:
 def test_loading_the_config_imports_neither_pydantic_nor_the_protocol_core(tmp_path: Path) -> None:
     """Module level is stdlib-only (``--help`` imports it); dotenv only when a .env exists.
 
-    Of the protocol core it loads only :mod:`alpaca_cli.alpaca.names` (stdlib only too)."""
+    Of the protocol core it loads only :mod:`alpaca_cli.alpaca.names` and the package's lazy
+    export loader (both stdlib only)."""
     code = (
         "import sys, pathlib\n"
         "import alpaca_cli.config as c\n"
         "assert 'dotenv' not in sys.modules\n"
         "c.load_config(environ={}, cwd=pathlib.Path(sys.argv[1]))\n"
         "core = [m for m in sys.modules if m.startswith('alpaca_cli.alpaca.')]\n"
-        "assert core == ['alpaca_cli.alpaca.names'], core\n"
+        "assert core == ['alpaca_cli.alpaca.lazy', 'alpaca_cli.alpaca.names'], core\n"
         "bad = [m for m in ('pydantic', 'dotenv', 'msgspec', 'msgpack') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

@@ -123,4 +123,5 @@ def test_the_configuration_checks_names_without_importing_the_codec() -> None:
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
-    assert out.strip() == "['alpaca_cli.alpaca', 'alpaca_cli.alpaca.names']"
+    loaded = "['alpaca_cli.alpaca', 'alpaca_cli.alpaca.lazy', 'alpaca_cli.alpaca.names']"
+    assert out.strip() == loaded

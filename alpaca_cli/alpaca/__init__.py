@@ -3,14 +3,15 @@
 No sockets, clocks or sleeps here: bytes in, typed messages and bytes out. The client (``run``,
 ``tail``) and the stand-in server (``dev feed``) share this one codec.
 
-The names below load their submodule on first use (PEP 562): importing one light submodule,
-such as :mod:`.names` for the configuration, does not import the codec and its msgspec schema.
+The names below load their submodule on first use (:mod:`.lazy`): importing one light
+submodule, such as :mod:`.names` for the configuration, does not import the codec.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .lazy import exports
 
 if TYPE_CHECKING:
     from .book import Books, OrderBook, PriceSize
@@ -65,21 +66,6 @@ if TYPE_CHECKING:
         backoff_delays,
     )
     from .timestamps import format_rfc3339, parse_rfc3339
-
-_SUBMODULES = ("timestamps", "errors", "messages", "book", "codec", "session")
-"""Where the exported names live, lightest first (each is imported only when searched)."""
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        for sub in _SUBMODULES:
-            module = importlib.import_module(f".{sub}", __name__)
-            if hasattr(module, name):
-                value = getattr(module, name)
-                globals()[name] = value
-                return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 __all__ = [
     "AUTH_REFUSALS",
@@ -137,3 +123,7 @@ __all__ = [
     "parse_rfc3339",
     "to_wire",
 ]
+
+__getattr__ = exports(
+    __name__, ("timestamps", "errors", "messages", "book", "codec", "session"), __all__
+)

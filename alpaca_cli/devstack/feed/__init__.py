@@ -5,16 +5,18 @@ Layers, each in a module of its own: :mod:`.session` (the session rules, pure),
 :mod:`.replay` (an NDJSON recording instead), :mod:`.server` (WebSocket I/O, timers, pacing).
 Messages are the shared codec's (:mod:`alpaca_cli.alpaca`), so client and server speak one codec.
 
-The names below are loaded on first use (PEP 562), not when the package is imported: ``dev up``
-imports :mod:`.config` and :mod:`.process` to start the feed in a child process of its own, and
-importing every layer first (the market, the server, the codec: ~70 ms) sat on the critical
-path of ``run --embedded``'s first data message, before the child was even started.
+The names below are loaded on first use (:mod:`alpaca_cli.alpaca.lazy`), not when the package
+is imported: ``dev up`` imports :mod:`.config` and :mod:`.process` to start the feed in a child
+process of its own, and importing every layer first (the market, the server, the codec: ~70 ms)
+sat on the critical path of ``run --embedded``'s first data message, before the child was even
+started.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from alpaca_cli.alpaca.lazy import exports
 
 if TYPE_CHECKING:
     from alpaca_cli.devstack.feed.config import DEFAULT_SYMBOLS, UNIVERSE, FeedConfig, SymbolSpec
@@ -23,34 +25,6 @@ if TYPE_CHECKING:
     from alpaca_cli.devstack.feed.replay import Recording, ReplayError, ReplaySource
     from alpaca_cli.devstack.feed.server import ConnectionStats, FeedServer
     from alpaca_cli.devstack.feed.session import Rules, Session
-
-_HOME = {
-    "DEFAULT_SYMBOLS": "config",
-    "UNIVERSE": "config",
-    "FeedConfig": "config",
-    "SymbolSpec": "config",
-    "TRADE_ID_BASE": "market",
-    "Market": "market",
-    "KeyRegistry": "registry",
-    "Recording": "replay",
-    "ReplayError": "replay",
-    "ReplaySource": "replay",
-    "ConnectionStats": "server",
-    "FeedServer": "server",
-    "Rules": "session",
-    "Session": "session",
-}
-"""Each exported name -> the module it lives in."""
-
-
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
-
 
 __all__ = [
     "DEFAULT_SYMBOLS",
@@ -68,3 +42,8 @@ __all__ = [
     "Session",
     "SymbolSpec",
 ]
+
+# Lightest first: looking up a name imports only the modules searched before its own.
+__getattr__ = exports(
+    __name__, ("config", "session", "registry", "replay", "market", "server"), __all__
+)
