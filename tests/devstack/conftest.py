@@ -6,15 +6,53 @@ drive them with synchronous clients such as the ``dapr`` SDK's ``DaprClient``.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from alpaca_cli.devstack.broker import Broker
+from alpaca_cli.devstack.broker import Broker, BrokerSubscription, CloudEvent
 from alpaca_cli.devstack.loopthread import LoopThread
 from alpaca_cli.devstack.sidecar import DaprSidecar
+from alpaca_cli.devstack.wsm import (
+    LIFECYCLE_TOPIC,
+    ConnectionRecord,
+    ReconnectPolicy,
+    WebSocketManager,
+)
+
+FAST = ReconnectPolicy(attempts=5, base_delay=0.05, cap=0.2)
+"""A reconnect policy quick enough for tests."""
+
+
+async def next_event(sub: BrokerSubscription) -> CloudEvent:
+    """The next event on ``sub`` (acknowledged), or a timeout after 10 s."""
+    delivery = await asyncio.wait_for(sub.get(), 10)
+    sub.ack(delivery)
+    return delivery.event
+
+
+async def connected_then_dropped(
+    broker: Broker, policy: ReconnectPolicy
+) -> tuple[WebSocketManager, BrokerSubscription, ConnectionRecord]:
+    """A WSM with ``policy`` whose auto-reconnecting connection's upstream is gone for good:
+    connected to a loopback server that is then closed. Returns it with a subscription to the
+    lifecycle topic (opened before the connect) and the connection's record."""
+    from websockets.asyncio.server import serve
+
+    async def handler(ws: Any) -> None:
+        await ws.wait_closed()
+
+    server = await serve(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    wsm = WebSocketManager(broker, policy=policy)
+    life = broker.subscribe(LIFECYCLE_TOPIC)
+    record = await wsm.connect(f"ws://127.0.0.1:{port}/", auto_reconnect=True)
+    server.close(close_connections=True)
+    await server.wait_closed()
+    return wsm, life, record
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from alpaca_cli.devstack.broker import Broker, BrokerSubscription, CloudEvent
+from alpaca_cli.devstack.broker import Broker, BrokerSubscription
 from alpaca_cli.devstack.loopthread import LoopThread
 from alpaca_cli.devstack.rpc import RpcError, Status
 from alpaca_cli.devstack.wsm import (
@@ -19,17 +19,14 @@ from alpaca_cli.devstack.wsm import (
     is_loopback_url,
 )
 
-from .conftest import ScriptedServer  # type: ignore[import-not-found]  # no package for mypy
+from .conftest import (  # type: ignore[import-not-found]  # no package for mypy
+    FAST,
+    ScriptedServer,
+    connected_then_dropped,
+    next_event,
+)
 
 pytestmark = pytest.mark.timeout(30)
-
-FAST = ReconnectPolicy(attempts=5, base_delay=0.05, cap=0.2)
-
-
-async def next_event(sub: BrokerSubscription) -> CloudEvent:
-    delivery = await asyncio.wait_for(sub.get(), 10)
-    sub.ack(delivery)
-    return delivery.event
 
 
 async def frames_read(wsm: WebSocketManager, cid: str, n: int) -> None:
@@ -229,19 +226,8 @@ def test_reconnect_gives_up_after_the_policy_attempts(
     loop_thread: LoopThread, broker: Broker
 ) -> None:
     async def scenario() -> None:
-        from websockets.asyncio.server import serve
-
-        async def handler(ws: Any) -> None:
-            await ws.wait_closed()
-
-        server = await serve(handler, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
         policy = ReconnectPolicy(attempts=3, base_delay=0.01, cap=0.02)
-        wsm = WebSocketManager(broker, policy=policy)
-        life = broker.subscribe(LIFECYCLE_TOPIC)
-        record = await wsm.connect(f"ws://127.0.0.1:{port}/", auto_reconnect=True)
-        server.close(close_connections=True)
-        await server.wait_closed()
+        wsm, life, record = await connected_then_dropped(broker, policy)
         events = await lifecycle_until(life, "error")
         kinds = [e["kind"] for e in events]
         assert kinds == ["connecting", "connected"] + ["reconnecting"] * 3 + ["error"]

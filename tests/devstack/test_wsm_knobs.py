@@ -23,11 +23,15 @@ from alpaca_cli.devstack.wsm import (
     WebSocketManager,
 )
 
-from .conftest import ScriptedServer  # type: ignore[import-not-found]  # no package for mypy
+from .conftest import (  # type: ignore[import-not-found]  # no package for mypy
+    FAST,
+    ScriptedServer,
+    connected_then_dropped,
+    next_event,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
-FAST = ReconnectPolicy(attempts=5, base_delay=0.05, cap=0.2)
 PREFIX = "com.virtufin.websocketmanager.lifecycle."
 
 
@@ -42,12 +46,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-async def next_event(sub: BrokerSubscription) -> CloudEvent:
-    delivery = await asyncio.wait_for(sub.get(), 10)
-    sub.ack(delivery)
-    return delivery.event
 
 
 async def types_until(sub: BrokerSubscription, last: str) -> list[str]:
@@ -180,21 +178,10 @@ def test_reconnects_that_run_out_end_disconnected_not_error(
     loop_thread: LoopThread, broker: Broker
 ) -> None:
     async def scenario() -> None:
-        from websockets.asyncio.server import serve
-
-        async def handler(ws: Any) -> None:
-            await ws.wait_closed()
-
-        server = await serve(handler, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
         policy = ReconnectPolicy(
             attempts=2, base_delay=0.01, cap=0.02, exhausted=ConnectionStatus.DISCONNECTED
         )
-        wsm = WebSocketManager(broker, policy=policy)
-        life = broker.subscribe(LIFECYCLE_TOPIC)
-        record = await wsm.connect(f"ws://127.0.0.1:{port}/", auto_reconnect=True)
-        server.close(close_connections=True)
-        await server.wait_closed()
+        wsm, life, record = await connected_then_dropped(broker, policy)
         kinds = await types_until(life, "disconnected")
         assert kinds == ["connecting", "connected", "reconnecting", "reconnecting", "disconnected"]
         assert wsm.get(record.id).status is ConnectionStatus.DISCONNECTED
