@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 if TYPE_CHECKING:
     from alpaca_cli.alpaca.book import Books
@@ -148,13 +148,12 @@ class Outbox:
             oldest = self._queue[0][1] if self._queue else None
         return max(0.0, (time.time_ns() - oldest) / 1e9) if oldest is not None else 0.0
 
-    def put(self, text: str, received_ns: int, lines: int) -> bool:
-        """Queue ``text`` (``lines`` lines); False when dropped (see the class docstring).
+    def put(self, data: bytes, received_ns: int, lines: int) -> bool:
+        """Queue ``data`` (``lines`` lines); False when dropped (see the class docstring).
 
         Raises:
             BrokenPipeError: the reader closed the pipe.
         """
-        data = text.encode("utf-8", "surrogateescape")
         with self._cond:
             if self.broken:
                 raise BrokenPipeError("stdout closed")
@@ -350,11 +349,12 @@ def make_formatter(
     json_lines: bool,
     symbols: frozenset[str] | None = None,
     types: frozenset[str] | None = None,
-) -> Callable[[StreamItem], list[str]]:
-    """A function turning one stream item into its output lines (filters applied).
+) -> Callable[[StreamItem], list[bytes]]:
+    """A function turning one stream item into its output lines, UTF-8 (filters applied).
 
     Built once per tail so the per-message path is closures and local lookups only.
     """
+    import msgspec
     import orjson
 
     from alpaca_cli.alpaca.codec import to_wire
@@ -369,6 +369,8 @@ def make_formatter(
         Unknown,
     )
     from alpaca_cli.alpaca.timestamps import format_rfc3339
+
+    keep_all = types is None and symbols is None
 
     def keep(msg: Message) -> bool:
         if types is not None and msg.T not in types:
@@ -429,20 +431,35 @@ def make_formatter(
         assert isinstance(msg, Unknown)
         return f"{received}\t[unknown T={msg.T}]\t{orjson.dumps(msg.raw).decode()}\n"
 
-    def raw_objects(item: StreamItem) -> list[Any]:
-        payload = item.payload
-        if payload[:1] == b"[":
-            try:
-                raw = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                raw = None
-            if isinstance(raw, list) and len(raw) == len(item.messages):
-                return raw
-        return [
-            msg.raw if isinstance(msg, Unknown) else to_wire(msg, "json") for msg in item.messages
-        ]
+    raws_of = msgspec.json.Decoder(list[msgspec.Raw]).decode
 
-    def error_lines(item: StreamItem, received: str, error: str) -> list[str]:
+    def wire_messages(item: StreamItem) -> Sequence[bytes | msgspec.Raw]:
+        """Each message of the frame as JSON bytes: its own wire bytes when it can be.
+
+        A compact JSON frame (no line break anywhere: JSON never needs one inside a value) is
+        cut into its messages as they arrived, which costs a scan instead of a parse and an
+        encode. Anything else (msgpack, a pretty-printed frame) is written afresh.
+        """
+        payload = item.payload
+        if payload[:1] == b"[" and b"\n" not in payload and b"\r" not in payload:
+            try:
+                raws = raws_of(payload)
+            except msgspec.DecodeError:
+                raws = None
+            if raws is not None and len(raws) == len(item.messages):
+                return raws
+        try:
+            objects = orjson.loads(payload) if payload[:1] == b"[" else None
+        except orjson.JSONDecodeError:
+            objects = None
+        if not (isinstance(objects, list) and len(objects) == len(item.messages)):
+            objects = [
+                msg.raw if isinstance(msg, Unknown) else to_wire(msg, "json")
+                for msg in item.messages
+            ]
+        return [orjson.dumps(obj) for obj in objects]
+
+    def error_lines(item: StreamItem, received: str, error: str) -> list[bytes]:
         if types is not None and "decode-error" not in types:
             return []
         if json_lines:
@@ -452,10 +469,10 @@ def make_formatter(
                 "error": error,
                 "payload": item.payload.decode("utf-8", errors="replace"),
             }
-            return [orjson.dumps(doc).decode() + "\n"]
-        return [f"{received}\t[decode-error]\t{error}\n"]
+            return [orjson.dumps(doc) + b"\n"]
+        return [f"{received}\t[decode-error]\t{error}\n".encode("utf-8", "surrogateescape")]
 
-    def format_item(item: StreamItem) -> list[str]:
+    def format_item(item: StreamItem) -> list[bytes]:
         received = format_rfc3339(item.received_ns)
         if item.error is not None:
             return error_lines(item, received, item.error)
@@ -466,16 +483,24 @@ def make_formatter(
             # frame decodes, then cannot be written back. It is one bad frame, not a crash.
             return error_lines(item, received, f"cannot re-encode the frame as JSON ({exc})")
 
-    def message_lines(item: StreamItem, received: str) -> list[str]:
+    def message_lines(item: StreamItem, received: str) -> list[bytes]:
         if json_lines:
-            frame = item.meta.to_json()
-            lines = []
-            for msg, raw in zip(item.messages, raw_objects(item), strict=False):
-                if keep(msg):
-                    doc = {"received_at": received, "frame": frame, "message": raw}
-                    lines.append(orjson.dumps(doc).decode() + "\n")
-            return lines
-        return [text_line(msg, received) for msg in item.messages if keep(msg)]
+            # '{"received_at":...,"frame":{...}' once per frame, then each message and '}'.
+            head = orjson.dumps({"received_at": received, "frame": item.meta.to_json()})
+            head = head[:-1] + b',"message":'
+            wires = wire_messages(item)
+            if keep_all:
+                return [head + wire + b"}\n" for wire in wires]
+            return [
+                head + wire + b"}\n"
+                for msg, wire in zip(item.messages, wires, strict=False)
+                if keep(msg)
+            ]
+        return [
+            text_line(msg, received).encode("utf-8", "surrogateescape")
+            for msg in item.messages
+            if keep(msg)
+        ]
 
     return format_item
 
@@ -580,7 +605,7 @@ def tail_topic(
                     assert count is not None
                     lines = lines[: count - result.lines]
                 was_dropping = outbox.dropping
-                if outbox.put("".join(lines), item.received_ns, len(lines)):
+                if outbox.put(b"".join(lines), item.received_ns, len(lines)):
                     result.lines += len(lines)
                     if was_dropping:
                         rt.warn(

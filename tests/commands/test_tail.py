@@ -288,3 +288,52 @@ def test_stream_counts_decode_errors_as_data() -> None:
     for seen in (bad, broken_envelope, good):
         result.saw(seen)
     assert (result.frames, result.messages, result.decode_errors) == (3, 1, 2)
+
+
+def _json_lines(payload: bytes, **filters: Any) -> list[bytes]:
+    from alpaca_cli.alpaca.book import Books
+    from alpaca_cli.alpaca.codec import decode
+    from alpaca_cli.platform.frames import FrameMeta
+    from alpaca_cli.steps.tail import make_formatter
+    from alpaca_cli.stream import StreamItem
+
+    fmt = make_formatter(Books(), json_lines=True, **filters)
+    meta = FrameMeta(websocket_id="c1", timestamp="2024-01-01T00:00:00.5Z")
+    return fmt(StreamItem(1_704_067_200_000_000_000, meta, payload, decode(payload)))
+
+
+def test_json_lines_carry_each_message_as_it_arrived() -> None:
+    # Wire bytes kept as sent: "1.50" is not rewritten as 1.5, nor the escape as the letter.
+    trade = b'{"T":"t","S":"BTC/USD","p":1.50,"s":2,"t":"2024-01-01T00:00:00.1Z","i":7}'
+    quote = (
+        b'{"T":"q", "S":"ETH/USD","bp":1,"bs":1,"ap":2,"as":1,'
+        b'"t":"2024-01-01T00:00:00.2Z","x":"caf\\u00e9"}'
+    )
+    lines = _json_lines(b"[" + trade + b"," + quote + b"]")
+    head = b'{"received_at":"2024-01-01T00:00:00Z","frame":{"websocketId":"c1",'
+    head += b'"timestamp":"2024-01-01T00:00:00.5Z"},"message":'
+    assert lines == [head + trade + b"}\n", head + quote + b"}\n"]
+    assert json.loads(lines[1])["message"]["x"] == "café"
+
+
+def test_json_lines_of_a_pretty_printed_frame_stay_one_per_line() -> None:
+    frame = (
+        b'[\n  {"T": "t", "S": "BTC/USD", "p": 1, "s": 2, "t": "2024-01-01T00:00:00Z", "i": 1},\n'
+        b'  {"T": "success", "msg": "connected"}\n]'
+    )
+    lines = _json_lines(frame)
+    assert [line.count(b"\n") for line in lines] == [1, 1]
+    docs = [json.loads(line) for line in lines]
+    assert [d["message"]["T"] for d in docs] == ["t", "success"]
+    assert docs[0]["message"]["p"] == 1 and docs[1]["message"]["msg"] == "connected"
+
+
+def test_json_lines_filter_by_symbol_and_type_on_wire_bytes() -> None:
+    a = b'{"T":"t","S":"BTC/USD","p":1,"s":2,"t":"2024-01-01T00:00:00Z","i":1}'
+    b = b'{"T":"t","S":"ETH/USD","p":1,"s":2,"t":"2024-01-01T00:00:00Z","i":2}'
+    c = b'{"T":"success","msg":"connected"}'
+    frame = b"[" + b",".join((a, b, c)) + b"]"
+    kept = _json_lines(frame, symbols=frozenset({"ETH/USD"}))
+    assert [line.split(b'"message":', 1)[1] for line in kept] == [b + b"}\n", c + b"}\n"]
+    only_trades = _json_lines(frame, types=frozenset({"t"}))
+    assert [json.loads(line)["message"]["i"] for line in only_trades] == [1, 2]

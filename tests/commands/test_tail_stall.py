@@ -55,7 +55,7 @@ def test_book_lines_say_plainly_when_no_snapshot_was_seen() -> None:
 
     def line(msg: OrderBookUpdate) -> str:
         books.apply(msg)
-        return fmt(StreamItem(ns, FrameMeta(), b"", [msg]))[0]
+        return fmt(StreamItem(ns, FrameMeta(), b"", [msg]))[0].decode()
 
     delta = OrderBookUpdate("BTC/USD", ns, [Level(100.0, 1.0)], [])
     assert (
