@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final
 
 from alpaca_cli.alpaca.book import Books
 from alpaca_cli.alpaca.codec import DecodeError, decode
-from alpaca_cli.alpaca.messages import Message, OrderBookUpdate
+from alpaca_cli.alpaca.messages import Message
 from alpaca_cli.closing import Closing
 from alpaca_cli.platform.frames import FrameError, FrameMeta, decode_frame
 
@@ -155,10 +155,7 @@ class TopicStream(Closing):
             messages = decode(frame.payload)
         except DecodeError as exc:
             return StreamItem(received, frame.meta, frame.payload, [], str(exc))
-        apply = self.books.apply
-        for msg in messages:
-            if type(msg) is OrderBookUpdate:
-                apply(msg)
+        self.books.apply_messages(messages)
         return StreamItem(received, frame.meta, frame.payload, messages)
 
     def __iter__(self) -> Iterator[StreamItem]:
