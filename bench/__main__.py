@@ -70,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bus", default=e2e.DEFAULT_BUS, choices=sorted(BUSES), help="end-to-end transport"
     )
+    parser.add_argument(
+        "--source",
+        default=e2e.DEFAULT_SOURCE,
+        choices=list(e2e.SOURCES),
+        help="what the end-to-end connection reads (bench.wsfeed paced, or dev up's own feed)",
+    )
     args = parser.parse_args(argv)
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     skip = {name.strip() for name in args.skip.split(",") if name.strip()}
@@ -115,9 +121,10 @@ def main(argv: list[str] | None = None) -> int:
                     ceiling_seconds=1.0,
                     while_up=hook,
                     bus=args.bus,
+                    source=args.source,
                 )
                 if quick
-                else e2e.run(while_up=hook, bus=args.bus)
+                else e2e.run(while_up=hook, bus=args.bus, source=args.source)
             ),
         )
     if "startup" in only and "errors" in results["startup"]:

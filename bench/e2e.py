@@ -1,21 +1,25 @@
 """End to end: Alpaca server -> WebSocketManager -> sidecar -> ``alpaca-md tail --output json``.
 
-Workload: ``alpaca-md dev up --rate R`` (its synthetic market, ``*`` on trades, quotes and order
-books, so R data messages/s spread over every symbol), the pipeline set up with the real CLI
-(:meth:`bench.platform.DevUp.stream`), and ``tail --output json`` as the consumer. Its NDJSON goes
-to a pipe the benchmark reads and stamps on arrival, instead of /dev/null, because that is
-where loss and latency are counted:
+Workload: the connection reads :mod:`bench.wsfeed` paced at R messages/s (the same
+pre-encoded mix of trades, quotes, order-book deltas and resets, and bars over 24 symbols that the
+ceiling reads, in frames of what ``dev feed`` packs at R), through ``alpaca-md dev up``'s
+platform, the pipeline set up with the real CLI (:meth:`bench.platform.DevUp.stream`,
+``*`` on trades, quotes and order books), and ``tail --output json`` as the consumer. Its NDJSON
+goes to a pipe the benchmark reads and stamps on arrival, instead of /dev/null, because that is
+where loss and latency are counted. ``--source dev-feed`` reads ``dev up --rate R``'s own feed
+instead; its market simulation costs about 5 us of its core per message, so at high rates it,
+not the pipeline, is what the ladder measures.
 
-- **Loss by sequence**: the feed numbers trades 1, 2, 3 ... per connection (consecutive trade
-  ids), so the ids between the first and last trade the consumer saw are exactly what the server
-  sent in that span; any id missing at the consumer is a lost message (and a lost frame, since
-  frames mix kinds). A rate counts as sustained when, over a 10 s window after warm-up, no id
-  is missing, the consumer received at least 90% of R, and it was not falling behind (p99
-  latency under 1 s).
-- **Latency**: consumer arrival time minus the message's own ``t``. The feed stamps a batch
-  when it is about to send it (the last message at the send time, those before it 1 ns apart),
-  on the same machine clock, so this is the whole path's added latency: the feed's pacing
-  (its 10 ms tick) is not counted in it.
+- **Loss by sequence**: the source numbers trades 1, 2, 3 ... per connection (consecutive trade
+  ids, from 2**53 + 1), so the ids between the first and last trade the consumer saw are exactly
+  what the server sent in that span; any id missing at the consumer is a lost message (and a
+  lost frame, since frames mix kinds). A rate counts as sustained when, over a 10 s window after
+  warm-up, no id is missing, the consumer received at least 90% of R, and it was not falling
+  behind (p99 latency under 1 s).
+- **Latency**: consumer arrival time minus the message's own ``t``. The source stamps a frame
+  when it is about to send it (the last timed message at the send time or just before, those
+  before it 1 ns apart), on the same machine clock, so this is the whole path's added latency:
+  the source's pacing (its 10 ms tick) is not counted in it.
 - **Ceiling**: a plain ``websockets`` client reading pre-encoded frames (as many messages per
   frame as ``dev feed`` packs at the best sustained rate) from :mod:`bench.wsfeed`, a server that
   sends them in a tight loop, and ``orjson.loads``-ing each: what one Python process can take
@@ -23,6 +27,7 @@ where loss and latency are counted:
   frames gives ``offer_rate``, which must be at least 3x the pipeline's maximum (else the ceiling
   says more about the server than about the client). ``dev feed`` is not the ceiling's server:
   it generates its market as it goes, so a client reading it measured the feed's own speed.
+  For the same reason ``dev feed`` is not the ladder's default source.
 
 Rates: 1k first (the latency step), then 10k, 20k, 40k ... (x2) until a rung is not sustained,
 then two bisections between the best sustained rung and the failed one to bracket the maximum.
@@ -61,6 +66,8 @@ from bench.platform import PeakRss as PeakRss
 
 __all__ = [
     "DEFAULT_BUS",
+    "DEFAULT_SOURCE",
+    "SOURCES",
     "TailCapture",
     "analyze",
     "capture_tail",
@@ -82,6 +89,12 @@ MAX_RATE = 2_000_000
 REFINE_STEPS = 2
 """Bisections between the best sustained rung and the failed one, to bracket the maximum."""
 DATA_TYPES = frozenset({"t", "q", "o", "b", "d", "u"})
+SOURCES = {
+    "wsfeed": "bench.wsfeed (pre-encoded bench.frames mix, paced, t stamped at send)",
+    "dev-feed": "dev up feed (its synthetic market, generated as it goes)",
+}
+"""What the ladder's connection can read (see :func:`run_step`), as results.json names it."""
+DEFAULT_SOURCE = "wsfeed"
 
 
 @dataclass
@@ -146,16 +159,20 @@ def capture_tail(
             stdout=subprocess.PIPE,
             stderr=err,
         )
-    lines: list[tuple[int, bytes]] = []
+    chunks: list[tuple[int, bytes]] = []
     first = threading.Event()
     cpu: dict[str, float] = {}
 
     def reader() -> None:
+        # Whole reads, stamped as they arrive; cut into lines after the capture. A loop per
+        # line costs this process more than tail spends writing them, and a reader that falls
+        # behind makes tail drop lines, which would count here as losses of the pipeline.
         assert proc.stdout is not None
         now = time.time_ns
-        append = lines.append
-        for line in proc.stdout:
-            append((now(), line))
+        append = chunks.append
+        fd = proc.stdout.fileno()
+        while chunk := os.read(fd, 1 << 20):
+            append((now(), chunk))
             if not first.is_set():
                 first.set()
 
@@ -182,13 +199,26 @@ def capture_tail(
         if proc.stdout is not None:
             proc.stdout.close()
     return TailCapture(
-        lines,
+        _lines_of(chunks),
         window,
         rss,
         stderr_path.read_text(errors="replace")[-800:],
         returncode=code,
         cpu=cpu,
     )
+
+
+def _lines_of(chunks: Sequence[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """Lines of stamped reads, each stamped with the read that brought its end."""
+    lines: list[tuple[int, bytes]] = []
+    rest = b""
+    for arrived, chunk in chunks:
+        parts = (rest + chunk).split(b"\n")
+        rest = parts.pop()
+        lines.extend((arrived, line) for line in parts)
+    if rest:
+        lines.append((chunks[-1][0], rest))
+    return lines
 
 
 def _pct(values: Sequence[float], q: float) -> float | None:
@@ -297,15 +327,27 @@ def run_step(
     while_up: Callable[[DevUp], None] | None = None,
     channels: Sequence[str] = CHANNELS,
     bus: str = DEFAULT_BUS,
+    source: str = DEFAULT_SOURCE,
 ) -> dict[str, Any]:
-    """One rate: a fresh ``dev up --rate``, the pipeline over ``bus``, a tail capture, its analysis.
+    """One rate: a fresh ``dev up``, the pipeline over ``bus``, a tail capture, its analysis.
 
+    ``source`` (:data:`SOURCES`) is what the connection reads: ``wsfeed`` (the default) is
+    :mod:`bench.wsfeed` paced at ``rate``, ``dev-feed`` is ``dev up --rate``'s own feed, whose
+    market simulation costs about 5 us of its core per message and so caps the ladder itself.
     ``while_up`` runs after the capture while the platform still streams (the start-up
     benchmark times ``--json list`` there).
     """
     chosen = bus_named(bus)
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; known: {', '.join(SOURCES)}")
     t0 = time.perf_counter()
-    with dev_up(rate=rate) as up:
+    with contextlib.ExitStack() as stack:
+        if source == "wsfeed":
+            url = stack.enter_context(_frame_server(frame_messages_at(rate), rate))
+            up = stack.enter_context(dev_up())
+            up.env["ALPACA_STREAM_URL"] = url
+        else:
+            up = stack.enter_context(dev_up(rate=rate))
         up.stream_on(chosen, channels)
         capture = capture_tail(
             up, seconds=seconds, warmup=warmup, rate=rate, tail_args=chosen.tail_args
@@ -358,10 +400,11 @@ async def _plain_client(url: str, seconds: float, *, parse: bool = True) -> dict
 
 
 @contextlib.contextmanager
-def _frame_server(frame_messages: int) -> Iterator[str]:
-    """``python -m bench.wsfeed`` in a subprocess; yields the URL it prints."""
+def _frame_server(frame_messages: int, rate: float | None = None) -> Iterator[str]:
+    """``python -m bench.wsfeed`` in a subprocess (paced at ``rate``); yields its URL."""
+    paced = [f"--rate={rate}"] if rate is not None else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.wsfeed", "--frame-messages", str(frame_messages)],
+        [sys.executable, "-m", "bench.wsfeed", f"--frame-messages={frame_messages}", *paced],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.PIPE,
@@ -447,8 +490,9 @@ def run(
     while_up: Callable[[DevUp], None] | None = None,
     channels: Sequence[str] = CHANNELS,
     bus: str = DEFAULT_BUS,
+    source: str = DEFAULT_SOURCE,
 ) -> dict[str, Any]:
-    """The rate ladder over ``bus``, then the ceiling.
+    """The rate ladder over ``bus`` reading ``source`` (:func:`run_step`), then the ceiling.
 
     ``latency_rate`` runs first (its step gives p50/p99 and hosts ``while_up``); then rungs from
     ``first_rate`` up by ``climb_factor`` until one is not sustained (a trade id lost, under 90%
@@ -475,7 +519,13 @@ def run(
         for attempt in range(2):  # a set-up step can time out on a loaded machine: once more
             try:
                 result = run_step(
-                    rate, seconds=seconds, warmup=warmup, while_up=hook, channels=channels, bus=bus
+                    rate,
+                    seconds=seconds,
+                    warmup=warmup,
+                    while_up=hook,
+                    channels=channels,
+                    bus=bus,
+                    source=source,
                 )
                 break
             except (CliError, subprocess.TimeoutExpired, OSError) as exc:
@@ -535,7 +585,8 @@ def run(
     return {
         "workload": {
             "bus": chosen.name,
-            "pipeline": chosen.path,
+            "source": source,
+            "pipeline": f"{SOURCES[source]} -> {chosen.path}",
             "subscription": {c: ["*"] for c in channels},
             "rates_tried": [int(r) for r in steps],
             "ladder": f"{latency_rate}/s, then {first_rate}/s up x{climb_factor} until not "
@@ -545,8 +596,9 @@ def run(
             "warmup_seconds": warmup,
             "sustained_means": "no trade id missing, >= 90% of the offered rate received, "
             "p99 latency < 1 s",
-            "latency": "consumer arrival minus the message's own t (the feed stamps a batch when "
-            "it sends it: last message = send time, earlier ones 1 ns apart)",
+            "latency": "consumer arrival minus the message's own t (the source stamps a frame "
+            "when it sends it: the last timed message at the send time or just before, earlier "
+            "ones 1 ns apart)",
         },
         "steps": steps,
         "max_sustained_rate": best,

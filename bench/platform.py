@@ -137,7 +137,7 @@ class Bus:
 
     name: str
     path: str
-    """The pipeline as results.json states it."""
+    """The pipeline from the WebSocketManager on, as results.json states it."""
     setup: Callable[[DevUp, Sequence[str]], None]
     """deploy ... subscribe on a fresh ``dev up``."""
     tail_args: tuple[str, ...] = ()
@@ -151,13 +151,12 @@ def _dapr_setup(up: DevUp, channels: Sequence[str]) -> None:
 BUSES: dict[str, Bus] = {
     "dapr": Bus(
         "dapr",
-        "dev up feed -> WSM -> Dapr sidecar (gRPC streaming subscription) -> alpaca-md tail "
-        "--output json (pipe)",
+        "WSM -> Dapr sidecar (gRPC streaming subscription) -> alpaca-md tail --output json (pipe)",
         _dapr_setup,
     ),
     "gateway": Bus(
         "gateway",
-        "dev up feed -> WSM -> broker -> gateway gRPC virtufin.Pubsub Subscribe (reflected "
+        "WSM -> broker -> gateway gRPC virtufin.Pubsub Subscribe (reflected "
         "CloudEvents) -> alpaca-md tail --bus gateway --output json (pipe)",
         _dapr_setup,
         tail_args=("--bus", "gateway"),

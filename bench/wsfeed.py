@@ -6,6 +6,14 @@ server encodes its frames once, at start-up, answers the Alpaca handshake (``con
 subscribe), then writes the same frames round and round as fast as the socket drains: its only
 per-frame cost is WebSocket framing. Run it as ``python -m bench.wsfeed --frame-messages N``; it
 prints its URL, serves until stdin closes or SIGINT/SIGTERM, and serves any number of clients.
+
+With ``--rate R`` it is the end-to-end ladder's source instead: the same messages, offered at
+``R`` messages/s in frames of ``--frame-messages``, each ``t`` stamped when its frame is sent
+(the last message at the send time, those before it 1 ns apart, as ``dev feed`` does) and
+trades numbered ``2**53 + 1, 2, 3 ...`` per connection, so the consumer can measure latency
+and count losses. The messages are encoded once, with holes where ``t`` and the trade id go:
+a frame costs a join, not a market simulation and an encode, so the source is never what
+limits the pipeline (``dev feed`` spends about 5 us of its own core on each message).
 """
 
 from __future__ import annotations
@@ -15,13 +23,19 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 from typing import Any
 
 import orjson
 
 from bench.frames import generate
 
-__all__ = ["build_frames", "main"]
+__all__ = ["TRADE_ID_BASE", "Templates", "build_frames", "main"]
+
+TRADE_ID_BASE = 2**53
+"""As ``dev feed``: the first trade id of a connection is ``TRADE_ID_BASE + 1``."""
+_TICK = 0.01
+"""Seconds between paced sends (``dev feed``'s default tick)."""
 
 
 def build_frames(frame_messages: int, messages: int = 20_000) -> list[bytes]:
@@ -32,20 +46,104 @@ def build_frames(frame_messages: int, messages: int = 20_000) -> list[bytes]:
     return [orjson.dumps(flat[i : i + step]) for i in range(0, len(flat), step)]
 
 
-async def _serve(frames: list[bytes], port: int) -> None:
+class Templates:
+    """The generated messages as JSON with holes for ``t`` and a trade's ``i``.
+
+    Message ``k`` is ``parts[k]``: ``(before_t, after_t)``, for a trade
+    ``(before_t, before_i, after_i)``, for a bar ``(whole,)`` (bars keep their own minute: the
+    ladder does not time them).
+    """
+
+    def __init__(self, messages: int = 20_000) -> None:
+        hole_t, hole_i = "@T@", 7_777_777_777_777_777_777
+        self.parts: list[tuple[bytes, ...]] = []
+        for frame in generate(messages).json_frames:
+            for msg in orjson.loads(frame):
+                if msg.get("T") not in ("t", "q", "o"):
+                    self.parts.append((orjson.dumps(msg),))
+                    continue
+                msg["t"] = hole_t
+                if msg["T"] == "t":
+                    msg["i"] = hole_i
+                before, after = orjson.dumps(msg).split(b"@T@")
+                self.parts.append((before, *after.split(b"%d" % hole_i)))
+        self.next = 0
+
+    def frame(self, count: int, now_ns: int, trade_id: int) -> tuple[bytes, int]:
+        """The next ``count`` messages as one frame, timed up to ``now_ns``; trade ids continue
+        after ``trade_id``. Returns the frame and the last trade id used."""
+        parts, n, k = self.parts, len(self.parts), self.next
+        out: list[bytes] = []
+        add = out.append
+        second, frac = divmod(now_ns - count + 1, 1_000_000_000)
+        head = _head(second)
+        for _ in range(count):
+            p = parts[k]
+            k = k + 1 if k + 1 < n else 0
+            if len(p) == 1:
+                add(p[0])
+                continue
+            if frac == 1_000_000_000:  # the frame straddles a second
+                second, frac = second + 1, 0
+                head = _head(second)
+            add(p[0] + head + b"%09dZ" % frac + p[1])
+            frac += 1
+            if len(p) == 3:
+                trade_id += 1
+                add(b"%d" % trade_id + p[2])
+                out[-2:] = [out[-2] + out[-1]]
+        self.next = k
+        return b"[" + b",".join(out) + b"]", trade_id
+
+
+def _head(second: int) -> bytes:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)).encode()
+
+
+async def _serve(
+    frames: list[bytes], port: int, rate: float | None = None, frame_messages: int = 500
+) -> None:
     from websockets.asyncio.server import ServerConnection, serve
+
+    async def answer(ws: ServerConnection, subscribed: asyncio.Event) -> None:
+        authenticated = False
+        async for _ in ws:  # auth first (any key will do), then any number of subscribes
+            if not authenticated:
+                authenticated = True
+                await ws.send(b'[{"T":"success","msg":"authenticated"}]', text=True)
+                continue
+            # Whatever it asks, it gets the whole stream.
+            await ws.send(b'[{"T":"subscription","trades":["*"],"quotes":["*"],'
+                          b'"orderbooks":["*"]}]', text=True)  # fmt: skip
+            subscribed.set()
+
+    async def paced(ws: ServerConnection, rate: float) -> None:
+        templates, trade_id = Templates(), TRADE_ID_BASE
+        loop = asyncio.get_running_loop()
+        debt, last = 0.0, loop.time()
+        while True:
+            now = loop.time()
+            debt = min(rate, debt + rate * (now - last))  # at most one second behind
+            last = now
+            while debt >= 1:
+                count = min(int(debt), frame_messages)
+                frame, trade_id = templates.frame(count, time.time_ns(), trade_id)
+                await ws.send(frame, text=True)
+                debt -= count
+            await asyncio.sleep(_TICK)
 
     async def handler(ws: ServerConnection) -> None:
         await ws.send(b'[{"T":"success","msg":"connected"}]', text=True)
-        await ws.recv()  # auth: any key will do
-        await ws.send(b'[{"T":"success","msg":"authenticated"}]', text=True)
-        await ws.recv()  # subscribe: whatever it asks, it gets the whole stream
-        await ws.send(b'[{"T":"subscription","trades":["*"],"quotes":["*"],"orderbooks":["*"]}]',
-                      text=True)  # fmt: skip
+        subscribed = asyncio.Event()
+        reader = asyncio.create_task(answer(ws, subscribed))
         with contextlib.suppress(Exception):  # the client leaving ends the loop
+            await subscribed.wait()
+            if rate is not None:
+                await paced(ws, rate)
             while True:
                 for frame in frames:
                     await ws.send(frame, text=True)
+        reader.cancel()
 
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[None] = loop.create_future()
@@ -72,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.wsfeed", description=__doc__)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--frame-messages", type=int, default=500)
+    parser.add_argument("--rate", type=float, default=None, help="paced messages/s (see above)")
     args = parser.parse_args(argv)
-    asyncio.run(_serve(build_frames(args.frame_messages), args.port))
+    asyncio.run(
+        _serve(build_frames(args.frame_messages), args.port, args.rate, args.frame_messages)
+    )
     return 0
 
 

@@ -133,6 +133,8 @@ def test_end_to_end_step_memory_and_report_on_the_embedded_platform(tmp_path: Pa
     assert result["ceiling"]["offer_rate"] > 0
     assert result["ceiling"]["frame_messages"] == e2e.frame_messages_at(500)
     assert result["workload"]["bus"] == "dapr"
+    assert result["workload"]["source"] == "wsfeed"
+    assert result["workload"]["pipeline"].startswith("bench.wsfeed")
     assert set(result["targets"]) == {
         "zero_loss_at_10k",
         "sustained_at_least_50pct_of_ceiling",
@@ -147,6 +149,38 @@ def test_end_to_end_step_memory_and_report_on_the_embedded_platform(tmp_path: Pa
     assert "tail_under_100mb_at_highest_sustained" in mem["targets"]
     text = report.render({"meta": {"quick": True}, "e2e": result, "memory": mem})
     assert "end to end" in text and "memory" in text
+
+
+def test_a_step_can_read_dev_ups_own_feed() -> None:
+    step = e2e.run_step(500, seconds=1.0, warmup=0.3, channels=("trades",), source="dev-feed")
+    assert step["trades_seen"] > 0 and step["lost"] == 0
+    with pytest.raises(ValueError, match="unknown source"):
+        e2e.run_step(500, source="carrier-pigeon")
+
+
+def test_the_paced_source_numbers_trades_and_stamps_each_frame_when_sent() -> None:
+    from alpaca_cli.alpaca.codec import decode
+    from bench.wsfeed import TRADE_ID_BASE, Templates
+
+    templates = Templates(messages=600)
+    second = 1_764_000_000 * 10**9
+    now = second + 150  # the frame's first messages fall in the second before
+    first, last_id = templates.frame(400, now, TRADE_ID_BASE)
+    then, next_id = templates.frame(400, now + 10**6, last_id)
+    msgs = decode(first) + decode(then)
+    assert len(msgs) == 800
+    ids = [m.id for m in msgs if m.T == "t"]
+    assert ids == list(range(TRADE_ID_BASE + 1, next_id + 1)) and len(ids) > 50
+    timed = [m.timestamp for m in decode(first) if m.T in ("t", "q", "o")]
+    assert timed == sorted(set(timed)) and timed[-1] <= now
+    assert timed[0] < second <= timed[-1]  # a frame across a second boundary stays exact
+    assert [m.T for m in msgs[600:]] == [m.T for m in msgs[:200]]  # round and round
+
+
+def test_tail_output_read_in_chunks_is_cut_into_stamped_lines() -> None:
+    chunks = [(1, b'{"a":1}\n{"b"'), (2, b':2}\n'), (3, b'{"c":3}')]
+    assert e2e._lines_of(chunks) == [(1, b'{"a":1}'), (2, b'{"b":2}'), (3, b'{"c":3}')]
+    assert e2e._lines_of([]) == []
 
 
 def test_the_ladder_climbs_by_its_factor_up_to_its_cap() -> None:
