@@ -47,26 +47,27 @@ def build_frames(frame_messages: int, messages: int = 20_000) -> list[bytes]:
 
 
 class Templates:
-    """The generated messages as JSON with holes for ``t`` and a trade's ``i``.
+    """The generated messages as ``%``-format templates with holes for ``t`` and a trade's ``i``.
 
-    Message ``k`` is ``parts[k]``: ``(before_t, after_t)``, for a trade
-    ``(before_t, before_i, after_i)``, for a bar ``(whole,)`` (bars keep their own minute: the
-    ladder does not time them).
+    Message ``k`` is ``(holes, template)``: 0 holes for a bar (it keeps its own minute: the
+    ladder does not time bars), 2 for a quote or book (the second's text, the nanoseconds), 3
+    for a trade (and its id). Filling one is a single ``bytes % tuple``.
     """
 
     def __init__(self, messages: int = 20_000) -> None:
         hole_t, hole_i = "@T@", 7_777_777_777_777_777_777
-        self.parts: list[tuple[bytes, ...]] = []
+        self.parts: list[tuple[int, bytes]] = []
         for frame in generate(messages).json_frames:
             for msg in orjson.loads(frame):
-                if msg.get("T") not in ("t", "q", "o"):
-                    self.parts.append((orjson.dumps(msg),))
+                kind = msg.get("T")
+                if kind not in ("t", "q", "o"):
+                    self.parts.append((0, orjson.dumps(msg)))
                     continue
                 msg["t"] = hole_t
-                if msg["T"] == "t":
+                if kind == "t":
                     msg["i"] = hole_i
-                before, after = orjson.dumps(msg).split(b"@T@")
-                self.parts.append((before, *after.split(b"%d" % hole_i)))
+                text = orjson.dumps(msg).replace(b"%", b"%%").replace(b"@T@", b"%s%09dZ")
+                self.parts.append((3 if kind == "t" else 2, text.replace(b"%d" % hole_i, b"%d")))
         self.next = 0
 
     def frame(self, count: int, now_ns: int, trade_id: int) -> tuple[bytes, int]:
@@ -78,20 +79,20 @@ class Templates:
         second, frac = divmod(now_ns - count + 1, 1_000_000_000)
         head = _head(second)
         for _ in range(count):
-            p = parts[k]
+            holes, template = parts[k]
             k = k + 1 if k + 1 < n else 0
-            if len(p) == 1:
-                add(p[0])
+            if not holes:
+                add(template)
                 continue
             if frac == 1_000_000_000:  # the frame straddles a second
                 second, frac = second + 1, 0
                 head = _head(second)
-            add(p[0] + head + b"%09dZ" % frac + p[1])
-            frac += 1
-            if len(p) == 3:
+            if holes == 3:
                 trade_id += 1
-                add(b"%d" % trade_id + p[2])
-                out[-2:] = [out[-2] + out[-1]]
+                add(template % (head, frac, trade_id))
+            else:
+                add(template % (head, frac))
+            frac += 1
         self.next = k
         return b"[" + b",".join(out) + b"]", trade_id
 
