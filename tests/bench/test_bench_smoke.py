@@ -178,7 +178,7 @@ def test_the_paced_source_numbers_trades_and_stamps_each_frame_when_sent() -> No
 
 
 def test_tail_output_read_in_chunks_is_cut_into_stamped_lines() -> None:
-    chunks = [(1, b'{"a":1}\n{"b"'), (2, b':2}\n'), (3, b'{"c":3}')]
+    chunks = [(1, b'{"a":1}\n{"b"'), (2, b":2}\n"), (3, b'{"c":3}')]
     assert e2e._lines_of(chunks) == [(1, b'{"a":1}'), (2, b'{"b":2}'), (3, b'{"c":3}')]
     assert e2e._lines_of([]) == []
 
