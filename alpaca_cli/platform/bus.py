@@ -36,6 +36,7 @@ from alpaca_cli.closing import Closing
 from alpaca_cli.errors import AlpacaMdError
 
 __all__ = [
+    "QUEUE_BYTES",
     "QUEUE_SIZE",
     "SOURCE",
     "Bus",
@@ -47,6 +48,9 @@ __all__ = [
 
 QUEUE_SIZE: Final = 4096
 """Events one subscription buffers between its reader and the consumer."""
+QUEUE_BYTES: Final = 8 * 1024 * 1024
+"""Bytes of event data one subscription buffers, whatever the count: a frame can hold 500
+messages (150 kB), so 4096 of them could be half a gigabyte behind a slow consumer."""
 
 SOURCE: Final = "alpaca-md"
 """``source`` of the CloudEvents we publish."""
@@ -154,8 +158,9 @@ class QueuedSubscription(Closing):
     event, :meth:`_fail` when the stream fails for good and :meth:`_end` when it stops, and
     implements :meth:`_stop_reading` (wake the reader: close the SDK stream, cancel the call).
 
-    When the queue (``queue_size``) is full the reader waits, which stops it reading its
-    stream: HTTP/2 flow control then pushes back on the server; nothing is dropped here.
+    When the queue is full (``queue_size`` events, or :data:`QUEUE_BYTES` of their data) the
+    reader waits, which stops it reading its stream: HTTP/2 flow control then pushes back on
+    the server; nothing is dropped here.
     Thread use: one consumer thread calls :meth:`get`; :meth:`close` may be called from any
     thread (it wakes the consumer, which then sees end of stream).
     """
@@ -163,6 +168,9 @@ class QueuedSubscription(Closing):
     def __init__(self, topic: str, *, queue_size: int = QUEUE_SIZE) -> None:
         self.topic = topic
         self._queue: queue.Queue[Event | _Failure | object] = queue.Queue(queue_size)
+        self._held = 0
+        """Bytes of event data queued and not yet taken."""
+        self._room = threading.Condition()
         self._closed = threading.Event()
         self._ended = False
         self._thread: threading.Thread | None = None
@@ -185,6 +193,12 @@ class QueuedSubscription(Closing):
         """Queue one event, waiting while the queue is full (until closed)."""
         self.received += 1
         closed = self._closed
+        size = len(event.data)
+        with self._room:
+            # One event always fits, however big: the budget bounds the backlog, not a frame.
+            while self._held and self._held + size > QUEUE_BYTES and not closed.is_set():
+                self._room.wait(0.25)
+            self._held += size
         while not closed.is_set():
             try:
                 self._queue.put(event, timeout=0.25)
@@ -224,6 +238,9 @@ class QueuedSubscription(Closing):
         except queue.Empty:
             return None
         if isinstance(item, Event):
+            with self._room:
+                self._held -= len(item.data)
+                self._room.notify()
             return item
         self._ended = True
         if isinstance(item, _Failure):

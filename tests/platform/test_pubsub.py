@@ -59,6 +59,32 @@ def test_events_arrive_in_order_and_are_acknowledged(sidecar: Sidecar) -> None:
     assert seen == list(range(50))
 
 
+def test_a_stalled_consumer_holds_a_bounded_number_of_bytes_and_loses_nothing(
+    sidecar: Sidecar,
+) -> None:
+    import time
+
+    from alpaca_cli.platform.bus import QUEUE_BYTES
+
+    size, count = 1024 * 1024, 20
+    with PubsubClient(sidecar.settings) as client, client.subscribe("t.big") as sub:
+        for n in range(count):
+            client.publish("t.big", bytes([n]) * size, type="x")
+        # Nobody calls get(): the reader may take events off the stream only up to the budget.
+        last, still = -1, 0
+        while still < 5:
+            time.sleep(0.1)
+            still = still + 1 if sub.received == last else 0
+            last = sub.received
+        assert sub.received <= QUEUE_BYTES // size + 1 < count
+        seen = []
+        while len(seen) < count:
+            event = sub.get(timeout=10)
+            assert event is not None
+            seen.append(event.data[0])
+    assert seen == list(range(count))
+
+
 def test_close_from_another_thread_ends_iteration(sidecar: Sidecar) -> None:
     with PubsubClient(sidecar.settings) as client:
         sub = client.subscribe("t.close")
