@@ -21,7 +21,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any, TextIO
@@ -129,7 +129,3 @@ class SignalGuard:
             yield
         finally:
             self._abortable -= 1
-
-    def call_abortable(self, fn: Callable[[], Any]) -> Any:
-        with self.abortable():
-            return fn()
