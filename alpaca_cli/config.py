@@ -840,15 +840,10 @@ class Config:
                 choice = self.chosen_bus()
                 rows.append(("bus.chosen", choice.kind, choice.reason))
         dapr = self.dapr
-        for name, shown in (("grpc_address", dapr.grpc_address), ("http_url", dapr.http_url)):
+        token = "set (hidden)" if dapr.api_token else "not set"
+        built = {"grpc_address": dapr.grpc_address, "http_url": dapr.http_url, "api_token": token}
+        for name, shown in built.items():
             rows.append((f"dapr.{name}", shown, self.sources.get(f"dapr.{name}", "default")))
-        rows.append(
-            (
-                "dapr.api_token",
-                "set (hidden)" if dapr.api_token else "not set",
-                self.sources.get("dapr.api_token", "default"),
-            )
-        )
         return rows
 
 
