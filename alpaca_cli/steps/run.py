@@ -667,7 +667,7 @@ class _Run:
 
         if self.console is not None:
             return LiveTable(self.stats, self.info, self.console)
-        return _Plain(PlainSummary(self.stats, self.info, sys.stderr))
+        return PlainSummary(self.stats, self.info, sys.stderr)
 
     def _refresh_status(self) -> None:
         assert self.rt is not None
@@ -925,22 +925,6 @@ def _runtime_class() -> type[Runtime]:
             self.log(message)
 
     return RunRuntime
-
-
-class _Plain:
-    """:class:`PlainSummary` with the context-manager shape of the live table."""
-
-    def __init__(self, summary: Any) -> None:
-        self._summary = summary
-
-    def __enter__(self) -> _Plain:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def tick(self, now: float, *, force: bool = False) -> None:
-        self._summary.tick(now, force=force)
 
 
 def _write_summaries(opts: RunOptions, run: _Run, report: dict[str, Any], outcome: Outcome) -> None:
