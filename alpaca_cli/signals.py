@@ -22,7 +22,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import Any, TextIO
 
@@ -91,14 +91,12 @@ class SignalGuard:
             fd = stream.fileno()
         except (OSError, ValueError, AttributeError):
             fd = None
-        try:
+        with suppress(OSError, ValueError, RuntimeError):
             if fd is not None:
                 os.write(fd, line.encode("utf-8", "replace"))
             else:
                 stream.write(line)
                 stream.flush()
-        except (OSError, ValueError, RuntimeError):
-            pass
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signals += 1
