@@ -60,30 +60,26 @@ def command(
     Example: alpaca-md book BTC/USD --depth 5
     """
     from alpaca_cli.errors import ExitCode
-    from alpaca_cli.signals import ForceQuit, SignalGuard
+    from alpaca_cli.signals import SignalGuard
     from alpaca_cli.steps.book import watch_book
 
     emitter = _ladder() if not invocation.json and _terminal() else nullcontext(_ndjson)
-    try:
-        with (
-            SignalGuard(quiet=True) as guard,
-            invocation.open(stop=guard.stop) as rt,
-            emitter as emit,
-        ):
-            result = watch_book(
-                rt,
-                symbol,
-                emit=emit,
-                depth=depth,
-                interval=interval,
-                topic=invocation.options.topic,
-                count=count,
-                duration=duration,
-                stop=guard.stop,
-            )
-    except ForceQuit:
-        sys.stderr.write("Interrupted.\n")
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    with (
+        SignalGuard(quiet=True) as guard,
+        invocation.open(stop=guard.stop) as rt,
+        emitter as emit,
+    ):
+        result = watch_book(
+            rt,
+            symbol,
+            emit=emit,
+            depth=depth,
+            interval=interval,
+            topic=invocation.options.topic,
+            count=count,
+            duration=duration,
+            stop=guard.stop,
+        )
     if result.reason == "interrupted":
         raise typer.Exit(int(ExitCode.INTERRUPTED))
 
