@@ -150,33 +150,28 @@ def _json_type(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def validate_url(value: str, source: str, field_name: str = "url") -> str:
-    """A WebSocket URL (ws/wss) with a host."""
+def _url(
+    value: object, source: str, field_name: str, schemes: tuple[str, ...], what: str, example: str
+) -> str:
     from urllib.parse import urlsplit
 
-    text = _text(value, source, field_name, DEFAULT_STREAM_URL)
+    text = _text(value, source, field_name, example)
     parts = urlsplit(text)
-    if parts.scheme not in ("ws", "wss") or not parts.netloc:
-        raise _error(
-            source,
-            field_name,
-            f"{text!r} is not a ws:// or wss:// URL",
-            f"use e.g. {DEFAULT_STREAM_URL}",
-        )
+    if parts.scheme not in schemes or not parts.netloc:
+        raise _error(source, field_name, f"{text!r} is not {what}", f"use e.g. {example}")
     return text
+
+
+def validate_url(value: str, source: str, field_name: str = "url") -> str:
+    """A WebSocket URL (ws/wss) with a host."""
+    what = "a ws:// or wss:// URL"
+    return _url(value, source, field_name, ("ws", "wss"), what, DEFAULT_STREAM_URL)
 
 
 def validate_http_url(value: str, source: str, field_name: str = "api_url") -> str:
     """The gateway base URL: http or https with a host; a trailing ``/`` is dropped."""
-    from urllib.parse import urlsplit
-
-    text = _text(value, source, field_name, DEFAULT_API_URL)
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise _error(
-            source, field_name, f"{text!r} is not an http(s) URL", f"use e.g. {DEFAULT_API_URL}"
-        )
-    return text.rstrip("/")
+    what = "an http(s) URL"
+    return _url(value, source, field_name, ("http", "https"), what, DEFAULT_API_URL).rstrip("/")
 
 
 def validate_channel(value: str, source: str, field_name: str = "channel") -> str:
@@ -845,15 +840,10 @@ class Config:
                 choice = self.chosen_bus()
                 rows.append(("bus.chosen", choice.kind, choice.reason))
         dapr = self.dapr
-        for name, shown in (("grpc_address", dapr.grpc_address), ("http_url", dapr.http_url)):
+        token = "set (hidden)" if dapr.api_token else "not set"
+        built = {"grpc_address": dapr.grpc_address, "http_url": dapr.http_url, "api_token": token}
+        for name, shown in built.items():
             rows.append((f"dapr.{name}", shown, self.sources.get(f"dapr.{name}", "default")))
-        rows.append(
-            (
-                "dapr.api_token",
-                "set (hidden)" if dapr.api_token else "not set",
-                self.sources.get("dapr.api_token", "default"),
-            )
-        )
         return rows
 
 

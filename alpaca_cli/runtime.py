@@ -98,13 +98,6 @@ class Runtime(Closing):
         self._stack = ExitStack()
         self.stop = stop if stop is not None else threading.Event()
 
-    def check_stop(self) -> None:
-        """Raise :class:`~alpaca_cli.errors.Interrupted` once :attr:`stop` is set."""
-        if self.stop.is_set():
-            from alpaca_cli.errors import Interrupted
-
-            raise Interrupted("stopped while waiting (Ctrl+C or SIGTERM).")
-
     # -- diagnostics ----------------------------------------------------------------------------
 
     @property

@@ -21,8 +21,8 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import Any, TextIO
 
@@ -91,14 +91,12 @@ class SignalGuard:
             fd = stream.fileno()
         except (OSError, ValueError, AttributeError):
             fd = None
-        try:
+        with suppress(OSError, ValueError, RuntimeError):
             if fd is not None:
                 os.write(fd, line.encode("utf-8", "replace"))
             else:
                 stream.write(line)
                 stream.flush()
-        except (OSError, ValueError, RuntimeError):
-            pass
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signals += 1
@@ -129,7 +127,3 @@ class SignalGuard:
             yield
         finally:
             self._abortable -= 1
-
-    def call_abortable(self, fn: Callable[[], Any]) -> Any:
-        with self.abortable():
-            return fn()

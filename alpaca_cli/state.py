@@ -370,34 +370,27 @@ class StateStore:
         """Replace the file atomically: temp file in the same dir, fsync, rename, fsync dir."""
         data = (state.model_dump_json(indent=2) + "\n").encode()
         directory = self.path.parent
+        tmp: Path | None = None
         try:
             fd, tmp_name = tempfile.mkstemp(
                 dir=directory, prefix=f".{self.path.name}.", suffix=".tmp"
             )
-        except OSError as exc:
-            raise StateError(
-                f"{self.path}: cannot write the state file ({exc.strerror}); "
-                "the previous version is intact.",
-                hint="Check free space and permissions.",
-            ) from exc
-        tmp = Path(tmp_name)
-        try:
+            tmp = Path(tmp_name)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise StateError(
-                f"{self.path}: cannot write the state file ({exc.strerror}); "
-                "the previous version is intact.",
-                hint="Check free space and permissions.",
-            ) from exc
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        except BaseException as exc:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+            if isinstance(exc, OSError):
+                raise StateError(
+                    f"{self.path}: cannot write the state file ({exc.strerror}); "
+                    "the previous version is intact.",
+                    hint="Check free space and permissions.",
+                ) from exc
             raise
         _fsync_dir(directory)
 

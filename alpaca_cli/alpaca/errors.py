@@ -50,11 +50,6 @@ class ErrorInfo:
     when: str
     retry: Retry
 
-    @property
-    def retryable(self) -> bool:
-        """True when trying again (possibly after a reconnect or backoff) can succeed."""
-        return self.retry in (Retry.REAUTH, Retry.RECONNECT, Retry.BACKOFF, Retry.HARMLESS)
-
 
 ERRORS: dict[ErrorCode, ErrorInfo] = {
     info.code: info

@@ -31,10 +31,9 @@ Only typer and the standard library load at import time: ``alpaca-md --help`` st
 from __future__ import annotations
 
 import inspect
-import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TextIO, TypeVar
 
@@ -59,11 +58,9 @@ def fail(exc: AlpacaMdError, redactor: Redactor | None = None) -> NoReturn:
 
 def say(line: str) -> None:
     """One diagnostic line on stderr that never raises (stderr may be a closed pipe)."""
-    try:
+    with suppress(OSError, ValueError):
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
-    except (OSError, ValueError):
-        pass
 
 
 @contextmanager
@@ -112,12 +109,9 @@ class SafeStream:
     def _break(self) -> None:
         self.broken = True
         # The interpreter flushes stderr at exit too: point the descriptor at /dev/null.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self._stream.fileno())
-            os.close(devnull)
-        except (OSError, ValueError, AttributeError):
-            pass
+        from alpaca_cli.steps.tail import to_devnull
+
+        to_devnull(self._stream)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)

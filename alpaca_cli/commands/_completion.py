@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 __all__ = [
     "choices",
@@ -18,6 +20,7 @@ __all__ = [
     "complete_topics",
     "complete_types",
     "complete_worker_ids",
+    "symbols_argument",
 ]
 
 COMMON_SYMBOLS = ("BTC/USD", "ETH/USD", "SOL/USD", "DOGE/USD", "AVAX/USD", "LTC/USD", "SHIB/USD")
@@ -65,6 +68,21 @@ def complete_symbols(ctx: Any, incomplete: str) -> list[str]:
     candidates = dict.fromkeys([*_local_symbols(ctx), *COMMON_SYMBOLS])
     wanted = incomplete.upper()
     return [s for s in candidates if s.startswith(wanted) and s != "*"]
+
+
+def symbols_argument(help: str) -> Any:
+    """The optional ``[SYMBOL]...`` argument (of run, subscribe, unsubscribe), completed from
+    the local files; annotate it as ``list[str] | None`` with default ``None``."""
+    return typer.Argument(
+        metavar="[SYMBOL]...", help=help, show_default=False, autocompletion=complete_symbols
+    )
+
+
+SymbolsToSubscribe = Annotated[
+    list[str] | None,
+    symbols_argument("Symbols to subscribe to (BASE/QUOTE or *) [default: the settings' symbols]."),
+]
+"""``run``'s and ``subscribe``'s symbols."""
 
 
 def complete_types(incomplete: str) -> list[str]:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -58,38 +60,26 @@ def command(
     Example: alpaca-md book BTC/USD --depth 5
     """
     from alpaca_cli.errors import ExitCode
-    from alpaca_cli.signals import ForceQuit, SignalGuard
+    from alpaca_cli.signals import SignalGuard
     from alpaca_cli.steps.book import watch_book
 
-    live = not invocation.json and _terminal()
-    try:
-        with SignalGuard(quiet=True) as guard, invocation.open(stop=guard.stop) as rt:
-            if live:
-                result = _live(
-                    rt,
-                    symbol,
-                    depth,
-                    interval,
-                    count,
-                    duration,
-                    guard.stop,
-                    invocation.options.topic,
-                )
-            else:
-                result = watch_book(
-                    rt,
-                    symbol,
-                    emit=_ndjson,
-                    depth=depth,
-                    interval=interval,
-                    topic=invocation.options.topic,
-                    count=count,
-                    duration=duration,
-                    stop=guard.stop,
-                )
-    except ForceQuit:
-        sys.stderr.write("Interrupted.\n")
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    emitter = _ladder() if not invocation.json and _terminal() else nullcontext(_ndjson)
+    with (
+        SignalGuard(quiet=True) as guard,
+        invocation.open(stop=guard.stop) as rt,
+        emitter as emit,
+    ):
+        result = watch_book(
+            rt,
+            symbol,
+            emit=emit,
+            depth=depth,
+            interval=interval,
+            topic=invocation.options.topic,
+            count=count,
+            duration=duration,
+            stop=guard.stop,
+        )
     if result.reason == "interrupted":
         raise typer.Exit(int(ExitCode.INTERRUPTED))
 
@@ -105,36 +95,13 @@ def _ndjson(snap: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _live(
-    rt: Any,
-    symbol: str,
-    depth: int,
-    interval: float,
-    count: int | None,
-    duration: float | None,
-    stop: Any,
-    topic: str | None,
-) -> Any:
+@contextmanager
+def _ladder() -> Iterator[Callable[[dict[str, Any]], None]]:
+    """A Rich ``Live`` ladder on the terminal for as long as the block runs; yields its emit."""
     from rich.console import Console
     from rich.live import Live
 
     from alpaca_cli.live.ladder import render
-    from alpaca_cli.steps.book import watch_book
 
-    console = Console()
-    with Live(console=console, auto_refresh=False, redirect_stdout=False) as view:
-
-        def draw(snap: dict[str, Any]) -> None:
-            view.update(render(snap), refresh=True)
-
-        return watch_book(
-            rt,
-            symbol,
-            emit=draw,
-            depth=depth,
-            interval=interval,
-            count=count,
-            duration=duration,
-            stop=stop,
-            topic=topic,
-        )
+    with Live(console=Console(), auto_refresh=False, redirect_stdout=False) as view:
+        yield lambda snap: view.update(render(snap), refresh=True)

@@ -16,7 +16,6 @@ import contextlib
 import errno
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -402,22 +401,10 @@ def export_lines(env: dict[str, str]) -> list[str]:
 
 
 def write_env_file(path: Path, env: dict[str, str]) -> None:
-    """Write ``KEY=value`` lines atomically (temp file, fsync, rename), readable by the owner."""
-    target = path.resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    text = "".join(f"{k}={v}\n" for k, v in env.items())
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``KEY=value`` lines atomically, readable by the owner only (``mkstemp``'s 0600)."""
+    from alpaca_cli.live.report import write_text
+
+    write_text(path.resolve(), "".join(f"{k}={v}\n" for k, v in env.items()))
 
 
 def serve(
@@ -502,31 +489,34 @@ async def _serve(
     sys.stderr.write("dev up: stopped.\n")
 
 
+_KNOBS: tuple[tuple[str, object], ...] = (
+    ("connection_record_ttl", None),
+    ("drop_commands", 0),
+    ("reconnect_attempts", None),
+    ("lifecycle_names", "classic"),
+    ("owned_elsewhere", 0),
+    ("duplicate_create", False),
+    ("start_on_create", False),
+    ("unhealthy_without_keys", False),
+    ("replica_dies_after", None),
+    ("frame_format", "flat"),
+    ("connect_id_key", "id"),
+)
+"""The newer-platform options (``StackConfig`` attribute = the flag's name) and their off value."""
+
+
 def _knobs(config: StackConfig) -> str:
     """The newer-platform options in effect, as ``--option value`` text (empty: none)."""
     shown = []
-    if config.connection_record_ttl is not None:
-        shown.append(f"--connection-record-ttl {config.connection_record_ttl:g}")
-    if config.drop_commands:
-        shown.append(f"--drop-commands {config.drop_commands}")
-    if config.reconnect_attempts is not None:
-        shown.append(f"--reconnect-attempts {config.reconnect_attempts}")
-    if config.lifecycle_names != "classic":
-        shown.append(f"--lifecycle-names {config.lifecycle_names}")
-    if config.owned_elsewhere:
-        shown.append(f"--owned-elsewhere {config.owned_elsewhere:g}")
-    if config.duplicate_create:
-        shown.append("--duplicate-create")
-    if config.start_on_create:
-        shown.append("--start-on-create")
-    if config.unhealthy_without_keys:
-        shown.append("--unhealthy-without-keys")
-    if config.replica_dies_after is not None:
-        shown.append(f"--replica-dies-after {config.replica_dies_after:g}")
-    if config.frame_format != "flat":
-        shown.append(f"--frame-format {config.frame_format}")
-    if config.connect_id_key != "id":
-        shown.append(f"--connect-id-key {config.connect_id_key}")
+    for name, off in _KNOBS:
+        value = getattr(config, name)
+        if value == off:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            shown.append(flag)
+        else:
+            shown.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
     return " ".join(shown)
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from alpaca_cli.commands._common import CONTROLLER, FILES, takes
-from alpaca_cli.commands._completion import complete_symbols
+from alpaca_cli.commands._completion import SymbolsToSubscribe
 
 if TYPE_CHECKING:
     from alpaca_cli.runtime import Invocation
@@ -32,15 +32,7 @@ _NEWER = "Embedded platform: newer behaviour"
 @takes("channels", "topic", "project", "api_url", "keepalive", *CONTROLLER, *FILES)
 def command(
     invocation: Invocation,
-    symbols: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="[SYMBOL]...",
-            help="Symbols to subscribe to (BASE/QUOTE or *) [default: the settings' symbols].",
-            show_default=False,
-            autocompletion=complete_symbols,
-        ),
-    ] = None,
+    symbols: SymbolsToSubscribe = None,
     embedded: Annotated[
         bool,
         typer.Option(

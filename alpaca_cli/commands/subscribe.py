@@ -9,12 +9,10 @@ and the result rendered.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
-
-import typer
+from typing import TYPE_CHECKING
 
 from alpaca_cli.commands._common import CONTROLLER, FILES, render, takes
-from alpaca_cli.commands._completion import complete_symbols
+from alpaca_cli.commands._completion import SymbolsToSubscribe
 
 if TYPE_CHECKING:
     from alpaca_cli.runtime import Invocation
@@ -24,15 +22,7 @@ if TYPE_CHECKING:
 @takes("channels", *CONTROLLER, *FILES)
 def command(
     invocation: Invocation,
-    symbols: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="[SYMBOL]...",
-            help="Symbols to subscribe to (BASE/QUOTE or *) [default: the settings' symbols].",
-            show_default=False,
-            autocompletion=complete_symbols,
-        ),
-    ] = None,
+    symbols: SymbolsToSubscribe = None,
 ) -> None:
     """Subscribe the recorded connection to a channel's symbols (additive).
 

@@ -108,7 +108,7 @@ def command(
     Example: alpaca-md tail --symbol BTC/USD --type trade --count 10
     """
     from alpaca_cli.errors import ExitCode, UsageError
-    from alpaca_cli.signals import ForceQuit, SignalGuard
+    from alpaca_cli.signals import SignalGuard
     from alpaca_cli.steps.tail import tail_topic
 
     if output not in ("text", "json"):
@@ -116,31 +116,27 @@ def command(
     # One signal strategy for every long-running command: the first Ctrl+C/SIGTERM only sets
     # the stop event (the tail loop sees it within 100 ms and flushes); nothing is raised into
     # gRPC code. A second one gives up at once.
-    try:
-        with SignalGuard(quiet=True) as guard, invocation.open(stop=guard.stop) as rt:
-            sink: Any = sys.stdout
-            on_idle = None
-            if stall_limit > 0:
-                from alpaca_cli.live.stallwatch import StallWatch
+    with SignalGuard(quiet=True) as guard, invocation.open(stop=guard.stop) as rt:
+        sink: Any = sys.stdout
+        on_idle = None
+        if stall_limit > 0:
+            from alpaca_cli.live.stallwatch import StallWatch
 
-                sink = StallWatch(sys.stdout, stall_limit, rt.warn)
-                on_idle = sink.check
-            result = tail_topic(
-                rt,
-                topic=invocation.options.topic,
-                count=count,
-                duration=duration,
-                symbols=symbol or (),
-                types=type_ or (),
-                json_lines=output == "json" or invocation.json,
-                out=sink,
-                stop=guard.stop,
-                max_buffer=max_buffer,
-                on_idle=on_idle,
-            )
-    except ForceQuit:
-        sys.stderr.write("Interrupted.\n")
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+            sink = StallWatch(sys.stdout, stall_limit, rt.warn)
+            on_idle = sink.check
+        result = tail_topic(
+            rt,
+            topic=invocation.options.topic,
+            count=count,
+            duration=duration,
+            symbols=symbol or (),
+            types=type_ or (),
+            json_lines=output == "json" or invocation.json,
+            out=sink,
+            stop=guard.stop,
+            max_buffer=max_buffer,
+            on_idle=on_idle,
+        )
     if result.reason == "pipe-closed" and sink is not sys.stdout:
         # The step silences stdout only when it wrote to it directly; the watch wrapped it.
         from alpaca_cli.steps.tail import silence_stdout

@@ -9,10 +9,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Annotated
 
-import typer
-
 from alpaca_cli.commands._common import CONTROLLER, FILES, render, takes
-from alpaca_cli.commands._completion import complete_symbols
+from alpaca_cli.commands._completion import symbols_argument
 
 if TYPE_CHECKING:
     from alpaca_cli.runtime import Invocation
@@ -24,12 +22,9 @@ def command(
     invocation: Invocation,
     symbols: Annotated[
         list[str] | None,
-        typer.Argument(
-            metavar="[SYMBOL]...",
-            help="Symbols to remove (BASE/QUOTE or *) [default: every symbol the state file "
-            "records as subscribed].",
-            show_default=False,
-            autocompletion=complete_symbols,
+        symbols_argument(
+            "Symbols to remove (BASE/QUOTE or *) [default: every symbol the state file "
+            "records as subscribed]."
         ),
     ] = None,
 ) -> None:

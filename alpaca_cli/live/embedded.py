@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from alpaca_cli.closing import Closing
 from alpaca_cli.errors import PlatformUnreachable
 
 __all__ = [
@@ -149,7 +150,7 @@ def reclaim_stale_dirs(base: Path | None = None) -> list[Path]:
     return removed
 
 
-class EmbeddedProcess:
+class EmbeddedProcess(Closing):
     """Start, wait for, and stop ``alpaca-md dev up`` as a child process.
 
     Example::
@@ -306,9 +307,7 @@ class EmbeddedProcess:
             with contextlib.suppress(OSError):
                 os.close(owner)
 
-    def __enter__(self) -> EmbeddedProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
+    def close(self) -> None:
+        """:meth:`stop`, then :meth:`cleanup` (what leaving ``with`` does)."""
         self.stop()
         self.cleanup()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
+from alpaca_cli.closing import Closing
 from alpaca_cli.live import format as fmt
 from alpaca_cli.live.stats import SHORT_WINDOW, RunInfo, StreamStats
 
@@ -28,8 +29,9 @@ def summary_line(stats: StreamStats, info: RunInfo, now: float) -> str:
     )
 
 
-class PlainSummary:
-    """Writes :func:`summary_line` to ``stream`` every ``interval`` seconds of ``tick`` time."""
+class PlainSummary(Closing):
+    """Writes :func:`summary_line` to ``stream`` every ``interval`` seconds of ``tick`` time;
+    ``with`` it as with the live table (there is nothing to close)."""
 
     def __init__(
         self, stats: StreamStats, info: RunInfo, stream: TextIO, *, interval: float = INTERVAL
@@ -47,3 +49,6 @@ class PlainSummary:
         self._next = now + self._interval
         self._stream.write(summary_line(self._stats, self._info, now) + "\n")
         self._stream.flush()
+
+    def close(self) -> None:
+        pass

@@ -131,12 +131,15 @@ def write_report(path: Path, report: Mapping[str, Any]) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write ``text`` atomically (temp file + rename): the report and ``--junit`` use it."""
+    """Write ``text`` atomically (temp file, fsync, rename), mode 0600 (``mkstemp``'s): the
+    report, ``--junit`` and ``dev up --write-env`` use it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -46,8 +46,6 @@ LONG_WINDOW = 60.0
 BUCKET = 0.5
 """Width in seconds of one rate bucket: the rates' time resolution."""
 
-DATA_KINDS = ("t", "q", "b", "d", "u", "o")
-"""Wire ``T`` of the data messages, in the order the views list counts."""
 CHANNEL_OF_KIND = {
     "t": "trades",
     "q": "quotes",

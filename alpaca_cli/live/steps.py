@@ -17,16 +17,7 @@ from alpaca_cli.errors import AlpacaMdError
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["StepFailed", "StepRunner"]
-
-
-class StepFailed(Exception):
-    """Marker: a step failed and its ✗ line is already printed (``error`` is the cause)."""
-
-    def __init__(self, name: str, error: BaseException) -> None:
-        super().__init__(f"{name}: {error}")
-        self.name = name
-        self.error = error
+__all__ = ["StepRunner"]
 
 
 class StepRunner:

@@ -10,9 +10,9 @@ Stdout stays untouched (``redirect_stdout=False``): ``--json`` data may go there
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import TYPE_CHECKING
 
+from alpaca_cli.closing import Closing
 from alpaca_cli.live import format as fmt
 from alpaca_cli.live.stats import RunInfo, StreamStats, SymbolRow
 
@@ -191,7 +191,7 @@ def render(
     return Group(*parts)
 
 
-class LiveTable:
+class LiveTable(Closing):
     """A Rich ``Live`` on a stderr console, redrawn by :meth:`tick`.
 
     Example::
@@ -230,12 +230,7 @@ class LiveTable:
         view = render(self._stats, self._info, now, self._console.width, self._console.height)
         self._live.update(view, refresh=True)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         if self._live is not None:
             self._live.stop()
             self._live = None

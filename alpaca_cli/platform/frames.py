@@ -46,17 +46,14 @@ class FrameMeta:
 
     def to_json(self) -> dict[str, Any]:
         """camelCase keys, as on the wire; absent values omitted."""
-        out: dict[str, Any] = {}
-        if self.websocket_id is not None:
-            out["websocketId"] = self.websocket_id
-        if self.websocket_url is not None:
-            out["websocketUrl"] = self.websocket_url
-        if self.timestamp is not None:
-            out["timestamp"] = self.timestamp
-        if self.content_type is not None:
-            out["contentType"] = self.content_type
-        if self.event_id is not None:
-            out["eventId"] = self.event_id
+        wire = {
+            "websocketId": self.websocket_id,
+            "websocketUrl": self.websocket_url,
+            "timestamp": self.timestamp,
+            "contentType": self.content_type,
+            "eventId": self.event_id,
+        }
+        out: dict[str, Any] = {key: value for key, value in wire.items() if value is not None}
         if self.envelope:
             out["envelope"] = True
         return out

@@ -238,19 +238,14 @@ def deploy_worker(
                     gateway.delete_worker(created_id)
                     rt.progress(f"StartWorker failed; deleted worker {created_id} again")
                     state.worker = None
-                except CommandRefused as cleanup:
-                    if cleanup.status == "NOT_FOUND":
+                except AlpacaMdError as cleanup:
+                    if isinstance(cleanup, CommandRefused) and cleanup.status == "NOT_FOUND":
                         state.worker = None
                     else:
                         rt.warn(
                             f"worker {created_id} could not be started nor deleted; it is recorded "
                             "in the state file: `alpaca-md teardown` removes it"
                         )
-                except AlpacaMdError:
-                    rt.warn(
-                        f"worker {created_id} could not be started nor deleted; it is recorded in "
-                        "the state file: `alpaca-md teardown` removes it"
-                    )
         run_id = state.run_id
     if failure is not None:
         raise failure

@@ -63,11 +63,6 @@ class ListResult:
         }
 
 
-def controller_list(rt: Runtime) -> list[ConnectionInfo]:
-    """The controller worker's ``list`` command (through pub/sub), as connection records."""
-    return rt.controller().list()
-
-
 def list_platform(
     rt: Runtime, *, workers: bool = True, connections: bool = True, via: Via = "auto"
 ) -> ListResult:
@@ -92,7 +87,7 @@ def list_platform(
         use_controller = via == "controller" or (via == "auto" and result.state_worker_id)
         if use_controller:
             try:
-                result.connections = controller_list(rt)
+                result.connections = rt.controller().list()  # through pub/sub
                 result.connections_via = "controller"
             except (ReplyTimeout, SidecarUnreachable) as exc:
                 if via == "controller":

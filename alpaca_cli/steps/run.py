@@ -121,13 +121,11 @@ def _interactive() -> bool:
 
 def _embedded_args(opts: RunOptions) -> list[str]:
     args: list[str] = []
-    if opts.drop_after is not None:
-        args += ["--drop-after", f"{opts.drop_after:g}"]
-    if opts.rate is not None:
-        args += ["--rate", f"{opts.rate:g}"]
-    if opts.symbol_limit is not None:
-        args += ["--symbol-limit", str(opts.symbol_limit)]
-    for flag, value in opts.platform_knobs.items():
+    given: dict[str, float | int | str | bool | None] = {"--drop-after": opts.drop_after}
+    given |= {"--rate": opts.rate, "--symbol-limit": opts.symbol_limit, **opts.platform_knobs}
+    for flag, value in given.items():
+        if value is None:
+            continue
         if value is True:
             args.append(flag)
         elif isinstance(value, float):
@@ -283,16 +281,9 @@ class _Run:
 
         self._require_keys()
         self._check_health()
-        self._build()
-        self._check_stop()
-        self._deploy()
-        self._check_stop()
-        self._connect()
-        self._check_stop()
-        self._publish()
-        self._check_stop()
-        self._auth()
-        self._check_stop()
+        for step in (self._build, self._deploy, self._connect, self._publish, self._auth):
+            step()
+            self._check_stop()
         self._subscribe()
         self._check_stop()
         reason = self._stream()
@@ -428,8 +419,7 @@ class _Run:
         from alpaca_cli.live.loop import LIFECYCLE_TOPIC
         from alpaca_cli.steps.connect import connect_stream
 
-        rt = self.rt
-        assert rt is not None
+        rt = self._rt()
         with self.steps.step("connect", f"connecting to {rt.config.stream_url}") as step:
             # Lifecycle events first, so no reconnect of the new connection goes unseen.
             self.lifecycle = rt.subscription(LIFECYCLE_TOPIC)
@@ -444,8 +434,7 @@ class _Run:
     def _publish(self) -> None:
         from alpaca_cli.steps.publish import start_publishing
 
-        rt = self.rt
-        assert rt is not None
+        rt = self._rt()
         with self.steps.step("publish", f"publishing to topic {rt.config.topic}") as step:
             # Subscribed before publishing: the answers to auth and subscribe are on the topic.
             # The invocation's one stream on it: auth and subscribe wait on this same stream
@@ -460,7 +449,6 @@ class _Run:
     def _auth(self) -> None:
         from alpaca_cli.steps.auth import authenticate
 
-        assert self.rt is not None
         with self.steps.step("auth", "authenticating with Alpaca") as step:
             result = self._retrying_406(lambda: authenticate(self._rt()))
             step.detail = result.message
@@ -521,8 +509,7 @@ class _Run:
     def _subscribe(self) -> None:
         from alpaca_cli.steps.subscribe import subscribe_symbols
 
-        rt = self.rt
-        assert rt is not None
+        rt = self._rt()
         channels = rt.config.channels
         with self.steps.step("subscribe", f"subscribing to {', '.join(channels)}") as step:
             result = subscribe_symbols(rt)
@@ -620,8 +607,7 @@ class _Run:
         from alpaca_cli.errors import CommandRefused
         from alpaca_cli.steps.connect import connect_stream
 
-        rt = self.rt
-        assert rt is not None
+        rt = self._rt()
         worker = self.created_worker
         if worker is not None:
             # Without its controller worker a create can only time out (twice: the dropped-
@@ -660,8 +646,7 @@ class _Run:
         from alpaca_cli.platform.controller import NOT_CONNECTED, says
         from alpaca_cli.steps.publish import start_publishing
 
-        rt = self.rt
-        assert rt is not None
+        rt = self._rt()
         try:
             start_publishing(rt)
             return
@@ -682,7 +667,7 @@ class _Run:
 
         if self.console is not None:
             return LiveTable(self.stats, self.info, self.console)
-        return _Plain(PlainSummary(self.stats, self.info, sys.stderr))
+        return PlainSummary(self.stats, self.info, sys.stderr)
 
     def _refresh_status(self) -> None:
         assert self.rt is not None
@@ -940,22 +925,6 @@ def _runtime_class() -> type[Runtime]:
             self.log(message)
 
     return RunRuntime
-
-
-class _Plain:
-    """:class:`PlainSummary` with the context-manager shape of the live table."""
-
-    def __init__(self, summary: Any) -> None:
-        self._summary = summary
-
-    def __enter__(self) -> _Plain:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def tick(self, now: float, *, force: bool = False) -> None:
-        self._summary.tick(now, force=force)
 
 
 def _write_summaries(opts: RunOptions, run: _Run, report: dict[str, Any], outcome: Outcome) -> None:

@@ -10,7 +10,7 @@ as refusals (exit 5).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -68,61 +68,34 @@ def subscribe_symbols(rt: Runtime) -> SubscribeResult:
         SidecarUnreachable: from the pub/sub client.
     """
     from alpaca_cli.alpaca.codec import encode_subscribe
-    from alpaca_cli.alpaca.messages import Error, Subscription
-    from alpaca_cli.errors import CommandRefused, ReplyTimeout
-    from alpaca_cli.steps.auth import _Matcher, listen
     from alpaca_cli.steps.connect import require_connection
 
     config = rt.config
     channels = list(config.channels)
     symbols = check_symbols(config.symbols)
     connection = require_connection(rt)
-    stream = listen(rt, connection.id)
-    controller = rt.controller()
-    rt.progress(
-        f"Subscribing connection {connection.id} to {', '.join(channels)}: {', '.join(symbols)}"
-    )
-    for message in encode_subscribe(dict.fromkeys(channels, symbols)):
-        controller.send_raw(connection.id, message)
-    if stream is None:
-        rt.progress(
-            "Sent. The connection does not publish, so Alpaca's confirmation cannot be seen: "
-            "run `alpaca-md publish` first to verify it."
-        )
-        return SubscribeResult(connection.id, channels, symbols, verified=False)
-
-    match = _Matcher(connection.id, (Subscription, Error))
     wanted = set(symbols)
 
-    def answer(msg: Message) -> bool:
-        if not match(msg):
-            return False
-        if isinstance(msg, Error):
-            return True
-        assert isinstance(msg, Subscription)
-        confirmed = msg.channels()
+    def settled(confirmed: Mapping[str, tuple[str, ...]]) -> bool:
         for channel in channels:
             have = set(confirmed.get(channel, ()))
             if not ("*" in have or wanted <= have):
                 return False
         return True
 
-    found = stream.wait_for(answer, config.timeout, on_item=match.see, interrupt=rt.stop)
-    if found is None:
-        raise ReplyTimeout(
-            f"no subscription confirmation from Alpaca on topic {stream.topic!r} within "
-            f"{config.timeout:g} s.",
-            hint="Is the connection authenticated (`alpaca-md auth`) and still open "
-            "(`alpaca-md list`)?",
-        )
-    if isinstance(found, Error):
-        raise CommandRefused(
-            f"Alpaca refused the subscription: {found.code} {found.msg}.",
-            alpaca_code=found.code,
-            hint=_hint(found.code),
-        )
-    assert isinstance(found, Subscription)
-    confirmed = {ch: list(syms) for ch, syms in found.channels().items() if syms}
+    confirmed = change_subscription(
+        rt,
+        connection.id,
+        encode_subscribe(dict.fromkeys(channels, symbols)),
+        f"Subscribing connection {connection.id} to {', '.join(channels)}: {', '.join(symbols)}",
+        settled,
+        what="subscription",
+        timeout_hint="Is the connection authenticated (`alpaca-md auth`) and still open "
+        "(`alpaca-md list`)?",
+        refusal_hints=_HINTS,
+    )
+    if confirmed is None:
+        return SubscribeResult(connection.id, channels, symbols, verified=False)
     with rt.store.transaction() as state:
         state.channel = channels[0]
         state.subscriptions = confirmed
@@ -130,10 +103,77 @@ def subscribe_symbols(rt: Runtime) -> SubscribeResult:
     return SubscribeResult(connection.id, channels, symbols, verified=True, confirmed=confirmed)
 
 
-def _hint(code: int) -> str | None:
-    return {
-        405: "Your Alpaca plan allows fewer symbols: subscribe to fewer.",
-        410: "This endpoint does not serve that channel: pick another --channel.",
-        401: "Authenticate first: `alpaca-md auth`.",
-        400: "Check the symbols (BASE/QUOTE, upper case).",
-    }.get(code)
+def change_subscription(
+    rt: Runtime,
+    connection_id: str,
+    messages: Iterable[bytes],
+    announce: str,
+    settled: Callable[[Mapping[str, tuple[str, ...]]], bool],
+    *,
+    what: str,
+    timeout_hint: str,
+    refusal_hints: Mapping[int, str] | None = None,
+) -> dict[str, list[str]] | None:
+    """Send subscribe or unsubscribe ``messages`` with ``send_raw`` and wait for Alpaca's answer.
+
+    The topic is listened to before anything is sent, so the confirmation cannot be missed.
+    Alpaca answers every change with its whole current set; the wait ends at the first one of
+    ``connection_id`` that ``settled`` accepts (or at an error).
+
+    Returns:
+        The confirmed set (channel -> symbols, non-empty channels only), or ``None`` when the
+        connection does not publish (the change was sent but cannot be seen).
+
+    Raises:
+        CommandRefused: Alpaca answered an error (``refusal_hints`` by code), or the controller
+            refused ``send_raw``.
+        ReplyTimeout: no confirmation on the topic in time.
+    """
+    from alpaca_cli.alpaca.messages import Error, Subscription
+    from alpaca_cli.errors import CommandRefused, ReplyTimeout
+    from alpaca_cli.steps.auth import _Matcher, listen
+
+    stream = listen(rt, connection_id)
+    controller = rt.controller()
+    rt.progress(announce)
+    for message in messages:
+        controller.send_raw(connection_id, message)
+    if stream is None:
+        rt.progress(
+            "Sent. The connection does not publish, so Alpaca's confirmation cannot be seen: "
+            "run `alpaca-md publish` first to verify it."
+        )
+        return None
+
+    match = _Matcher(connection_id, (Subscription, Error))
+
+    def answer(msg: Message) -> bool:
+        if not match(msg):
+            return False
+        return isinstance(msg, Error) or (isinstance(msg, Subscription) and settled(msg.channels()))
+
+    timeout = rt.config.timeout
+    found = stream.wait_for(answer, timeout, on_item=match.see, interrupt=rt.stop)
+    if found is None:
+        raise ReplyTimeout(
+            f"no subscription confirmation from Alpaca on topic {stream.topic!r} within "
+            f"{timeout:g} s.",
+            hint=timeout_hint,
+        )
+    if isinstance(found, Error):
+        raise CommandRefused(
+            f"Alpaca refused the {what}: {found.code} {found.msg}.",
+            alpaca_code=found.code,
+            hint=(refusal_hints or {}).get(found.code),
+        )
+    assert isinstance(found, Subscription)
+    return {ch: list(syms) for ch, syms in found.channels().items() if syms}
+
+
+_HINTS = {
+    405: "Your Alpaca plan allows fewer symbols: subscribe to fewer.",
+    410: "This endpoint does not serve that channel: pick another --channel.",
+    401: "Authenticate first: `alpaca-md auth`.",
+    400: "Check the symbols (BASE/QUOTE, upper case).",
+}
+"""The hint of each Alpaca refusal of a subscription."""

@@ -661,13 +661,17 @@ def _open(rt: Runtime, topic: str) -> TopicStream:
 def silence_stdout(sink: TextIO) -> None:
     """After the reader closed the pipe, point stdout at /dev/null so the interpreter's final
     flush cannot raise BrokenPipeError again."""
+    if sink is sys.stdout:
+        to_devnull(sys.stdout)
+
+
+def to_devnull(stream: TextIO) -> None:
+    """Point ``stream``'s file descriptor at /dev/null (nothing when it has none)."""
     import os
 
-    if sink is not sys.stdout:
-        return
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, stream.fileno())
         os.close(devnull)
-    except (OSError, ValueError):  # pragma: no cover - stdout without a file descriptor
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - no file descriptor
         pass

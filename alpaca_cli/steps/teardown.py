@@ -140,7 +140,7 @@ def _named_by_own_state(state_path: str | None, kind: str, object_id: str) -> bo
 _Tagged = TypeVar("_Tagged", "WorkerInfo", "ConnectionInfo")
 
 
-def _orphans(
+def find_orphans(
     objects: list[_Tagged], known_ids: set[str], kind: Literal["worker", "connection"]
 ) -> tuple[list[_Tagged], int]:
     """Objects tagged as ours that no state file on this host names; and how many were made on
@@ -163,20 +163,6 @@ def _orphans(
             continue
         orphans.append(obj)
     return orphans, other_hosts
-
-
-def find_orphans(
-    rt: Runtime, workers: list[WorkerInfo], known_ids: set[str]
-) -> tuple[list[WorkerInfo], int]:
-    """Workers tagged as ours that no state file on this host names (see :func:`_orphans`)."""
-    return _orphans(workers, known_ids, "worker")
-
-
-def find_orphan_connections(
-    connections: list[ConnectionInfo], known_ids: set[str]
-) -> tuple[list[ConnectionInfo], int]:
-    """Connections tagged as ours that no state file on this host names (hole 1)."""
-    return _orphans(connections, known_ids, "connection")
 
 
 def _platform_gone(rt: Runtime, recorded: str | None) -> str | None:
@@ -362,9 +348,11 @@ def teardown(
             known_conns = {state.connection.id} if state.connection else set()
             try:
                 all_workers = workers if workers is not None else once_more(gateway.list_workers)
-                result.orphans, result.other_hosts = find_orphans(rt, all_workers, known_workers)
+                result.orphans, result.other_hosts = find_orphans(
+                    all_workers, known_workers, "worker"
+                )
                 conns = once_more(gateway.list_connections)
-                result.orphan_connections, other = find_orphan_connections(conns, known_conns)
+                result.orphan_connections, other = find_orphans(conns, known_conns, "connection")
                 result.other_hosts += other
             except AlpacaMdError as exc:
                 result.failures.append(exc)

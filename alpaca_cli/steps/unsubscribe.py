@@ -12,12 +12,11 @@ what counts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from alpaca_cli.alpaca.messages import Message
     from alpaca_cli.runtime import Runtime
 
 __all__ = ["UnsubscribeResult", "unsubscribe_symbols"]
@@ -52,11 +51,9 @@ def unsubscribe_symbols(
         SidecarUnreachable: from the pub/sub client.
     """
     from alpaca_cli.alpaca.codec import encode_subscribe
-    from alpaca_cli.alpaca.messages import Error, Subscription
-    from alpaca_cli.errors import CommandRefused, ReplyTimeout, UsageError
-    from alpaca_cli.steps.auth import _Matcher, listen
+    from alpaca_cli.errors import UsageError
     from alpaca_cli.steps.connect import require_connection
-    from alpaca_cli.steps.subscribe import check_symbols
+    from alpaca_cli.steps.subscribe import change_subscription, check_symbols
 
     connection = require_connection(rt)
     state = rt.store.read()
@@ -75,45 +72,22 @@ def unsubscribe_symbols(
                 + "; nothing was sent.",
                 hint="Name the symbols: alpaca-md unsubscribe --channel trades BTC/USD.",
             )
-    stream = listen(rt, connection.id)
-    controller = rt.controller()
-    rt.progress(
-        f"Unsubscribing connection {connection.id}: "
-        + "; ".join(f"{ch}: {', '.join(s)}" for ch, s in removed.items())
-    )
-    for message in encode_subscribe(removed, unsubscribe=True):
-        controller.send_raw(connection.id, message)
-    if stream is None:
-        rt.progress(
-            "Sent. The connection does not publish, so Alpaca's confirmation cannot be seen: "
-            "run `alpaca-md publish` first to verify it."
-        )
-        return UnsubscribeResult(connection.id, removed, verified=False)
 
-    match = _Matcher(connection.id, (Subscription, Error))
-
-    def answer(msg: Message) -> bool:
-        if not match(msg):
-            return False
-        if isinstance(msg, Error):
-            return True
-        assert isinstance(msg, Subscription)
-        confirmed = msg.channels()
+    def settled(confirmed: Mapping[str, tuple[str, ...]]) -> bool:
         return all(not set(gone) & set(confirmed.get(ch, ())) for ch, gone in removed.items())
 
-    found = stream.wait_for(answer, rt.config.timeout, on_item=match.see, interrupt=rt.stop)
-    if found is None:
-        raise ReplyTimeout(
-            f"no subscription confirmation from Alpaca on topic {stream.topic!r} within "
-            f"{rt.config.timeout:g} s.",
-            hint="Is the connection authenticated and still open (`alpaca-md list`)?",
-        )
-    if isinstance(found, Error):
-        raise CommandRefused(
-            f"Alpaca refused the unsubscribe: {found.code} {found.msg}.", alpaca_code=found.code
-        )
-    assert isinstance(found, Subscription)
-    remaining = {ch: list(syms) for ch, syms in found.channels().items() if syms}
+    remaining = change_subscription(
+        rt,
+        connection.id,
+        encode_subscribe(removed, unsubscribe=True),
+        f"Unsubscribing connection {connection.id}: "
+        + "; ".join(f"{ch}: {', '.join(s)}" for ch, s in removed.items()),
+        settled,
+        what="unsubscribe",
+        timeout_hint="Is the connection authenticated and still open (`alpaca-md list`)?",
+    )
+    if remaining is None:
+        return UnsubscribeResult(connection.id, removed, verified=False)
     with rt.store.transaction() as current:
         current.subscriptions = remaining
     rt.progress(
