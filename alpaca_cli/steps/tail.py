@@ -370,6 +370,7 @@ def make_formatter(
     )
     from alpaca_cli.alpaca.timestamps import format_rfc3339
 
+    # No filter, the usual tail: JSON lines skip the keep() call per message (about 0.1 us).
     keep_all = types is None and symbols is None
 
     def keep(msg: Message) -> bool:
@@ -441,7 +442,8 @@ def make_formatter(
         encode. Anything else (msgpack, a pretty-printed frame) is written afresh.
         """
         payload = item.payload
-        if payload[:1] == b"[" and b"\n" not in payload and b"\r" not in payload:
+        array = payload[:1] == b"["
+        if array and b"\n" not in payload and b"\r" not in payload:
             try:
                 raws = raws_of(payload)
             except msgspec.DecodeError:
@@ -449,7 +451,7 @@ def make_formatter(
             if raws is not None and len(raws) == len(item.messages):
                 return raws
         try:
-            objects = orjson.loads(payload) if payload[:1] == b"[" else None
+            objects = orjson.loads(payload) if array else None
         except orjson.JSONDecodeError:
             objects = None
         if not (isinstance(objects, list) and len(objects) == len(item.messages)):
