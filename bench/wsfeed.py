@@ -28,22 +28,26 @@ from typing import Any
 
 import orjson
 
+from alpaca_cli.alpaca.timestamps import format_rfc3339
+from alpaca_cli.devstack.feed.market import TRADE_ID_BASE
 from bench.frames import generate
 
-__all__ = ["TRADE_ID_BASE", "Templates", "build_frames", "main"]
+__all__ = ["Templates", "build_frames", "main"]
 
-TRADE_ID_BASE = 2**53
-"""As ``dev feed``: the first trade id of a connection is ``TRADE_ID_BASE + 1``."""
 _TICK = 0.01
 """Seconds between paced sends (``dev feed``'s default tick)."""
 
 
 def build_frames(frame_messages: int, messages: int = 20_000) -> list[bytes]:
     """The generated stream of :mod:`bench.frames`, re-packed ``frame_messages`` to a frame."""
-    w = generate(messages)
-    flat: list[Any] = [m for f in w.json_frames for m in orjson.loads(f)]
+    flat = _messages(messages)
     step = max(1, frame_messages)
     return [orjson.dumps(flat[i : i + step]) for i in range(0, len(flat), step)]
+
+
+def _messages(count: int) -> list[Any]:
+    """The messages of :mod:`bench.frames`' generated stream, as JSON objects, in order."""
+    return [m for frame in generate(count).json_frames for m in orjson.loads(frame)]
 
 
 class Templates:
@@ -57,17 +61,16 @@ class Templates:
     def __init__(self, messages: int = 20_000) -> None:
         hole_t, hole_i = "@T@", 7_777_777_777_777_777_777
         self.parts: list[tuple[int, bytes]] = []
-        for frame in generate(messages).json_frames:
-            for msg in orjson.loads(frame):
-                kind = msg.get("T")
-                if kind not in ("t", "q", "o"):
-                    self.parts.append((0, orjson.dumps(msg)))
-                    continue
-                msg["t"] = hole_t
-                if kind == "t":
-                    msg["i"] = hole_i
-                text = orjson.dumps(msg).replace(b"%", b"%%").replace(b"@T@", b"%s%09dZ")
-                self.parts.append((3 if kind == "t" else 2, text.replace(b"%d" % hole_i, b"%d")))
+        for msg in _messages(messages):
+            kind = msg.get("T")
+            if kind not in ("t", "q", "o"):
+                self.parts.append((0, orjson.dumps(msg)))
+                continue
+            msg["t"] = hole_t
+            if kind == "t":
+                msg["i"] = hole_i
+            text = orjson.dumps(msg).replace(b"%", b"%%").replace(b"@T@", b"%s%09dZ")
+            self.parts.append((3 if kind == "t" else 2, text.replace(b"%d" % hole_i, b"%d")))
         self.next = 0
 
     def frame(self, count: int, now_ns: int, trade_id: int) -> tuple[bytes, int]:
@@ -98,7 +101,8 @@ class Templates:
 
 
 def _head(second: int) -> bytes:
-    return time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second)).encode()
+    """``YYYY-MM-DDTHH:MM:SS.`` of ``second``, the part of ``t`` a frame's messages share."""
+    return format_rfc3339(second * 1_000_000_000)[:-1].encode() + b"."
 
 
 async def _serve(

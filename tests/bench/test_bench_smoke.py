@@ -160,7 +160,8 @@ def test_a_step_can_read_dev_ups_own_feed() -> None:
 
 def test_the_paced_source_numbers_trades_and_stamps_each_frame_when_sent() -> None:
     from alpaca_cli.alpaca.codec import decode
-    from bench.wsfeed import TRADE_ID_BASE, Templates
+    from alpaca_cli.devstack.feed import TRADE_ID_BASE
+    from bench.wsfeed import Templates
 
     templates = Templates(messages=600)
     second = 1_764_000_000 * 10**9
