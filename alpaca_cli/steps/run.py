@@ -281,11 +281,16 @@ class _Run:
 
         self._require_keys()
         self._check_health()
-        for step in (self._build, self._deploy, self._connect, self._publish, self._auth):
+        for step in (
+            self._build,
+            self._deploy,
+            self._connect,
+            self._publish,
+            self._auth,
+            self._subscribe,
+        ):
             step()
             self._check_stop()
-        self._subscribe()
-        self._check_stop()
         reason = self._stream()
         if not self.guard.stop.is_set():
             self._list()
