@@ -6,6 +6,8 @@ no colour, no header, no truncation, tab-separated columns, RFC 3339 UTC times. 
 
 Data is written with ``sys.stdout.write``; Rich renders into a string first so that it never
 wraps piped output at 80 columns.
+When the reader of a pipe leaves, :func:`silence_stdout` points the descriptor at /dev/null so
+the interpreter's last flush cannot fail again.
 """
 
 from __future__ import annotations
@@ -121,4 +123,30 @@ def _write_rich(tables: Sequence[Table], stream: TextIO) -> None:
             console.print(rich_table)
 
 
-__all__ = ["Table", "cell", "force_color", "use_rich", "write_json", "write_tables"]
+def silence_stdout(sink: TextIO) -> None:
+    """After the reader closed the pipe, point stdout at /dev/null so the interpreter's final
+    flush cannot raise BrokenPipeError again."""
+    if sink is sys.stdout:
+        to_devnull(sys.stdout)
+
+
+def to_devnull(stream: TextIO) -> None:
+    """Point ``stream``'s file descriptor at /dev/null (nothing when it has none)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - no file descriptor
+        pass
+
+
+__all__ = [
+    "Table",
+    "cell",
+    "force_color",
+    "silence_stdout",
+    "to_devnull",
+    "use_rich",
+    "write_json",
+    "write_tables",
+]

@@ -109,7 +109,7 @@ class SafeStream:
     def _break(self) -> None:
         self.broken = True
         # The interpreter flushes stderr at exit too: point the descriptor at /dev/null.
-        from alpaca_cli.steps.tail import to_devnull
+        from alpaca_cli.output import to_devnull
 
         to_devnull(self._stream)
 
@@ -246,7 +246,7 @@ def _guarded(call: Callable[[Any, Redactor], Any]) -> Any:
             result = call(guard.stop, redactor)
         except BrokenPipeError:
             # The reader of stdout left (`alpaca-md list | head -1`): not an error.
-            from alpaca_cli.steps.tail import silence_stdout
+            from alpaca_cli.output import silence_stdout
 
             silence_stdout(sys.stdout)
             return None

@@ -139,7 +139,7 @@ def command(
         )
     if result.reason == "pipe-closed" and sink is not sys.stdout:
         # The step silences stdout only when it wrote to it directly; the watch wrapped it.
-        from alpaca_cli.steps.tail import silence_stdout
+        from alpaca_cli.output import silence_stdout
 
         silence_stdout(sys.stdout)
     rt.log(

@@ -1009,7 +1009,7 @@ def execute(opts: RunOptions) -> Outcome:
         try:
             write_json(report)
         except BrokenPipeError:  # the reader left (`| head`): the outcome stands
-            from alpaca_cli.steps.tail import silence_stdout
+            from alpaca_cli.output import silence_stdout
 
             silence_stdout(sys.stdout)
     return outcome

@@ -543,6 +543,7 @@ def tail_topic(
         SidecarUnreachable, CredentialsRefused: from the pub/sub client.
     """
     from alpaca_cli.errors import UsageError
+    from alpaca_cli.output import silence_stdout
     from alpaca_cli.stream import POLL_INTERVAL
 
     if count is not None and count < 1:
@@ -658,22 +659,3 @@ def _open(rt: Runtime, topic: str) -> TopicStream:
             status=exc.status,
             hint=SPLIT_HINT,
         ) from exc
-
-
-def silence_stdout(sink: TextIO) -> None:
-    """After the reader closed the pipe, point stdout at /dev/null so the interpreter's final
-    flush cannot raise BrokenPipeError again."""
-    if sink is sys.stdout:
-        to_devnull(sys.stdout)
-
-
-def to_devnull(stream: TextIO) -> None:
-    """Point ``stream``'s file descriptor at /dev/null (nothing when it has none)."""
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, stream.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):  # pragma: no cover - no file descriptor
-        pass
