@@ -297,26 +297,23 @@ def _times_known(msgs: list[Any]) -> bool:
     of the first that differs (backreferences; two, because a frame's bars carry their minute
     and its trades the current second); each second must then be a key of the per-second
     cache, which holds only ``YYYY-MM-DDTHH:MM:SS`` date-times :func:`~.timestamps.parse_rfc3339`
-    has validated (real calendar day, hour, minute, second). The newline count proves no ``t`` held
-    a newline of its own. Anything else (a new second, a third one, an offset, a msgpack ext)
-    answers False and takes the careful way, which is just as strict.
+    has validated (real calendar day, hour, minute, second). No ``t`` can hold a newline of its
+    own and still match: that takes two timestamps' worth of text, longer than msgspec lets a
+    ``t`` be (:data:`~.messages.MAX_TIME_TEXT`). Anything else (a new second, a third one, an
+    offset, a msgpack ext) answers False and takes the careful way, which is just as strict.
     """
     try:
         joined = "\n".join(map(_T, msgs))
     except (AttributeError, TypeError):  # a control message (no t), an ext
         return False
     m = _ONE_OR_TWO_SECONDS(joined)
-    if m is None or joined.count("\n") != len(msgs) - 1:
-        return False
-    return m[1] in _SECONDS and (m.lastindex == 1 or m[2] in _SECONDS)
+    return m is not None and joined[:19] in _SECONDS and (m.lastindex == 1 or m[2] in _SECONDS)
 
 
 def _fault(exc: msgspec.ValidationError, index: int | None) -> DecodeError:
     """A DecodeError naming the wire key msgspec's message points at (``$.b[0].p`` -> ``b``)."""
     text = str(exc)
     reason, _, path = text.partition(" - at `$")
-    if "matching regex" in reason:  # our RFC 3339 pattern: name it, do not print it
-        reason = "bad timestamp"
     field = None
     m = _PATH_HEAD.match(path)
     if m is not None:
@@ -325,6 +322,8 @@ def _fault(exc: msgspec.ValidationError, index: int | None) -> DecodeError:
         missing = _MISSING.match(reason)
         if missing is not None:
             field = missing.group(1)
+    if field == "t" and "of length" in reason:  # longer than any timestamp (MAX_TIME_TEXT)
+        reason = "bad timestamp"
     return DecodeError(reason, index=index, field=field)
 
 

@@ -35,7 +35,7 @@ the usual case and costs nothing), so a newer server never loses information on 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
 
 import msgspec
 
@@ -83,13 +83,19 @@ class Level(msgspec.Struct, frozen=True, gc=False):
     s: float
 
 
+MAX_TIME_TEXT = 35
+"""The longest RFC 3339 timestamp :func:`~.timestamps.parse_rfc3339` accepts:
+``YYYY-MM-DDTHH:MM:SS.fffffffff+HH:MM``. Longer text in ``t`` is rejected while decoding."""
+
 if TYPE_CHECKING:
     WireTime: TypeAlias = int | str
     """``t`` of a data message: RFC 3339 text as a JSON frame had it, or integer nanoseconds."""
 else:
     # What msgspec decodes: text (the codec then proves it RFC 3339) or an Ext, a msgpack
     # Timestamp, which the codec checks and turns into nanoseconds before the message leaves it.
-    WireTime = str | msgspec.msgpack.Ext
+    # The length bound is checked in C and is what lets the codec's frame-wide check skip
+    # counting newlines: two timestamps joined by one need at least 41 characters.
+    WireTime = Annotated[str, msgspec.Meta(max_length=MAX_TIME_TEXT)] | msgspec.msgpack.Ext
 
 
 def time_ns(t: int | str) -> int:

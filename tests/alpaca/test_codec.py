@@ -523,6 +523,13 @@ def test_the_decoders_timestamp_fast_path_is_as_strict_as_parse_rfc3339(stamp: s
         assert info.value.field == "t"
 
 
+def test_a_t_longer_than_any_timestamp_is_a_bad_timestamp() -> None:
+    """msgspec's length bound rejects it while decoding, and the error says what it is."""
+    with pytest.raises(DecodeError) as info:
+        decode(orjson.dumps([_trade("2024-03-12T10:27:48.5Z"), _trade("2" * 36)]))
+    assert (info.value.reason, info.value.index, info.value.field) == ("bad timestamp", 1, "t")
+
+
 def _trade(t: str) -> dict[str, Any]:
     return {"T": "t", "S": "BTC/USD", "p": 1.0, "s": 2.0, "t": t, "i": 1}
 
@@ -548,6 +555,8 @@ def _trade(t: str) -> dict[str, Any]:
                 "2024-03-12T10:27:48.\u0661Z",
                 "2024-04-31T00:00:00Z",
                 "2024-03-12T24:00:00Z",
+                "2024-03-12T10:27:48.123456789+01:00",  # the longest accepted: 35 characters
+                "2024-03-12T10:27:48.1234567890+01:00",
             ]
         ),
         min_size=1,
