@@ -175,6 +175,10 @@ class TestMarshalJson:
     def test_line_separators_are_escaped_too(self) -> None:
         assert marshal_json('"\u2028\u2029"'.encode()) == b'"\\u2028\\u2029"'
 
+    def test_other_non_ascii_text_keeps_every_escape(self) -> None:
+        raw = '{"a":"caf\u00e9 & \u2029 <"}'.encode()
+        assert marshal_json(raw) == '{"a":"caf\u00e9 \\u0026 \\u2029 \\u003c"}'.encode()
+
     def test_values_survive_even_where_bytes_do_not(self) -> None:
         raw = b'[{"T":"t","S":"BTC/USD","p":95000.10,"i":3447222699101865076,"s":0.000022}]'
         assert marshal_json(raw) != raw
