@@ -660,6 +660,11 @@ class WebSocketManager:
                     data=data,
                 ),
             )
+            # Let the sidecar's stream writers run: recv() returns buffered frames without
+            # yielding, so under load this loop published several frames per loop turn while a
+            # writer sent one, and the backlog grew until delivery fell to a tenth of the input
+            # (measured: 35k msg/s delivered of 320k offered; with the yield, 134k).
+            await asyncio.sleep(0)
 
     async def _read_drifted(self, conn: _Connection, ws: ClientConnection) -> None:
         """:meth:`_read` for the ``envelope`` and ``bare`` formats (kept apart: the flat loop
@@ -707,6 +712,7 @@ class WebSocketManager:
                     data=raw,
                 )
             self._broker.publish(topic, event)
+            await asyncio.sleep(0)  # as in _read: the stream writers get their turn
 
     async def _reconnect(self, conn: _Connection, dropped: BaseException | None) -> bool:
         """Try the policy's attempts; True once connected again (same id, URL, topic, tags).
