@@ -33,6 +33,24 @@ ALL = ("decode", "startup", "e2e", "memory", "soak")
 DEFAULT_OUT = Path(__file__).with_name("results.json")
 
 
+_MEASURED_PACKAGES = ("msgspec", "orjson", "websockets", "grpcio", "protobuf", "httpx", "msgpack")
+
+
+def _versions() -> dict[str, str | None]:
+    """Versions of the packages on the measured paths. Absolute rates differ between sessions
+    (the e2e ceiling read 958k msg/s in one and 664k in another) and the dependencies are not
+    pinned, so a run records what it measured with; compare ratios, not rates."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in _MEASURED_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def _git_commit() -> str | None:
     proc = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
@@ -94,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": pyplatform.machine(),
             "cpus": os.cpu_count(),
             "quick": quick,
+            "packages": _versions(),
         }
     }
     if "decode" in only:
