@@ -214,22 +214,22 @@ _TS_LOW34 = (1 << 34) - 1
 
 
 def _ext_ns(ext: Ext) -> int:
-    """Nanoseconds of a msgpack Timestamp ext (type -1; 4, 8 or 12 bytes of data)."""
+    """Nanoseconds of a msgpack Timestamp ext other than the usual 8-byte form.
+
+    :func:`_finish` converts the 8-byte form (30-bit nanoseconds over 34-bit seconds) inline;
+    this takes the 4-byte (seconds) and 12-byte (nanoseconds, signed 64-bit seconds) forms and
+    rejects anything else.
+    """
     data: bytes = ext.data  # type: ignore[assignment]  # bytes at run time; the stubs say Buffer
     n = len(data)
-    if ext.code != -1 or n not in (4, 8, 12):
+    if ext.code != -1 or n not in (4, 12):
         raise _Bad("t", "timestamp is neither an RFC 3339 string nor a msgpack Timestamp")
-    if n == 8:
-        v = int.from_bytes(data, "big")
-        nanos, secs = v >> 34, v & _TS_LOW34
-    elif n == 4:
-        nanos, secs = 0, int.from_bytes(data, "big")
-    else:
-        nanos = int.from_bytes(data[:4], "big")
-        secs = int.from_bytes(data[4:], "big", signed=True)
+    if n == 4:
+        return int.from_bytes(data, "big") * 1_000_000_000
+    nanos = int.from_bytes(data[:4], "big")
     if nanos >= 1_000_000_000:
         raise _Bad("t", "bad timestamp")
-    return secs * 1_000_000_000 + nanos
+    return int.from_bytes(data[4:], "big", signed=True) * 1_000_000_000 + nanos
 
 
 def _rare(m: Any) -> Message:
@@ -261,12 +261,22 @@ def _finish(msgs: list[Any], base: int = 0) -> list[Message]:
             cls = m.__class__
             if cls not in hot:
                 msgs[i] = _rare(m)
+                continue
+            t = m.t
+            if t.__class__ is str:
+                _check_text(t)
+                continue
+            # The usual Timestamp (8 bytes: 30-bit ns over 34-bit seconds) is converted here
+            # rather than in a call: this runs per message of every msgpack frame.
+            data = t.data
+            if t.code == -1 and len(data) == 8:
+                v = int.from_bytes(data, "big")
+                nanos = v >> 34
+                if nanos >= 1_000_000_000:
+                    raise _Bad("t", "bad timestamp")
+                m.t = (v & _TS_LOW34) * 1_000_000_000 + nanos
             else:
-                t = m.t
-                if t.__class__ is str:
-                    _check_text(t)
-                else:
-                    m.t = _ext_ns(t)
+                m.t = _ext_ns(t)
     except _Bad as exc:
         raise DecodeError(exc.reason, index=base + i, field=exc.field) from None
     return msgs

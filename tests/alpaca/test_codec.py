@@ -189,6 +189,17 @@ def _msgpack_frame(*objs: bytes) -> bytes:
     return packed
 
 
+def _frame_with_ext(code: int, data: bytes, after: bytes | None = None) -> bytes:
+    """A msgpack frame of a trade whose ``t`` is the extension ``code`` holding ``data``
+    (``msgpack.ExtType`` refuses the negative codes), after the JSON message ``after``."""
+    placeholder = "\x00placeholder"
+    trade = {"T": "t", "S": "BTC/USD", "p": 1.0, "s": 2.0, "t": placeholder, "i": 1}
+    msgs = [orjson.loads(after), trade] if after is not None else [trade]
+    head = {4: b"\xd6", 8: b"\xd7", 16: b"\xd8"}.get(len(data), b"\xc7" + bytes([len(data)]))
+    ext = head + (code & 0xFF).to_bytes(1, "big") + data
+    return msgpack.packb(msgs).replace(msgpack.packb(placeholder), ext)
+
+
 class TestMsgpack:
     def test_spec_frames_decode_the_same_as_json(self) -> None:
         objs = (SPEC_TRADE, SPEC_QUOTE, SPEC_BAR, SPEC_BOOK_RESET, SPEC_BOOK_DELETE)
@@ -201,6 +212,32 @@ class TestMsgpack:
         assert b"\xd7\xff" in payload or b"\xc7\x0c\xff" in payload  # ext type -1
         [trade] = decode(payload)
         assert trade.timestamp == 1710239268_858228144  # type: ignore[union-attr]
+
+    @pytest.mark.parametrize(
+        ("code", "data", "ns"),
+        [
+            (-1, (5).to_bytes(4, "big"), 5_000_000_000),  # 4 bytes: seconds
+            (-1, ((7 << 34) | 5).to_bytes(8, "big"), 5_000_000_007),  # 8: 30-bit ns, 34-bit s
+            (-1, (7).to_bytes(4, "big") + (-5).to_bytes(8, "big", signed=True), -4_999_999_993),
+        ],
+    )
+    def test_each_timestamp_form_becomes_nanoseconds(self, code: int, data: bytes, ns: int) -> None:
+        [msg] = decode(_frame_with_ext(code, data))
+        assert msg.timestamp == ns  # type: ignore[union-attr]
+
+    @pytest.mark.parametrize(
+        ("code", "data"),
+        [
+            (-1, ((10**9) << 34).to_bytes(8, "big")),  # nanoseconds out of range, 8-byte form
+            (-1, (10**9).to_bytes(4, "big") + bytes(8)),  # the same, 12-byte form
+            (-1, bytes(6)),  # no such form
+            (5, bytes(8)),  # another extension
+        ],
+    )
+    def test_a_bad_timestamp_ext_is_a_decode_error_of_t(self, code: int, data: bytes) -> None:
+        with pytest.raises(DecodeError) as info:
+            decode(_frame_with_ext(code, data, after=SPEC_QUOTE))
+        assert (info.value.index, info.value.field) == (1, "t")
 
     def test_control_frames(self) -> None:
         payload = msgpack.packb([{"T": "success", "msg": "connected"}])
