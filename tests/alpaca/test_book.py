@@ -219,3 +219,15 @@ def test_apply_messages_skips_other_messages() -> None:
     assert books.apply_messages(msgs) == 2
     assert books["A/USD"].best_bid == (1.5, 2.0)
     assert "A/USD" in repr(books["A/USD"]) and "valid" in repr(books["A/USD"])
+
+
+class _MyUpdate(OrderBookUpdate):
+    """A caller's own subclass: still an order-book update to the books."""
+
+
+def test_apply_messages_takes_subclasses_and_skips_others_every_time() -> None:
+    books = Books()
+    update = _MyUpdate("A/USD", 1, [Level(1.0, 1.0)], [], reset=True)
+    for _ in range(2):  # the second pass answers from the memo of classes that are not books
+        assert books.apply_messages([Success("connected"), update, Trade("A/USD", 1, 1, 0, 1)]) == 1
+    assert books["A/USD"].resets == 2
