@@ -435,18 +435,31 @@ def frame_messages_at(rate: float | None) -> int:
     return max(1, min(MAX_FRAME_MESSAGES, round((rate or 0) * FEED_TICK)))
 
 
-def ceiling(*, seconds: float = 2.0, frame_messages: int = MAX_FRAME_MESSAGES) -> dict[str, Any]:
+CEILING_WINDOWS = 3
+"""Read windows of the ceiling; it reports the best. One window read 608k msg/s in one run and
+958k in another on the same kind of machine: as the denominator of the headline ratio, the
+ceiling takes the least disturbed of several, as the decode benchmark takes its best round."""
+
+
+def ceiling(
+    *,
+    seconds: float = 2.0,
+    frame_messages: int = MAX_FRAME_MESSAGES,
+    windows: int = CEILING_WINDOWS,
+) -> dict[str, Any]:
     """The most a plain ``websockets`` client handles, in data messages/s, when the feed is free.
 
     The server (:mod:`bench.wsfeed`) sends pre-encoded frames of ``frame_messages`` messages in a
     tight loop, so the reader is the limit: ``rate`` is what one Python process receiving one
-    WebSocket and parsing each frame with ``orjson`` reaches. ``offer_rate`` is the same server
+    WebSocket and parsing each frame with ``orjson`` reaches, the best of ``windows`` reads
+    (each a new connection; all are in ``read_windows``). ``offer_rate`` is the same server
     read by a client that only counts frames, which shows how far the server is from being the
     limit (it should offer at least 3x what the pipeline sustains).
     """
     with _frame_server(frame_messages) as url:
-        got = asyncio.run(_plain_client(url, seconds))
+        reads = [asyncio.run(_plain_client(url, seconds)) for _ in range(max(1, windows))]
         offer = asyncio.run(_plain_client(url, seconds, parse=False))
+    got = max(reads, key=lambda r: r["messages"] / max(1e-9, r["seconds"]))
     rate = got["messages"] / max(1e-9, got["seconds"])
     offer_rate = offer["frames"] * frame_messages / max(1e-9, offer["seconds"])
     return {
@@ -456,6 +469,7 @@ def ceiling(*, seconds: float = 2.0, frame_messages: int = MAX_FRAME_MESSAGES) -
         "server": "bench.wsfeed: pre-encoded frames in a tight loop (JSON, bench.frames mix)",
         "client": "websockets + orjson.loads of every frame, data messages counted",
         "read": got,
+        "read_windows": [round(r["messages"] / max(1e-9, r["seconds"])) for r in reads],
         "offer_read": offer,
     }
 
