@@ -38,8 +38,8 @@ _MEASURED_PACKAGES = ("msgspec", "orjson", "websockets", "grpcio", "protobuf", "
 
 def _versions() -> dict[str, str | None]:
     """Versions of the packages on the measured paths. Absolute rates differ between sessions
-    (the e2e ceiling read 958k msg/s in one and 664k in another) and the dependencies are not
-    pinned, so a run records what it measured with; compare ratios, not rates."""
+    (one window of the e2e ceiling read anywhere from 583k to 958k msg/s) and the dependencies
+    are not pinned, so a run records what it measured with; compare ratios, not rates."""
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, str | None] = {}
