@@ -90,7 +90,8 @@ _GO_ESCAPES = (
     ("\u2028".encode(), b"\\u2028"),
     ("\u2029".encode(), b"\\u2029"),
 )
-_ASCII_ESCAPES = _GO_ESCAPES[:3]
+_ASCII_ESCAPES = tuple(e for e in _GO_ESCAPES if e[0].isascii())
+"""The escapes that can match an ASCII output: the others need a non-ASCII byte."""
 
 
 class CloudEventError(ValueError):
