@@ -614,6 +614,9 @@ def test_retry_without_a_policy_or_dead_letter_topic_drops_and_logs(
             client.publish_event("pubsub", "gone", "second", data_content_type="text/plain")
             # No redelivery: the next message is the next one published.
             second = next(sub)
+            # The SDK sends acks from a queue, so the RETRY may reach the sidecar after the
+            # second message has: wait for the sidecar to have settled it, inside the capture.
+            wait_until(lambda: dapr_sidecar.sidecar.retries_exhausted > 0)
         sub.respond_success(second)
         assert (first.data(), second.data()) == ("first", "second")
         assert dapr_sidecar.sidecar.retries_exhausted == 1
